@@ -1,0 +1,3 @@
+"""Dialect Decoupling Explorer backend (never imports streamlit)."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,80 @@
+"""Command line: ``python -m explorer run|summary|represent|list``.
+
+    python -m explorer run --preset tiny --out cache/tiny
+    python -m explorer run --preset default --data madar:/data/MADAR --lam 0.05 --rank 2
+    python -m explorer summary cache/tiny --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _parser() -> argparse.ArgumentParser:
+    from .config import PRESETS, add_config_options
+
+    p = argparse.ArgumentParser(prog="python -m explorer", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="run or resume an experiment (base, arms, evaluation, representations)")
+    r.add_argument("--preset", default="default", choices=sorted(PRESETS))
+    r.add_argument("--out", default=None, help="experiment folder (default: cache/<preset>)")
+    r.add_argument("--no-bar", action="store_true", help="no progress bars (progress.json is still written)")
+    add_config_options(r)
+    s = sub.add_parser("summary", help="print an experiment's results")
+    s.add_argument("dir")
+    s.add_argument("--json", action="store_true", help="machine-readable JSON")
+    rp = sub.add_parser("represent", help="(re)build the representation and geometry caches of an experiment")
+    rp.add_argument("dir")
+    sub.add_parser("list", help="experiments under cache/")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from .store import CACHE_ROOT, Experiment, StoreError, list_experiments
+
+    try:
+        if args.cmd == "run":
+            from .config import overrides_from_args, preset_config
+            from .pipeline import run_experiment, summary, summary_table
+
+            cfg = preset_config(args.preset, **overrides_from_args(args))
+            out = Path(args.out) if args.out else CACHE_ROOT / args.preset
+            print(f"experiment folder: {out}", file=sys.stderr)
+            exp = run_experiment(cfg, out, bar=not args.no_bar)
+            print(summary_table(summary(exp)))
+        elif args.cmd == "summary":
+            from .pipeline import summary, summary_table
+
+            s = summary(Experiment(args.dir))
+            print(json.dumps(s, indent=1, ensure_ascii=False) if args.json else summary_table(s))
+        elif args.cmd == "represent":
+            from .pipeline import Progress, load_run_data
+            from .represent import stage_represent
+
+            exp = Experiment(args.dir)
+            cfg = exp.config()
+            stage_represent(exp, cfg, load_run_data(cfg), Progress(exp), force_check=True)
+        elif args.cmd == "list":
+            for p in list_experiments(CACHE_ROOT):
+                print(p)
+    except KeyboardInterrupt:
+        print("interrupted: rerun the same command to resume from the last checkpoint", file=sys.stderr)
+        return 130
+    except (StoreError, ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,142 @@
+"""Translation examples, their token encoding (with a variety label per token) and the batch schedule.
+
+A training sequence is ``<src> source <tgt> target </s>``: the tags are variety tags such as
+``<arz>``; the loss covers only the target and ``</s>``. Every token also carries the variety of
+the segment it belongs to (−1 for tags and padding), which is what the probe learns to tell apart
+and what selects the tokens the decoupling penalty counts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .corpus import ENG, HR
+from .model import variety_tag
+
+IGNORE = -100
+
+
+@dataclass(frozen=True)
+class Example:
+    src: str            # variety code of the source
+    tgt: str            # variety code of the target
+    src_text: str
+    tgt_text: str
+    sent_id: str = ""
+
+    @property
+    def direction(self) -> str:
+        return f"{self.src}-{self.tgt}"
+
+
+def directions_for(dialects: list[str], *, english: bool) -> list[tuple[str, str]]:
+    """MSA→dialect and dialect→MSA for every dialect, plus EN↔MSA when there is English."""
+    out = [(HR, d) for d in dialects] + [(d, HR) for d in dialects]
+    if english:
+        out += [(ENG, HR), (HR, ENG)]
+    return out
+
+
+def parallel_examples(frame, pairs: list[tuple[str, str]]) -> list[Example]:
+    """Examples for each (src, tgt) pair and each row of a parallel frame (columns per variety)."""
+    out = []
+    for src, tgt in pairs:
+        for sid, s, t in zip(frame["sent_id"], frame[src], frame[tgt]):
+            out.append(Example(src, tgt, s, t, sid))
+    return out
+
+
+def pair_examples(frame) -> list[Example]:
+    """EN→MSA and MSA→EN examples from a pair frame (columns ``eng``, ``arb``)."""
+    ids = frame["sent_id"] if "sent_id" in frame else [f"pair-{i}" for i in range(len(frame))]
+    out = []
+    for sid, e, a in zip(ids, frame[ENG], frame[HR]):
+        out.append(Example(ENG, HR, e, a, sid))
+        out.append(Example(HR, ENG, a, e, sid))
+    return out
+
+
+class Encoder:
+    """Turns examples into token ids with per-token variety labels. Works with any HF tokenizer:
+    for a tokenizer without our tags, the tag is simply encoded as text."""
+
+    def __init__(self, tokenizer, codes: list[str], max_len: int):
+        self.tok = tokenizer
+        self.codes = list(codes)
+        self.index = {c: i for i, c in enumerate(self.codes)}
+        self.max_len = max_len
+        self._tag_cache: dict[str, list[int]] = {}
+
+    def _ids(self, text: str) -> list[int]:
+        return self.tok(text, add_special_tokens=False)["input_ids"]
+
+    def tag(self, code: str) -> list[int]:
+        if code not in self._tag_cache:
+            self._tag_cache[code] = self._ids(variety_tag(code))
+        return self._tag_cache[code]
+
+    def prompt(self, src: str, tgt: str, text: str) -> tuple[list[int], list[int]]:
+        """Token ids and variety labels of ``[bos] <src> text <tgt>`` (what generation continues)."""
+        bos = [self.tok.bos_token_id] if self.tok.bos_token_id is not None else []
+        body = self._ids(" " + text.strip())[: self.max_len]
+        ids = bos + self.tag(src) + body + self.tag(tgt)
+        lab = [-1] * (len(bos) + len(self.tag(src))) + [self.index.get(src, -1)] * len(body) + [-1] * len(self.tag(tgt))
+        return ids, lab
+
+    def example(self, ex: Example) -> tuple[list[int], list[int], list[int]]:
+        """(input_ids, labels for the LM loss, variety label per token)."""
+        p_ids, p_lab = self.prompt(ex.src, ex.tgt, ex.src_text)
+        t_ids = self._ids(" " + ex.tgt_text.strip())[: self.max_len] + [self.tok.eos_token_id]
+        ids = p_ids + t_ids
+        labels = [IGNORE] * len(p_ids) + t_ids
+        var = p_lab + [self.index.get(ex.tgt, -1)] * (len(t_ids) - 1) + [-1]
+        return ids, labels, var
+
+    def encode_all(self, examples: list[Example]) -> list[tuple[list[int], list[int], list[int]]]:
+        return [self.example(e) for e in examples]
+
+
+def collate(encoded: list[tuple[list[int], list[int], list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad a batch for training: input_ids, attention_mask, labels, variety (B, T)."""
+    T = max(len(e[0]) for e in encoded)
+    B = len(encoded)
+    ids = torch.full((B, T), pad_id, dtype=torch.long)
+    lab = torch.full((B, T), IGNORE, dtype=torch.long)
+    var = torch.full((B, T), -1, dtype=torch.long)
+    att = torch.zeros((B, T), dtype=torch.long)
+    for i, (a, b, c) in enumerate(encoded):
+        n = len(a)
+        ids[i, :n] = torch.tensor(a)
+        lab[i, :n] = torch.tensor(b)
+        var[i, :n] = torch.tensor(c)
+        att[i, :n] = 1
+    return {"input_ids": ids, "attention_mask": att, "labels": lab, "variety": var}
+
+
+def batch_schedule(lengths: list[int], *, batch_size: int, steps: int, seed: int, bucket: int = 50) -> list[np.ndarray]:
+    """The exact batches for ``steps`` optimiser steps, fixed by the seed.
+
+    Each epoch is a seeded permutation, cut into chunks of ``bucket`` batches that are sorted by
+    length inside the chunk (less padding, same randomness). Every arm gets this same list, and a
+    resumed run continues from ``schedule[step]``, so batches never depend on history."""
+    n = len(lengths)
+    if n == 0:
+        raise ValueError("no training examples: check the corpus and the --varieties option")
+    lens = np.asarray(lengths)
+    out: list[np.ndarray] = []
+    epoch = 0
+    while len(out) < steps:
+        rng = np.random.default_rng([seed, epoch])
+        perm = rng.permutation(n)
+        chunk = batch_size * bucket
+        for c0 in range(0, n, chunk):
+            part = perm[c0:c0 + chunk]
+            part = part[np.argsort(lens[part], kind="stable")]
+            batches = [part[i:i + batch_size] for i in range(0, len(part), batch_size)]
+            order = rng.permutation(len(batches))
+            out.extend(batches[j] for j in order)
+        epoch += 1
+    return out[:steps]
