@@ -287,14 +287,51 @@ class UmapParams:
         return asdict(self)
 
 
+def _exact_knn(x: np.ndarray, k: int, metric: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """Exact k nearest neighbours (self included, first) under `metric`, or None for a metric not handled here.
+
+    umap-learn computes the neighbours of a small data set (n < 4096) with sklearn's `pairwise_distances` calling
+    umap's numba distance once per pair from Python: about 2 million calls, two thirds of a 2,000-point fit. One
+    matrix product does the same work in milliseconds. Distances follow umap's definitions: cosine = 1 − cos
+    (0 against a zero vector only when both are zero, else 1), euclidean = ‖a − b‖.
+    """
+    if metric == "cosine":
+        norms = np.linalg.norm(x, axis=1)
+        safe = np.where(norms > 0, norms, 1.0)
+        xn = x / safe[:, None]
+        dist = 1.0 - xn @ xn.T  # (n, n)
+        zero = norms == 0
+        if zero.any():
+            dist[zero, :] = 1.0
+            dist[:, zero] = 1.0
+            dist[np.ix_(zero, zero)] = 0.0
+    elif metric == "euclidean":
+        sq = np.einsum("nd,nd->n", x, x)
+        dist = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2.0 * (x @ x.T), 0.0))
+    else:
+        return None
+    dist = np.maximum(dist, 0.0)
+    np.fill_diagonal(dist, 0.0)
+    idx = np.argpartition(dist, k - 1, axis=1)[:, :k]  # (n, k), unordered
+    d_k = np.take_along_axis(dist, idx, axis=1)
+    order = np.lexsort((idx, d_k), axis=1)  # by distance, ties by index: deterministic
+    # the point itself comes first (distance 0), as in umap's own search
+    idx = np.take_along_axis(idx, order, axis=1)
+    d_k = np.take_along_axis(d_k, order, axis=1)
+    return idx.astype(np.int64), d_k.astype(np.float32)
+
+
 def umap_2d(x: np.ndarray, params: UmapParams = UmapParams()) -> np.ndarray:
     """UMAP layout of x (n, d) as float32 (n, 2), reproducible for a fixed `params.random_state`.
 
     Calls `umap.UMAP(n_components=2, **params.to_dict(), n_jobs=1)`: a seeded UMAP is single-threaded anyway, and
-    asking for that explicitly keeps umap-learn from warning that it overrode n_jobs. Small inputs: when
-    n <= n_neighbors, n_neighbors is lowered to n - 1 (what umap would do, with a warning); when n < 4 there is no
-    meaningful neighbour graph and the result is `pca_2d(x)` instead. umap is imported here, not at module import,
-    because its first import (numba compilation) takes seconds.
+    asking for that explicitly keeps umap-learn from warning that it overrode n_jobs. For the cosine and euclidean
+    metrics on fewer than 4,096 points the exact neighbour graph is computed here with numpy and handed to umap as
+    `precomputed_knn` (see `_exact_knn`: the same neighbours umap's brute-force path finds, about 3x faster overall);
+    the epochs and the rest of the algorithm are umap's own. Small inputs: when n <= n_neighbors, n_neighbors is
+    lowered to n - 1 (what umap would do, with a warning); when n < 4 there is no meaningful neighbour graph and the
+    result is `pca_2d(x)` instead. umap is imported here, not at module import, because its first import (numba
+    compilation) takes seconds.
     """
     xm = _as_matrix(x, "x")
     n = xm.shape[0]
@@ -303,17 +340,22 @@ def umap_2d(x: np.ndarray, params: UmapParams = UmapParams()) -> np.ndarray:
 
     import umap  # slow first import; keep it off the module import path
 
+    k = min(params.n_neighbors, n - 1)
+    x32 = xm.astype(np.float32)
+    knn = _exact_knn(xm, k, params.metric) if n < 4096 else None
     reducer = umap.UMAP(
         n_components=2,
-        n_neighbors=min(params.n_neighbors, n - 1),
+        n_neighbors=k,
         min_dist=params.min_dist,
         metric=params.metric,
         random_state=params.random_state,
         n_jobs=1,
+        precomputed_knn=(None, None, None) if knn is None else knn,
     )
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*n_jobs value .* overridden to 1.*")
-        emb = reducer.fit_transform(xm.astype(np.float32))
+        warnings.filterwarnings("ignore", message=r".*knn_search_index.*")  # we never call transform()
+        emb = reducer.fit_transform(x32)
     return np.asarray(emb, dtype=np.float32)
 
 

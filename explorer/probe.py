@@ -14,6 +14,7 @@ orthogonal complement of the directions found so far (INLP, Ravfogel et al. 2020
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -180,8 +181,9 @@ def _as_orthonormal(x: Subspace | Tensor) -> np.ndarray:
     if m.ndim == 1:
         m = m[:, None]
     u, s, _ = torch.linalg.svd(m, full_matrices=False)
-    keep = s > s.max() * 1e-10 if s.numel() else s.bool()
-    return u[:, keep].numpy()
+    if not bool((s > 0).any()):
+        raise ValueError("principal angles need a basis with at least one nonzero column")
+    return u[:, s > s.max() * 1e-10].numpy()  # drop numerically dependent columns
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -301,9 +303,13 @@ class VariationalLinear(nn.Module):
         if not self.training:
             return F.linear(x, self.posterior_mean_weight(threshold), self.bias_mu)
         mean, cov = self.preactivation_moments(x, x_sq)
-        chol = torch.linalg.cholesky(cov)  # (B, C, C)
-        eps = _randn_like(mean, generator).unsqueeze(-1)  # (B, C, 1)
-        return mean + (chol @ eps).squeeze(-1)
+        eps = _randn_like(mean, generator)  # (B, C)
+        if self.out_features == 2:  # closed-form 2x2 Cholesky: batched LAPACK calls cost more than the whole step
+            l11 = cov[:, 0, 0].sqrt()
+            l21 = cov[:, 1, 0] / l11
+            l22 = (cov[:, 1, 1] - l21.pow(2)).clamp_min(_EPS).sqrt()
+            return mean + torch.stack([l11 * eps[:, 0], l21 * eps[:, 0] + l22 * eps[:, 1]], dim=1)
+        return mean + (torch.linalg.cholesky(cov) @ eps.unsqueeze(-1)).squeeze(-1)
 
 
 def _gauss_kl(mu: Tensor, logvar: Tensor) -> Tensor:
@@ -328,7 +334,11 @@ class ProbeConfig:
     rank: int = 1  # number of INLP-style rounds / directions
     steps: int = 300  # Adam steps per round (a fixed budget: the refit's cost does not depend on the data)
     lr: float = 1e-2
-    batch_size: int = 4096  # minibatch (with replacement) when the training part is larger; else full batch
+    # Log-variances must travel ~10 units to reach the pruned regime, means ~1; Adam moves every parameter by ~lr a
+    # step whatever its gradient's scale, so within a fixed budget they get a larger step (10x gave the shortest
+    # codes on planted problems, i.e. the best value of the objective within 300 steps).
+    logvar_lr_scale: float = 10.0
+    batch_size: int = 4096  # at most this many per step: each epoch's permutation cut into equal slices
     prune_log_alpha: float = 3.0  # dimension j pruned when log alpha_j > this
     chance_margin: float = 0.02  # stop adding rounds when held-out accuracy <= majority-class rate + margin
     holdout: float = 0.2  # fraction of the buffer held out to measure accuracy (stratified by label)
@@ -341,6 +351,8 @@ class ProbeConfig:
             raise ValueError(f"ProbeConfig.rank must be >= 1; got {self.rank}")
         if self.steps < 1 or self.batch_size < 1 or self.code_samples < 1:
             raise ValueError("ProbeConfig.steps, batch_size and code_samples must be >= 1")
+        if self.lr <= 0 or self.logvar_lr_scale <= 0:
+            raise ValueError("ProbeConfig.lr and logvar_lr_scale must be > 0")
         if not 0.0 < self.holdout < 1.0:
             raise ValueError(f"ProbeConfig.holdout must be in (0, 1); got {self.holdout}")
 
@@ -474,6 +486,27 @@ class ProbeFitter:
         self.last_report = report
         return subspace, report
 
+    def state_dict(self) -> dict[str, Tensor]:
+        """The warm-start state (the round-1 probe's parameters), for resuming a run; empty before the first fit."""
+        if self._round1 is None:
+            return {}
+        return {k: v.detach().clone().contiguous() for k, v in self._round1.state_dict().items()}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        """Restore what ``state_dict`` returned (an empty dict forgets the warm start)."""
+        if not state:
+            self._round1 = None
+            return
+        probe = VariationalLinear(self.dim, self.NUM_CLASSES)
+        try:
+            probe.load_state_dict({k: v.to("cpu", torch.float32) for k, v in state.items()})
+        except RuntimeError as err:
+            raise ValueError(
+                f"probe warm-start state does not fit a probe on {self.dim}-dim states ({err}); "
+                "it was saved by a different model or site: drop the fitter.* tensors to start cold"
+            ) from None
+        self._round1 = probe.eval()
+
     # --- steps of a fit -----------------------------------------------------------------------------------------
 
     def _check_inputs(
@@ -516,6 +549,8 @@ class ProbeFitter:
             # Revive the dims pruned last time: with mu_z ~ 0 and mu_W ~ 0 their gradient vanishes, so a dimension
             # that has become informative since the last refit could never come back otherwise.
             probe.reset_parameters(~warm_from.kept_mask(cfg.prune_log_alpha), generator=g)
+        else:
+            _lda_init(probe, xs_tr, y_tr)
         _train(probe, xs_tr, y_tr, cfg, g)
 
         probe.eval()
@@ -600,7 +635,11 @@ def _train(probe: VariationalLinear, x: Tensor, y: Tensor, cfg: ProbeConfig, g: 
     data = torch.cat([x, x.pow(2), y[:, None].to(x.dtype)], dim=1)  # (n, 2d + 1): one gather per epoch
     d = x.shape[1]
     probe.train()
-    opt = torch.optim.Adam(probe.parameters(), lr=cfg.lr)
+    log_vars = [probe.z_logvar, probe.weight_logvar, probe.bias_logvar]
+    means = [probe.z_mu, probe.weight_mu, probe.bias_mu]
+    opt = torch.optim.Adam(
+        [{"params": means, "lr": cfg.lr}, {"params": log_vars, "lr": cfg.lr * cfg.logvar_lr_scale}], lr=cfg.lr
+    )
     with torch.enable_grad():
         for step in range(cfg.steps):
             k = step % n_batches
@@ -649,3 +688,127 @@ def _stratified_split(y: Tensor, holdout: float, g: torch.Generator, site: str) 
         held.append(idx[:n_ho])
         train.append(idx[n_ho:])
     return _Split(train=torch.sort(torch.cat(train)).values, heldout=torch.sort(torch.cat(held)).values)
+
+
+@torch.no_grad()
+def _lda_init(probe: VariationalLinear, x: Tensor, y: Tensor, ridge: float = 1e-2) -> None:
+    """Cold start: set the probe's mean weights to the (ridge) LDA classifier w = S^-1 (m1 - m0), the Bayes-optimal
+    linear rule for Gaussian classes with a shared covariance, so the fixed step budget goes to the variational part
+    (noise levels and pruning) rather than to finding the direction. x is standardised, so ``ridge`` is relative."""
+    xd = x.double()
+    m1, m0 = xd[y == 1].mean(0), xd[y == 0].mean(0)
+    resid = torch.where((y == 1)[:, None], xd - m1, xd - m0)
+    cov = resid.T @ resid / len(y) + ridge * torch.eye(x.shape[1], dtype=torch.float64)
+    w = torch.linalg.solve(cov, m1 - m0)
+    p1 = float((y == 1).double().mean())
+    b = -0.5 * float(w @ (m1 + m0)) + math.log(p1 / (1.0 - p1))
+    # Two-class softmax: only the difference of the rows matters; split it symmetrically.
+    probe.weight_mu[1] = (0.5 * w).to(probe.weight_mu.dtype)
+    probe.weight_mu[0] = (-0.5 * w).to(probe.weight_mu.dtype)
+    probe.bias_mu[1] = 0.5 * b
+    probe.bias_mu[0] = -0.5 * b
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Online (prequential) code: an alternative estimate
+# ----------------------------------------------------------------------------------------------------------------
+
+ONLINE_BLOCKS = (0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.0625, 0.125, 0.25, 0.5, 1.0)
+
+
+@dataclass(frozen=True)
+class OnlineCodeReport:
+    """Prequential code length (Voita & Titov 2020, §3.2; after Rissanen 1984 and Blier & Ollivier 2018)."""
+
+    code_length_bits: float  # t_1 log2 C + sum_i -log2 p_i(block i+1)
+    uniform_bits: float  # N log2 C
+    compression: float  # uniform_bits / code_length_bits
+    block_ends: tuple[int, ...]  # t_1 < t_2 < ... = N
+    block_bits: tuple[float, ...]  # bits spent on each block (the first one with the uniform code)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "code_length_bits": self.code_length_bits,
+            "uniform_bits": self.uniform_bits,
+            "compression": self.compression,
+            "block_ends": list(self.block_ends),
+            "block_bits": list(self.block_bits),
+        }
+
+
+def online_code_length(
+    h: Tensor,
+    y: Tensor,
+    *,
+    blocks: Sequence[float] = ONLINE_BLOCKS,
+    num_classes: int | None = None,
+    max_iter: int = 100,
+    seed: int = 0,
+) -> OnlineCodeReport:
+    """Prequential code of labels y (N,) given states h (N, d) with a plain multinomial logistic regression.
+
+    The data are shuffled (``seed``); the first t_1 labels are sent with the uniform code, then for each block the
+    model is trained on the first t_i examples and the next t_{i+1} - t_i labels are sent with its predictive
+    distribution: L = t_1 log2 C + sum_i -log2 p_{theta_i}(y_{t_i+1 : t_{i+1}} | h). Each model is the MAP estimate
+    under a N(0, 1) prior on the weights of standardised features (L-BFGS), which keeps the tiny first blocks from
+    diverging to infinite confidence.
+    """
+    with torch.inference_mode(False), torch.no_grad():
+        x = torch.as_tensor(h).detach().to("cpu", torch.float32)
+        labels = torch.as_tensor(y).detach().to("cpu").reshape(-1).to(torch.long)
+        n = len(labels)
+        if x.ndim != 2 or len(x) != n or n < 2:
+            raise ValueError(f"online code needs h (N, d) and y (N,) with N >= 2; got {tuple(x.shape)}, {n}")
+        c = int(num_classes if num_classes is not None else int(labels.max()) + 1)
+        if c < 2 or int(labels.min()) < 0 or int(labels.max()) >= c:
+            raise ValueError(f"labels must lie in [0, {c}) with at least 2 classes")
+        if any(not 0 < f <= 1 for f in blocks) or list(blocks) != sorted(blocks):
+            raise ValueError(f"blocks must be increasing fractions in (0, 1]; got {tuple(blocks)}")
+        perm = torch.randperm(n, generator=_seeded_generator(seed, 0x0C0DE))
+        x, labels = x[perm], labels[perm]
+        ends = sorted({min(n, max(1, round(f * n))) for f in blocks} | {n})
+        bits = [ends[0] * math.log2(c)]
+        for start, stop in itertools.pairwise(ends):
+            model = _fit_logistic(x[:start], labels[:start], c, max_iter)
+            bits.append(float(F.cross_entropy(model(x[start:stop]), labels[start:stop], reduction="sum")) / LN2)
+        total = float(sum(bits))
+        uniform = n * math.log2(c)
+    return OnlineCodeReport(
+        code_length_bits=total,
+        uniform_bits=uniform,
+        compression=uniform / total,
+        block_ends=tuple(ends),
+        block_bits=tuple(bits),
+    )
+
+
+def _fit_logistic(x: Tensor, y: Tensor, c: int, max_iter: int) -> nn.Module:
+    """MAP multinomial logistic regression on standardised features; returns a module on raw features."""
+    mean = x.mean(0)
+    std = x.std(0, unbiased=False).clamp_min(1e-6) if len(x) > 1 else torch.ones(x.shape[1])
+    xs = (x - mean) / std
+    lin = nn.Linear(x.shape[1], c)
+    with torch.no_grad():
+        lin.weight.zero_()
+        lin.bias.zero_()
+    opt = torch.optim.LBFGS(lin.parameters(), lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure() -> Tensor:
+        opt.zero_grad()
+        loss = F.cross_entropy(lin(xs), y, reduction="sum") + 0.5 * lin.weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+    return nn.Sequential(_Standardise(mean, std), lin).eval()
+
+
+class _Standardise(nn.Module):
+    def __init__(self, mean: Tensor, std: Tensor) -> None:
+        super().__init__()
+        self.register_buffer("mean", mean)
+        self.register_buffer("std", std)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x - self.mean) / self.std

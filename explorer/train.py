@@ -387,7 +387,7 @@ def train_loop(model, tok, encoder: Encoder, examples: list[Example], spec: Loop
         tokens += int(batch["attention_mask"].sum())
         last_loss = loss_mt.item()  # a sync point: once per step is fine on CPU
         rec = {"step": step, "loss": round(last_loss, 5), "lr": lr_at(step - 1, spec), "grad_norm": round(float(gnorm), 4),
-               "penalty": None if pen is None else round(float(pen), 5),
+               "penalty": None if pen is None else round(pen.item(), 5),
                "elapsed": round(time.perf_counter() - t_start, 3)}
         append_jsonl(log_path, rec)
         if step % spec.ckpt_every == 0 or step == spec.steps:

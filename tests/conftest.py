@@ -44,3 +44,16 @@ def tiny_models(tmp_path_factory):
         tok.save_pretrained(d)
         out[name] = d
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_experiment(tmp_path_factory):
+    """Path of a finished ``tiny`` experiment (every stage, representations included), built once per session.
+
+    Shared by several test modules: treat it as read-only and ``shutil.copytree`` it before changing anything."""
+    from explorer.config import preset_config
+    from explorer.pipeline import run_experiment
+
+    out = tmp_path_factory.mktemp("tiny-experiment") / "tiny"
+    run_experiment(preset_config("tiny"), out, bar=False)
+    return out

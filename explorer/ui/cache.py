@@ -1,0 +1,178 @@
+"""Every Streamlit cache of the app, in one place (STYLE.md §7).
+
+Keys are short strings: an *experiment key* ``"<folder>::<manifest mtime>"`` (so a stage that finishes
+invalidates what was read before it), a model name, a step, a site. Never an array or a DataFrame.
+``cache_resource`` holds objects shared by every session and never mutated (experiment views, models with
+their decode lock, the dialect classifier); ``cache_data`` holds tables and 2-D layouts (copied per call).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from .. import dialect_id, error_analysis, headline
+from ..corpus import ENG
+from ..experiment import ExperimentView, list_experiment_dirs, load_experiment
+from ..store import StoreError
+from ..translate import ModelHandle, Translation, subspaces_at, translate_text
+
+
+def experiment_key(folder: str | Path) -> str:
+    """``"<folder>::<mtime_ns of manifest.json>"`` (the folder alone when there is no manifest)."""
+    p = Path(folder).resolve()
+    try:
+        stamp = (p / "manifest.json").stat().st_mtime_ns
+    except FileNotFoundError:
+        stamp = 0
+    return f"{p}::{stamp}"
+
+
+def folder_of(key: str) -> Path:
+    return Path(key.rsplit("::", 1)[0])
+
+
+# ---------------------------------------------------------------- resources (shared, never mutated)
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def view(key: str) -> ExperimentView:
+    return load_experiment(folder_of(key))
+
+
+@st.cache_resource(max_entries=6, show_spinner="Loading the model…")
+def model(key: str, name: str, step: int) -> ModelHandle:
+    m, tok = view(key).load_model(name, step)
+    m.eval()
+    return ModelHandle(m, tok, name, step)
+
+
+@st.cache_resource(max_entries=4, show_spinner="Preparing the dialect classifier…")
+def classifier(key: str) -> dialect_id.DialectClassifier:
+    v = view(key)
+    return dialect_id.load_or_fit(v.root, v.config, list(v.varieties))
+
+
+# ---------------------------------------------------------------- tables (copied per call)
+
+
+@st.cache_data(ttl=5, show_spinner=False)
+def experiment_dirs(root: str) -> list[str]:
+    return [str(p) for p in list_experiment_dirs(Path(root))]
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def index(key: str) -> pd.DataFrame:
+    return view(key).index()
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def scores(key: str) -> pd.DataFrame:
+    return view(key).scores()
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def deltas(key: str) -> pd.DataFrame:
+    return view(key).deltas()
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def headline_table(key: str) -> pd.DataFrame:
+    v = view(key)
+    return headline.headline_table(scores(key), deltas(key), v.models)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def map_frame(key: str, system: str, kind: str) -> pd.DataFrame:
+    return headline.map_frame(deltas(key), system, kind)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def geometry_long(key: str) -> pd.DataFrame:
+    return view(key).geometry_long()
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def energy_heatmap(key: str, model_name: str, site: str) -> pd.DataFrame:
+    return view(key).energy_heatmap(model_name, site)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def refits(key: str, arm: str) -> pd.DataFrame:
+    return view(key).refits(arm)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def refit_varieties(key: str, arm: str) -> pd.DataFrame:
+    return view(key).refit_varieties(arm)
+
+
+@st.cache_data(max_entries=128, show_spinner="Computing the layout…")
+def layout(key: str, model_name: str, step: int, site: str, method: str) -> np.ndarray:
+    """(n_rows, 2) plot coordinates of the analysis rows: ``method`` is "UMAP" or "PCA"."""
+    v = view(key)
+    if method == "UMAP":
+        return v.umap(model_name, step, site)
+    return v.pca(model_name, step, site)
+
+
+@st.cache_data(max_entries=8, show_spinner="Reading the test translations…")
+def error_table(key: str) -> pd.DataFrame:
+    v = view(key)
+    return error_analysis.error_table(v.hypotheses(), v.models, classifier(key))
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def test_sentences(key: str) -> pd.DataFrame:
+    """The test split's parallel sentences, one row per sentence, one column per variety (and English)."""
+    h = view(key).hypotheses()
+    if h.empty:
+        return pd.DataFrame()
+    src = h[["sent_id", "src", "source"]].rename(columns={"src": "variety", "source": "text"})
+    tgt = h[["sent_id", "tgt", "ref"]].rename(columns={"tgt": "variety", "ref": "text"})
+    long = pd.concat([src, tgt]).drop_duplicates(["sent_id", "variety"])
+    wide = long.pivot(index="sent_id", columns="variety", values="text").reset_index()
+    wide.columns.name = None
+    return wide
+
+
+@st.cache_data(ttl=5, show_spinner=False)
+def experiments_overview(root: str) -> pd.DataFrame:
+    """One row per experiment folder: name, preset, corpus, varieties, arms, complete (or what is wrong)."""
+    rows = []
+    for d in experiment_dirs(root):
+        try:
+            v = view(experiment_key(d))
+            rows.append({"experiment": v.name, "preset": v.config.preset, "corpus": v.config.data,
+                         "dialects": ", ".join(v.dialects), "arms": ", ".join(v.arms),
+                         "status": "complete" if v.complete else "incomplete",
+                         "created": v.manifest.get("created", ""), "folder": d})
+        except (StoreError, ValueError, OSError) as e:
+            rows.append({"experiment": Path(d).name, "status": f"cannot be read: {e}", "folder": d})
+    return pd.DataFrame(rows)
+
+
+@st.cache_data(max_entries=128, show_spinner="Computing the layout…")
+def points(key: str, model_name: str, step: int, site: str, method: str) -> pd.DataFrame:
+    """The analysis rows with their 2-D coordinates and region, ready to plot."""
+    from ..corpus import variety
+
+    df = index(key).copy()
+    xy = layout(key, model_name, step, site, method)
+    df["x"], df["y"] = xy[:, 0], xy[:, 1]
+    df["region"] = [variety(c).region for c in df["variety"]]
+    return df
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def translation(key: str, model_name: str, step: int, src: str, tgt: str, text: str, alpha: float,
+                on: bool) -> Translation:
+    """One sentence by one model (ValueError for input to fix). Cached: toggling back is instant."""
+    v = view(key)
+    cfg = v.config
+    subs = subspaces_at(v, step if model_name != "base" else 0, v.penalised_sites)
+    return translate_text(model(key, model_name, step), [*v.varieties, ENG], text, src, tgt, max_len=cfg.max_len,
+                          max_new_tokens=cfg.max_new_tokens, subspaces=subs, alpha=alpha, on=on)

@@ -1,0 +1,123 @@
+"""Start the default experiment from the app as a separate process, and read how it is doing.
+
+The app never trains: the Run button starts ``python -m explorer run --preset default --out <root>/default
+--no-bar`` (``$DDE_RUN_PRESET`` picks another preset, for tests) detached from the server (its own session,
+output to ``run.log`` in the experiment folder) and the home page polls ``progress.json``. A refresh, a
+second tab or a second app process sees the same run: before starting, ``start`` takes an exclusive file lock, asks ``store.Experiment.running_pid()`` and only spawns when
+no live process holds the folder; it then writes the child's pid into ``run.lock`` itself, so the window in
+which the child is still importing torch is covered too (the child's ``RunLock`` accepts its own pid).
+
+No Streamlit here: the page draws what ``status`` returns.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..store import REPO_ROOT, Experiment, atomic_write_text
+
+ENV_PRESET = "DDE_RUN_PRESET"   # tests set it to "tiny": the same button and flow, in seconds instead of minutes
+
+
+def preset() -> str:
+    return os.environ.get(ENV_PRESET, "").strip() or "default"
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    folder: Path
+    pid: int | None           # live process running the experiment, or None
+    state: str                # "running" | "done" | "failed" | "interrupted" | "stopped" | "starting"
+    stage: str
+    step: int | None
+    total: int | None
+    loss: float | None
+    eta_s: float | None
+    probe_accuracy: float | None
+    done_stages: tuple[str, ...]
+    message: str
+    updated: float | None
+
+    @property
+    def running(self) -> bool:
+        return self.pid is not None
+
+    @property
+    def fraction(self) -> float:
+        return min(1.0, self.step / self.total) if self.step and self.total else 0.0
+
+
+def default_folder(root: Path) -> Path:
+    """Where the Run button puts its experiment: ``<root>/<preset>``."""
+    return Path(root) / preset()
+
+
+def status(folder: Path) -> RunStatus | None:
+    """What the run in ``folder`` is doing (None when it was never started)."""
+    exp = Experiment(folder)
+    pid = exp.running_pid()
+    p = exp.progress()
+    if p is None:
+        if pid is None:
+            return None
+        return RunStatus(exp.root, pid, "starting", "starting", None, None, None, None, None, (), "", None)
+    state = p.get("status", "running")
+    if state == "running" and pid is None:
+        state = "stopped"      # the process is gone without writing an end state (killed, machine restarted)
+    return RunStatus(exp.root, pid, state, str(p.get("stage", "")), p.get("step"), p.get("total"), p.get("loss"),
+                     p.get("eta_s"), p.get("probe_accuracy"), tuple(p.get("done_stages", ())),
+                     str(p.get("message", "")), p.get("updated"))
+
+
+def command(folder: Path, preset_name: str | None = None) -> list[str]:
+    return [sys.executable, "-m", "explorer", "run", "--preset", preset_name or preset(), "--out", str(folder),
+            "--no-bar"]
+
+
+def start(folder: Path, preset_name: str | None = None) -> tuple[int, bool]:
+    """Start the run unless one is already alive; returns (pid, started_now)."""
+    folder = Path(folder).resolve()
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / f".{folder.name}.launch.lock", "a") as guard:
+        fcntl.flock(guard, fcntl.LOCK_EX)        # one launcher at a time, across threads and processes
+        try:
+            exp = Experiment(folder)
+            pid = exp.running_pid()
+            if pid is not None:
+                return pid, False
+            folder.mkdir(parents=True, exist_ok=True)
+            env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+                   "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
+            with open(folder / "run.log", "ab") as log:   # the child keeps its own copy of the descriptor
+                proc = subprocess.Popen(command(folder, preset_name), cwd=REPO_ROOT, stdin=subprocess.DEVNULL,
+                                        stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            atomic_write_text(exp.lock_path, str(proc.pid))
+            exp.write_progress(status="running", stage="starting", step=None, total=None, done_stages=[],
+                               started=time.time(), pid=proc.pid)
+            # reap the child when it ends so it does not linger as a zombie of the server
+            threading.Thread(target=proc.wait, name=f"reap-{proc.pid}", daemon=True).start()
+            return proc.pid, True
+        finally:
+            fcntl.flock(guard, fcntl.LOCK_UN)
+
+
+def log_tail(folder: Path, n: int = 15) -> str:
+    try:
+        lines = (Path(folder) / "run.log").read_text(encoding="utf-8", errors="replace").splitlines()
+    except FileNotFoundError:
+        return ""
+    return "\n".join(lines[-n:])
+
+
+def format_eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    s = round(seconds)
+    return f"{s // 60} min {s % 60:02d} s" if s >= 60 else f"{s} s"

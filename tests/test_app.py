@@ -1,0 +1,406 @@
+"""The app: every page under Streamlit's AppTest against a tiny experiment, and the backend helpers the pages use
+(dialect identification, annotations, the translate switch).
+
+AppTest runs the real scripts in this process; ``st.cache_data`` is shared between AppTest instances, which is
+why every test gets its own cache root path (the cache keys hold the experiment folder).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from explorer.corpus import ENG, HR
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+TIMEOUT = 180  # the first run of a page imports torch, loads models and fits the dialect classifier
+
+
+# ---------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def app_root(tiny_experiment, tmp_path_factory) -> Path:
+    """A cache root holding a private copy of the tiny experiment (the app writes UMAP caches and notes there)."""
+    root = tmp_path_factory.mktemp("app-cache")
+    shutil.copytree(tiny_experiment, root / "tiny")
+    return root
+
+
+@pytest.fixture
+def app(app_root, monkeypatch):
+    """``app(page)``: a fresh AppTest of app.py (a new session, as after a restart), run on ``page``."""
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("DDE_CACHE_ROOT", str(app_root))
+
+    def make(page: str | None = None):
+        at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+        at.run()
+        if page:
+            at.switch_page(page).run()
+        assert_ok(at)
+        return at
+    return make
+
+
+def assert_ok(at) -> None:
+    assert not at.exception, [e.message for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def charts(at) -> list[str]:
+    """The Plotly figures on the page, as their JSON specs."""
+    return [el.proto.spec for el in at.get("plotly_chart")]
+
+
+def html_of(at) -> str:
+    return "\n".join(m.value for m in at.markdown)
+
+
+# ---------------------------------------------------------------- pages
+
+
+def test_home_renders_headline_and_map(app):
+    at = app()
+    assert at.title[0].value == "Dialect Decoupling Explorer"
+    assert "diglossic" in html_of(at)
+    assert len(at.dataframe) == 2                      # experiments, headline
+    headline = at.dataframe[1].value
+    assert {"chrF++ baseline", "chrF++ decoupled", "chrF++ random", "Δ decoupled"} <= set(headline.columns)
+    figs = charts(at)
+    assert len(figs) == 2
+    geo = json.loads(figs[0])
+    assert geo["data"][0]["type"] == "scattergeo" and geo["layout"]["geo"]["showland"] is False  # offline map
+    assert {"Cairo", "Rabat"} <= {t.split()[0] for t in geo["data"][1]["texttemplate"]}
+    at.selectbox(key="home_system").set_value("random").run()
+    assert_ok(at)
+    assert "random − baseline" in json.loads(charts(at)[0])["layout"]["title"]["text"]
+
+
+def test_embeddings_react_to_widgets(app):
+    at = app("pages/embeddings.py")
+    before = charts(at)
+    assert len(before) == 2                               # baseline and decoupled side by side
+    assert at.sidebar.select_slider(key="emb_step").options == ["8", "16", "24"]
+    hover = json.loads(before[1])["data"][0]["hovertemplate"]
+    assert "customdata[2]" in hover                       # hover shows the sentence
+    at.sidebar.radio(key="emb_method").set_value("PCA").run()
+    assert_ok(at)
+    pca = charts(at)
+    assert pca[0] != before[0]
+    at.sidebar.select_slider(key="emb_step").set_value("8").run()
+    assert_ok(at)
+    assert charts(at)[1] != pca[1] and "step 8" in charts(at)[1]
+    at.sidebar.checkbox(key="emb_links").check().run()
+    assert_ok(at)
+    assert any(tr.get("name") == "same sentence" for tr in json.loads(charts(at)[0])["data"])
+    at.sidebar.radio(key="emb_colour").set_value("region").run()
+    names = {tr.get("name") for tr in json.loads(charts(at)[0])["data"]}
+    assert {"Standard", "Nile Valley", "Maghrebi"} <= names
+
+
+def test_subspace_page(app):
+    at = app("pages/subspace.py")
+    figs = charts(at)
+    assert len(figs) == 5      # angles, probe per variety, two energy heatmaps, per-layer distances
+    assert "previous refit" in figs[0] and "first refit" in figs[0]
+    assert json.loads(figs[2])["data"][0]["type"] == "heatmap"
+    at.radio(key="sub_metric").set_value("code_length_bits").run()
+    assert_ok(at)
+    assert charts(at)[1] != figs[1] and "code length" in charts(at)[1]
+    at.selectbox(key="sub_geo_metric").set_value("cka").run()
+    assert "linear CKA" in charts(at)[4]
+
+
+def test_translate_page_and_decoupling_switch(app):
+    at = app("pages/translate.py")
+    boxes = html_of(at)
+    assert boxes.count('class="dde-sentence"') == 4       # source, reference, two outputs
+    assert 'dir="rtl"' in boxes
+    assert any("accurate on the test split" in c.value for c in at.sidebar.caption)
+    shares = [m.value for m in at.metric if m.label == "MSA-subspace share"]
+    at.sidebar.toggle(key="tr_on").set_value(True).run()
+    assert_ok(at)
+    assert "decoupling α=1 at layer.01" in html_of(at)
+    after = [m.value for m in at.metric if m.label == "MSA-subspace share"]
+    assert after[0] != shares[0] and float(after[0]) < 1e-3  # α = 1 removes the subspace on the left model
+    assert after[1] == shares[1]                             # the right model is untouched
+    at.sidebar.slider(key="tr_alpha").set_value(0.5).run()
+    assert "decoupling α=0.5" in html_of(at)
+
+
+def test_translate_input_is_checked(app):
+    at = app("pages/translate.py")
+    at.radio(key="tr_mode").set_value("Type my own").run()
+    assert any("empty" in w.value for w in at.warning)
+    at.text_area(key="tr_text").input("hello, how are you?").run()
+    assert_ok(at)
+    assert any("not in Arabic script" in w.value for w in at.warning)
+    at.text_area(key="tr_text").input("كلمة " * 199).run()
+    assert any("tokens long" in w.value for w in at.warning)
+    at.text_area(key="tr_text").input("كيف حالك اليوم؟").run()
+    assert not at.warning
+    assert html_of(at).count('class="dde-sentence"') == 3   # no reference for a typed sentence
+
+
+def test_error_analysis_table_filters_and_export(app):
+    at = app("pages/error_analysis.py")
+    table = at.dataframe[0].value
+    assert {"variety", "source", "hyp_baseline", "hyp_decoupled", "chrf_decoupled", "delta", "length",
+            "pred_baseline", "pred_decoupled"} <= set(table.columns)
+    n = len(table)
+    at.multiselect(key="ea_dirs").select("arb-arz").run()
+    assert_ok(at)
+    assert 0 < len(at.dataframe[0].value) < n and set(at.dataframe[0].value["label"]) == {"MSA → Egyptian"}
+    sid = at.dataframe[0].value["sent_id"].iloc[0]
+    at.text_input(key="ea_search").input(sid).run()
+    assert list(at.dataframe[0].value["sent_id"]) == [sid]
+    assert at.get("download_button")
+    assert "<del" in html_of(at) or "<ins" in html_of(at)   # the character diff
+
+
+def test_notes_survive_a_restart(app, app_root):
+    at = app("pages/error_analysis.py")
+    key = at.selectbox(key="ea_example").value
+    at.multiselect(key=f"ea_tags_{key}").select("MSA leakage").run()
+    at.text_area(key=f"ea_comment_{key}").input("keeps the MSA negation").run()
+    at.button(key="ea_save").click().run()
+    assert_ok(at)
+    saved = json.loads((app_root / "tiny" / "annotations.json").read_text())
+    assert saved["items"][key] == {**saved["items"][key], "tags": ["MSA leakage"], "comment": "keeps the MSA negation"}
+
+    again = app("pages/error_analysis.py")                  # a new session: the server was restarted
+    assert again.selectbox(key="ea_example").value == key
+    assert again.text_area(key=f"ea_comment_{key}").value == "keeps the MSA negation"
+    assert again.multiselect(key=f"ea_tags_{key}").value == ["MSA leakage"]
+
+
+def test_malformed_notes_are_reported_not_overwritten(app, app_root):
+    path = app_root / "tiny" / "annotations.json"
+    path.write_text('{"format": 1, "items": {oops')
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    at.switch_page("pages/error_analysis.py").run()
+    assert not at.exception
+    assert any("not a valid annotations file" in e.value for e in at.error)
+    assert at.button(key="ea_save").disabled
+    assert path.read_text() == '{"format": 1, "items": {oops'
+    assert at.button(key="ea_quarantine").disabled          # moving it aside needs a confirmation
+    at.checkbox(key="ea_sure").check().run()
+    at.button(key="ea_quarantine").click().run()
+    assert not path.exists()
+    moved = list(path.parent.glob("annotations.json.bad-*"))
+    assert len(moved) == 1 and moved[0].read_text() == '{"format": 1, "items": {oops'
+    assert not at.error
+    assert not at.button(key="ea_save").disabled
+    moved[0].unlink()
+
+
+def test_empty_cache_shows_run_button(tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("DDE_CACHE_ROOT", str(tmp_path / "empty"))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    assert not at.exception
+    assert at.button(key="run_default").label == "Run the default experiment"
+    assert any("No experiment" in i.value for i in at.info)
+    for page in ("pages/embeddings.py", "pages/subspace.py", "pages/translate.py", "pages/error_analysis.py"):
+        at.switch_page(page).run()
+        assert not at.exception
+        assert any("no experiment" in i.value.lower() for i in at.info)
+
+
+def test_run_button_starts_one_run_only(tmp_path, monkeypatch):
+    """Click Run, then 'refresh' in a second session and click again: one process, followed by both."""
+    from streamlit.testing.v1 import AppTest
+
+    from explorer.store import Experiment
+    from explorer.ui import runner
+
+    monkeypatch.setenv("DDE_CACHE_ROOT", str(tmp_path))
+    monkeypatch.setenv(runner.ENV_PRESET, "tiny")
+    folder = tmp_path / "tiny"
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.button(key="run_default").click().run()
+    pid = Experiment(folder).running_pid()
+    try:
+        assert pid is not None
+        second = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+        assert not second.exception
+        assert "run_default" not in [b.key for b in second.button]
+        assert any("Running" in m.value for m in second.markdown)
+        again, started = runner.start(folder)
+        assert (again, started) == (pid, False)
+        assert runner.status(folder).running
+    finally:
+        if pid is not None:
+            os.killpg(pid, signal.SIGTERM)       # the run we started (its own process group)
+            deadline = time.time() + 30
+            while Experiment(folder).running_pid() is not None and time.time() < deadline:
+                time.sleep(0.2)
+
+
+# ---------------------------------------------------------------- dialect identification
+
+
+@pytest.fixture(scope="module")
+def view(app_root):
+    from explorer.experiment import load_experiment
+
+    return load_experiment(app_root / "tiny")
+
+
+def test_dialect_id_beats_chance_and_round_trips(view, tmp_path):
+    from explorer import dialect_id
+    from explorer.corpus import load_corpus
+
+    clf = dialect_id.load_or_fit(view.root, view.config, list(view.varieties))
+    assert set(clf.classes) == set(view.varieties)
+    assert clf.test_accuracy > 2.0 / len(clf.classes)        # chance is 1/3 for the tiny run's 3 varieties
+    cfg = view.config
+    test = load_corpus(cfg.data, dev=cfg.dev_size, test=cfg.test_size, seed=cfg.seed).split("test")
+    preds = clf.predict(test["arz"].tolist())
+    assert np.mean([p.variety == "arz" for p in preds]) > 0.5
+    assert clf.predict_one("The weather is nice today.").variety == dialect_id.OTHER_SCRIPT
+    # stored as JSON + npz (no pickle), reloaded identically
+    files = {p.name for p in (view.root / dialect_id.FOLDER).iterdir()}
+    assert files == {"model.json", "weights.npz"}
+    again = dialect_id.load_or_fit(view.root, view.config, list(view.varieties))
+    texts = test["ary"].tolist()[:5]
+    assert np.array_equal(again.proba(texts), clf.proba(texts))
+
+
+def test_dialect_id_matches_sklearn(view):
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.naive_bayes import MultinomialNB
+
+    from explorer import dialect_id
+    from explorer.corpus import load_corpus
+
+    cfg = view.config
+    corpus = load_corpus(cfg.data, dev=cfg.dev_size, test=cfg.test_size, seed=cfg.seed)
+    vs = [HR, "arz"]
+    ours = dialect_id.fit(corpus.split("train"), corpus.split("test"), vs)
+    x, y = dialect_id._long(corpus.split("train"), vs)
+    vec = TfidfVectorizer(analyzer="char_wb", ngram_range=dialect_id.NGRAMS, sublinear_tf=True,
+                          max_features=dialect_id.MAX_FEATURES)
+    ref = MultinomialNB(alpha=0.1).fit(vec.fit_transform(x), y)
+    xt, _ = dialect_id._long(corpus.split("test"), vs)
+    assert np.allclose(ref.predict_proba(vec.transform(xt)), ours.proba(xt), atol=1e-9)
+
+
+# ---------------------------------------------------------------- annotations
+
+
+def test_annotations_round_trip_and_validation(tmp_path):
+    from explorer.annotations import DEFAULT_TAGS, AnnotationStore, item_key
+
+    store = AnnotationStore(tmp_path)
+    assert store.load().tags == DEFAULT_TAGS and not store.load().items
+    k = item_key("arb-arz", "flores-devtest-0001")
+    store.save_note(k, ["orthography"], "  hamza dropped ")
+    assert AnnotationStore(tmp_path).load().note(k).comment == "hamza dropped"
+    with pytest.raises(ValueError, match="unknown tag"):
+        store.save_note(k, ["not a tag"], "")
+    with pytest.raises(ValueError, match="still used"):
+        store.save_tags(["MSA leakage"])
+    store.save_tags([*DEFAULT_TAGS, "code-switching"])
+    store.save_note(k, ["code-switching"], "")
+    assert store.load().note(k).tags == ("code-switching",)
+    store.save_note(k, [], "")                            # clearing a note removes it
+    assert k not in store.load().items
+    assert not list(tmp_path.glob(".annotations.json.*.tmp"))  # atomic writes leave nothing behind
+
+
+@pytest.mark.parametrize("content", ["{not json", "[]", '{"format": 1, "items": {"a": {"tags": "x"}}}',
+                                     '{"format": 99}', b"\xff\xfe"])
+def test_damaged_annotations_are_never_overwritten(tmp_path, content):
+    from explorer.annotations import AnnotationsError, AnnotationStore
+
+    store = AnnotationStore(tmp_path)
+    if isinstance(content, bytes):
+        store.path.write_bytes(content)
+    else:
+        store.path.write_text(content)
+    before = store.path.read_bytes()
+    with pytest.raises(AnnotationsError, match=str(store.path.name)):
+        store.load()
+    with pytest.raises(AnnotationsError):
+        store.save_note("k", [], "a comment")
+    assert store.path.read_bytes() == before
+    moved = store.quarantine()
+    assert moved.name.startswith("annotations.json.bad-") and moved.read_bytes() == before
+    assert store.load().items == {}
+
+
+# ---------------------------------------------------------------- translate
+
+
+@pytest.fixture(scope="module")
+def handle(view):
+    from explorer.translate import ModelHandle
+
+    model, tok = view.load_model("decoupled")
+    return ModelHandle(model, tok, "decoupled", view.checkpoints("decoupled")[-1])
+
+
+@pytest.mark.parametrize("text,src,message", [
+    ("", HR, "empty"),
+    ("   ", "arz", "empty"),
+    ("Where is the station?", HR, "not in Arabic script"),
+    ("أين المحطة؟", ENG, "Arabic script"),
+    ("ب" * 1001, HR, "characters long"),
+    ("كلمة " * 199, HR, "tokens long"),
+])
+def test_translate_rejects_bad_input(view, handle, text, src, message):
+    from explorer.translate import translate_text
+
+    tgt = "arz" if src != "arz" else HR
+    with pytest.raises(ValueError, match=message):
+        translate_text(handle, [*view.varieties, ENG], text, src, tgt, max_len=view.config.max_len,
+                       max_new_tokens=4)
+
+
+def test_switch_off_is_bit_identical(view, handle):
+    from explorer.evaluate import translate
+    from explorer.examples import Encoder
+    from explorer.intervene import count_hooks
+    from explorer.translate import intervention, subspaces_at, translate_text
+
+    model, tok = handle.model, handle.tokenizer
+    subs = subspaces_at(view, handle.step, view.penalised_sites)
+    assert set(subs) == set(view.penalised_sites)
+    ids = torch.tensor([tok(" مرحبا بالعالم", add_special_tokens=False)["input_ids"]])
+    with torch.no_grad():
+        plain = model(input_ids=ids).logits
+        for on, alpha in ((False, 1.0), (True, 0.0)):
+            with intervention(model, subs, alpha, on)():
+                assert count_hooks(model) == 0
+                assert torch.equal(model(input_ids=ids).logits, plain)
+        with intervention(model, subs, 1.0, True)():
+            assert count_hooks(model) == len(subs)
+            assert not torch.equal(model(input_ids=ids).logits, plain)
+    assert count_hooks(model) == 0
+    codes = [*view.varieties, ENG]
+    text = "يقول المركز الوطني للأعاصير إنه لا يشكل أي تهديد."
+    cfg = view.config
+    off = translate_text(handle, codes, text, HR, "arz", max_len=cfg.max_len, max_new_tokens=cfg.max_new_tokens,
+                         subspaces=subs, alpha=0.7, on=False)
+    ref = translate(model, tok, Encoder(tok, codes, cfg.max_len), [(HR, "arz", text)],
+                    max_new_tokens=cfg.max_new_tokens)[0]
+    assert off.text == ref and off.alpha == 0.0 and off.sites == ()
+    full = translate_text(handle, codes, text, HR, "arz", max_len=cfg.max_len, max_new_tokens=cfg.max_new_tokens,
+                          subspaces=subs, alpha=1.0, on=True)
+    assert full.alpha == 1.0 and full.msa_share < 1e-4 < off.msa_share
+    assert count_hooks(model) == 0

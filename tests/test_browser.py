@@ -1,0 +1,164 @@
+"""The app in a real browser: ``streamlit run`` on 127.0.0.1 and Debian's Chromium driven by Playwright.
+
+Every page is opened, its real content awaited (a Plotly chart, the translation boxes, the table), its key
+element checked and a screenshot saved to ``test-artifacts/``. The decoupling switch on Translate is clicked and
+the output box must change. The server is always stopped, even when a test fails.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+REPO = Path(__file__).resolve().parent.parent
+ARTIFACTS = REPO / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+WAIT_MS = 120_000
+PAGES = {  # url path -> the element that proves the page drew its real content
+    "": ".js-plotly-plot",
+    "embeddings": ".js-plotly-plot",
+    "subspace": ".js-plotly-plot",
+    "translate": ".dde-sentence",
+    "error_analysis": "[data-testid='stDataFrame']",
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_experiment, tmp_path_factory):
+    """URL of ``streamlit run app.py`` serving a private copy of the tiny experiment."""
+    root = tmp_path_factory.mktemp("browser-cache")
+    shutil.copytree(tiny_experiment, root / "tiny")
+    port = _free_port()
+    log = root / "streamlit.log"
+    env = {**os.environ, "DDE_CACHE_ROOT": str(root), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port",
+           str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                    if r.read().strip() == b"ok":
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                pytest.fail(f"streamlit did not start (exit {proc.poll()}):\n{log.read_text()[-3000:]}")
+            time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium); .ci/run does")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1440, "height": 2200}, locale="en-GB")
+    pg = context.new_page()
+    try:
+        yield pg
+    finally:
+        context.close()
+
+
+def settle(pg, selector: str) -> None:
+    """Wait for the page's real content and for the script run to finish."""
+    pg.wait_for_selector(selector, state="visible", timeout=WAIT_MS)
+    pg.wait_for_function(
+        "() => document.querySelector('.stApp')?.getAttribute('data-test-script-state') === 'notRunning' "
+        "&& !document.querySelector('[data-testid=\"stSkeleton\"]')", timeout=WAIT_MS)
+    pg.wait_for_timeout(500)   # Plotly finishes its draw after the script run ends
+
+
+def shoot(pg, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    pg.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+@pytest.mark.parametrize("path", list(PAGES), ids=[p or "home" for p in PAGES])
+def test_page_shows_its_content(server, page, path):
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(f"{server}/{path}")
+    settle(page, PAGES[path])
+    assert not page.locator("[data-testid='stException']").count(), page.locator(
+        "[data-testid='stException']").first.inner_text()
+    if path == "":
+        assert page.get_by_text("Arabic is diglossic").count()
+        assert page.locator(".js-plotly-plot .geo").count() == 1          # the map
+        assert page.locator("[data-testid='stDataFrame']").count() == 2   # experiments and headline
+    elif path in ("embeddings", "subspace"):
+        assert page.locator(".js-plotly-plot").count() >= (2 if path == "embeddings" else 5)
+        assert page.locator(".js-plotly-plot .modebar").count() or page.locator(".modebar-container").count()
+    elif path == "translate":
+        assert page.locator(".dde-sentence").count() == 4
+        assert page.locator(".dde-sentence[dir='rtl']").count() == 4
+    else:
+        assert page.get_by_text("Download CSV").count()
+        assert page.locator(".dde-diff").count() == 2
+    assert not errors, errors
+    shoot(page, path or "home")
+
+
+def test_sidebar_navigation_keeps_the_experiment(server, page):
+    page.goto(server)
+    settle(page, ".js-plotly-plot")
+    page.locator("[data-testid='stSidebarNav'] a", has_text="Subspace").click()
+    settle(page, ".js-plotly-plot")
+    assert page.get_by_role("heading", name="The MSA subspace over training").count()
+    assert page.locator("[data-testid='stSidebar']").get_by_text("tiny").count()
+
+
+def test_decoupling_switch_changes_the_output(server, page):
+    page.goto(f"{server}/translate")
+    settle(page, ".dde-sentence")
+    left = page.locator("[data-testid='stColumn']").filter(has=page.locator("h4")).first
+    before = left.inner_text()
+    page.locator("[data-testid='stSidebar']").get_by_text("Inference-time decoupling").click()
+    page.wait_for_function(
+        "(b) => { const c = Array.from(document.querySelectorAll('[data-testid=\"stColumn\"]'))"
+        ".find(e => e.querySelector('h4')); return c && c.innerText !== b && c.innerText.includes('α=1'); }",
+        arg=before, timeout=WAIT_MS)
+    settle(page, ".dde-sentence")
+    after = left.inner_text()
+    assert after != before and "decoupling α=1 at layer.01" in after
+    shoot(page, "translate-decoupled")

@@ -1,0 +1,366 @@
+"""Representation and geometry caches on a real tiny experiment, and the read API the app uses (issue 3).
+
+The checks: files for every model and checkpoint with aligned rows; values equal a direct recomputation; cached
+geometry equals recomputed geometry; damaged or incompatible caches are detected and rebuilt, never misread; UMAP
+results are cached per parameters; every ``ExperimentView`` method returns the documented shape."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from explorer import experiment as experiment_mod
+from explorer.corpus import HR
+from explorer.experiment import ExperimentView, list_experiment_dirs, load_experiment
+from explorer.geometry import UmapParams, geometry_table
+from explorer.intervene import capture
+from explorer.pipeline import Progress, load_arm, load_run_data
+from explorer.probe import Subspace
+from explorer.represent import REPRESENT_VERSION, entry_key, represent_dir, stage_represent
+from explorer.store import Experiment, StoreError, read_json
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def view(tiny_experiment) -> ExperimentView:
+    return load_experiment(tiny_experiment)
+
+
+def _copy(src: Path, tmp_path: Path) -> Path:
+    dst = tmp_path / src.name
+    shutil.copytree(src, dst)
+    return dst
+
+
+def _rebuild(root: Path, *, force_check: bool = True) -> Experiment:
+    exp = Experiment(root)
+    cfg = exp.config()
+    stage_represent(exp, cfg, load_run_data(cfg), Progress(exp, bar=False), force_check=force_check)
+    return exp
+
+
+def _all_matrices(v: ExperimentView) -> dict[tuple[str, int, str], np.ndarray]:
+    return {(m, s, site): v.representations(m, s, site) for m in v.models for s in v.checkpoints(m)
+            for site in v.sites}
+
+
+# ---------------------------------------------------------------- files and alignment
+
+
+def test_files_for_every_model_and_checkpoint(view):
+    cfg = view.config
+    assert view.models == ("base", "baseline", "decoupled", "random")
+    assert view.varieties == (HR, *cfg.varieties) and "eng" not in view.varieties
+    assert view.sites == ("layer.00", "layer.01")
+    n_rows = len(view.varieties) * cfg.analysis_size
+    for model in view.models:
+        steps = view.checkpoints(model)
+        assert steps == ([0] if model == "base" else list(range(cfg.ckpt_every, cfg.steps + 1, cfg.ckpt_every)))
+        for step in steps:
+            path = represent_dir(view.exp) / model / f"step-{step:06d}.safetensors"
+            assert path.is_file()
+            for site in view.sites:
+                x = view.representations(model, step, site)
+                assert x.shape == (n_rows, cfg.d_model) and x.dtype == np.float32
+                assert np.isfinite(x).all()
+    man = read_json(represent_dir(view.exp) / "manifest.json")
+    assert man["format_version"] == REPRESENT_VERSION and man["fingerprint"] == cfg.fingerprint()
+    assert len(man["entries"]) == 1 + 3 * len(view.checkpoints("decoupled"))
+    assert all(e["bytes"] == (represent_dir(view.exp) / e["file"]).stat().st_size for e in man["entries"].values())
+
+
+def test_index_rows_are_aligned_translations(view):
+    idx = view.index()
+    assert list(idx.columns) == ["row", "sent_id", "variety", "split", "text"]
+    assert idx["row"].tolist() == list(range(len(idx)))
+    assert (idx["split"] == "test").all()
+    assert idx["variety"].unique().tolist() == list(view.varieties)  # grouped, in order
+    cfg = view.config
+    data = load_run_data(cfg)
+    want = data.corpus.split("test")["sent_id"].tolist()[: cfg.analysis_size]
+    for v in view.varieties:
+        block = idx[idx["variety"] == v]
+        assert block["sent_id"].tolist() == want
+        test = data.corpus.split("test").set_index("sent_id")
+        assert block["text"].tolist() == test.loc[want, v].tolist()
+
+
+# ---------------------------------------------------------------- values
+
+
+def test_values_equal_a_direct_recomputation(view, tiny_experiment):
+    """One sentence at a time, no padding: layer.00 from output_hidden_states, layer.01 through a capture hook."""
+    exp = Experiment(tiny_experiment)
+    model, tok = load_arm(exp, view.config, "decoupled", 16, device="cpu")
+    model.eval()
+    texts = view.index()["text"].tolist()
+    by_hand = {"layer.00": [], "layer.01": []}
+    with torch.no_grad():
+        for text in texts:
+            ids = [tok.bos_token_id] + tok(" " + text.strip(), add_special_tokens=False)["input_ids"]
+            ids = ids[: 1 + view.config.max_len]
+            with capture(model, ["layer.01"], detach=True) as st:
+                out = model(input_ids=torch.tensor([ids]), output_hidden_states=True)
+            by_hand["layer.00"].append(out.hidden_states[1][0, 1:].mean(0).numpy())  # bos left out
+            by_hand["layer.01"].append(st["layer.01"][0, 1:].mean(0).numpy())
+    for site, rows in by_hand.items():
+        want = np.stack(rows)
+        got = view.representations("decoupled", 16, site)
+        scale = np.abs(want).max()
+        np.testing.assert_allclose(got, want, rtol=2e-3, atol=2e-3 * scale)  # float16 storage
+
+
+# ---------------------------------------------------------------- geometry
+
+
+def test_cached_geometry_equals_recomputed(view):
+    n = view.config.analysis_size
+    pen = view.penalised_sites
+    assert pen == ("layer.01",)  # the tiny preset's middle layer
+    checked = 0
+    for model in view.models:
+        for step in view.checkpoints(model):
+            for site in view.sites:
+                x = view.representations(model, step, site)
+                reps = {v: x[i * n:(i + 1) * n] for i, v in enumerate(view.varieties)}
+                sub = view.subspace(step, site) if site in pen else None
+                want = pd.DataFrame(geometry_table(reps, hr=HR, basis=None if sub is None else sub.basis.numpy()))
+                got = view.geometry(model, step, site)
+                assert got["variety"].tolist() == want["variety"].tolist()
+                for col in ("centroid_cosine", "centroid_l2", "paired_cosine", "cka", "energy_share_mean"):
+                    np.testing.assert_allclose(got[col].astype(float), want[col].astype(float), rtol=1e-9,
+                                               atol=1e-12, err_msg=f"{model} {step} {site} {col}")
+                if sub is not None:
+                    assert (got["subspace_step"] == sub.step).all()
+                checked += 1
+    assert checked == len(view.sites) * sum(len(view.checkpoints(m)) for m in view.models)
+
+
+def test_subspace_is_the_latest_refit_at_or_before_the_step(view):
+    refits = view.refits()
+    steps = refits["step"].tolist()
+    assert steps == sorted(steps) and steps[0] == 0
+    for step in (0, 5, 8, 9, 16, 24):
+        sub = view.subspace(step, "layer.01")
+        assert isinstance(sub, Subspace) and sub.step == max(s for s in steps if s <= step)
+    assert view.subspace(8, "layer.00") is None  # not a penalised site
+    assert view.subspace(0, "layer.01", arm="random").kind == "random"
+
+
+def test_energy_share_in_unit_interval(view):
+    g = view.geometry_long()
+    at_pen = g[g["site"].isin(view.penalised_sites)]
+    assert len(at_pen) and at_pen["energy_share_mean"].notna().all()
+    assert ((at_pen["energy_share_mean"] > 0) & (at_pen["energy_share_mean"] <= 1)).all()
+    assert set(at_pen["variety"]) == set(view.varieties)  # HR has its own energy row
+    assert g[~g["site"].isin(view.penalised_sites)]["energy_share_mean"].isna().all()
+
+
+def test_energy_heatmap(view):
+    hm = view.energy_heatmap("decoupled", "layer.01")
+    assert list(hm.index) == list(view.varieties)
+    assert list(hm.columns) == [0, *view.checkpoints("decoupled")]
+    assert hm.notna().all().all()
+    base = view.geometry("base", 0, "layer.01").set_index("variety")["energy_share_mean"]
+    np.testing.assert_allclose(hm[0].to_numpy(), base.loc[list(view.varieties)].to_numpy())
+    assert view.energy_heatmap("baseline", "layer.00").isna().all().all()  # no subspace at that site
+
+
+# ---------------------------------------------------------------- damage and versions
+
+
+def test_damaged_files_are_detected_and_rebuilt(tiny_experiment, tmp_path):
+    root = _copy(tiny_experiment, tmp_path)
+    before = _all_matrices(load_experiment(root))
+    rdir = root / "represent"
+    truncated = rdir / "decoupled" / "step-000016.safetensors"
+    garbage = rdir / "baseline" / "step-000008.safetensors"
+    flipped = rdir / "random" / "step-000024.safetensors"  # header intact, data changed: only a checksum sees it
+    truncated.write_bytes(truncated.read_bytes()[:-100])
+    garbage.write_bytes(os.urandom(garbage.stat().st_size))
+    raw = bytearray(flipped.read_bytes())
+    raw[-64:] = bytes(64)
+    flipped.write_bytes(bytes(raw))
+    v = load_experiment(root)
+    for model, step in (("decoupled", 16), ("baseline", 8), ("random", 24)):
+        with pytest.raises(StoreError, match="explorer represent"):
+            v.representations(model, step, "layer.01")
+    untouched = rdir / "base" / "step-000000.safetensors"
+    mtime = untouched.stat().st_mtime_ns
+    exp = _rebuild(root)
+    assert exp.manifest()["stages"]["represent"]["rebuilt"] == 3
+    assert untouched.stat().st_mtime_ns == mtime  # valid files are not rewritten
+    after = _all_matrices(load_experiment(root))
+    assert after.keys() == before.keys()
+    for k in before:
+        np.testing.assert_array_equal(after[k], before[k])
+
+
+def test_truncated_file_caught_even_without_force_check(tiny_experiment, tmp_path):
+    root = _copy(tiny_experiment, tmp_path)
+    path = root / "represent" / "random" / "step-000008.safetensors"
+    path.write_bytes(path.read_bytes()[:1000])
+    _rebuild(root, force_check=False)
+    assert load_experiment(root).representations("random", 8, "layer.00").shape[0] > 0
+
+
+def test_rewritten_checkpoint_invalidates_its_representations(tiny_experiment, tmp_path):
+    root = _copy(tiny_experiment, tmp_path)
+    ckpt = root / "arms" / "baseline" / "checkpoints" / "step-000016" / "weights.safetensors"
+    ckpt.write_bytes(ckpt.read_bytes())  # same weights, written again: an arm retrained in place
+    rep_file = root / "represent" / "baseline" / "step-000016.safetensors"
+    other = root / "represent" / "baseline" / "step-000008.safetensors"
+    stamps = rep_file.stat().st_mtime_ns, other.stat().st_mtime_ns
+    exp = _rebuild(root, force_check=False)
+    assert exp.manifest()["stages"]["represent"]["rebuilt"] == 1
+    assert rep_file.stat().st_mtime_ns != stamps[0] and other.stat().st_mtime_ns == stamps[1]
+
+
+def test_done_stage_without_damage_is_a_no_op(tiny_experiment, tmp_path):
+    root = _copy(tiny_experiment, tmp_path)
+    files = sorted((root / "represent").rglob("*.safetensors"))
+    stamps = [f.stat().st_mtime_ns for f in files]
+    stage_before = read_json(root / "manifest.json")["stages"]["represent"]
+    _rebuild(root, force_check=False)
+    _rebuild(root, force_check=True)
+    assert [f.stat().st_mtime_ns for f in files] == stamps
+    assert read_json(root / "manifest.json")["stages"]["represent"] == stage_before
+
+
+def test_other_representation_format_version_rebuilds_everything(tiny_experiment, tmp_path, capsys):
+    root = _copy(tiny_experiment, tmp_path)
+    mpath = root / "represent" / "manifest.json"
+    man = read_json(mpath)
+    man["format_version"] = REPRESENT_VERSION + 98
+    mpath.write_text(json.dumps(man))
+    with pytest.raises(StoreError, match=f"format version {REPRESENT_VERSION + 98}.*explorer represent"):
+        load_experiment(root).representations("base", 0, "layer.00")
+    exp = _rebuild(root)
+    assert exp.manifest()["stages"]["represent"]["rebuilt"] == len(man["entries"])
+    said = "rebuilding every representation: it was written by representation format version"
+    assert said in capsys.readouterr().err
+    assert said in exp.progress()["message"] and exp.progress()["status"] == "done"
+    v = load_experiment(root)
+    assert read_json(mpath)["format_version"] == REPRESENT_VERSION
+    assert v.representations("base", 0, "layer.00").shape == (len(v.index()), v.config.d_model)
+
+
+def test_other_config_fingerprint_rebuilds_everything(tiny_experiment, tmp_path):
+    root = _copy(tiny_experiment, tmp_path)
+    mpath = root / "represent" / "manifest.json"
+    man = read_json(mpath)
+    man["fingerprint"] = "000000000000"
+    mpath.write_text(json.dumps(man))
+    with pytest.raises(StoreError, match="config"):
+        load_experiment(root).geometry_long()
+    exp = _rebuild(root)
+    assert exp.manifest()["stages"]["represent"]["rebuilt"] == len(man["entries"])
+
+
+def test_experiment_of_another_format_version_is_rejected(tiny_experiment, tmp_path):
+    root = tmp_path / "old"
+    root.mkdir()
+    m = read_json(tiny_experiment / "manifest.json")
+    m["format_version"] = 0
+    (root / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(StoreError, match="format version 0"):
+        load_experiment(root)
+    with pytest.raises(StoreError, match="not an experiment folder"):
+        load_experiment(tmp_path)
+    with pytest.raises(StoreError, match="does not exist"):
+        load_experiment(tmp_path / "nowhere")
+
+
+def test_cli_rebuilds_a_deleted_cache_identically(tiny_experiment, tmp_path):
+    from explorer.__main__ import main
+
+    root = _copy(tiny_experiment, tmp_path)
+    before = _all_matrices(load_experiment(root))
+    geo_before = load_experiment(root).geometry_long()
+    shutil.rmtree(root / "represent")
+    assert main(["represent", str(root)]) == 0
+    v = load_experiment(root)
+    after = _all_matrices(v)
+    assert after.keys() == before.keys()
+    for k in before:
+        np.testing.assert_array_equal(after[k], before[k])
+    pd.testing.assert_frame_equal(v.geometry_long(), geo_before)
+    assert v.progress()["status"] == "done"
+    assert v.complete
+
+
+# ---------------------------------------------------------------- UMAP cache
+
+
+def test_umap_is_computed_once_and_cached_per_params(tiny_experiment, tmp_path, monkeypatch):
+    root = _copy(tiny_experiment, tmp_path)
+    v = load_experiment(root)
+    first = v.umap("decoupled", 24, "layer.01")
+    assert first.shape == (len(v.index()), 2) and first.dtype == np.float32
+    files = sorted((root / "represent" / "umap").glob("*.npy"))
+    assert len(files) == 1 and files[0].name.startswith("decoupled-step-000024-layer.01-")
+    meta = json.loads(files[0].with_name(files[0].name[:-4] + ".json").read_text())
+    assert meta["params"] == UmapParams().to_dict()
+
+    def boom(*a, **k):
+        raise AssertionError("UMAP recomputed although it is cached")
+    monkeypatch.setattr(experiment_mod, "umap_2d", boom)
+    np.testing.assert_array_equal(load_experiment(root).umap("decoupled", 24, "layer.01"), first)
+    monkeypatch.undo()
+
+    other = v.umap("decoupled", 24, "layer.01", UmapParams(n_neighbors=5, random_state=1))
+    assert other.shape == first.shape
+    assert len(list((root / "represent" / "umap").glob("*.npy"))) == 2
+    files[0].write_bytes(b"garbage")  # a damaged cache entry is recomputed, not read
+    np.testing.assert_array_equal(v.umap("decoupled", 24, "layer.01"), first)
+
+
+# ---------------------------------------------------------------- the API surface
+
+
+def test_every_view_method(view, tiny_experiment):
+    v = view
+    n_rows = len(v.varieties) * v.config.analysis_size
+    assert v.root == Path(tiny_experiment).resolve() and v.name == "tiny"
+    assert v.manifest["format_version"] and v.complete and v.arms == ("baseline", "decoupled", "random")
+    assert v.dialects == tuple(v.config.varieties)
+    assert Path(tiny_experiment).resolve() in [p.resolve() for p in list_experiment_dirs(tiny_experiment.parent)]
+    assert v.pca("random", 8, "layer.00").shape == (n_rows, 2)
+    assert v.geometry("base", 0, "layer.01").shape[0] == len(v.varieties)
+    assert v.geometry("base", 0, "layer.00").shape[0] == len(v.dialects)
+    g = v.geometry_long()
+    assert len(g) == sum(len(v.checkpoints(m)) for m in v.models) * (2 * len(v.dialects) + 1)
+    r = v.refits()
+    assert list(r.columns) == experiment_mod.REFIT_COLUMNS and len(r) == 3
+    assert np.isnan(r["angle_prev_deg"].iloc[0]) and (r["angle_prev_deg"].iloc[1:] >= 0).all()
+    assert ((r["accuracy"] >= 0) & (r["accuracy"] <= 1)).all()
+    rv = v.refit_varieties()
+    assert list(rv.columns) == experiment_mod.REFIT_VARIETY_COLUMNS and set(rv["variety"]) == set(v.varieties)
+    s = v.scores()
+    assert set(s["model"]) == set(v.models) and (s["n"] > 0).all()
+    d = v.deltas()
+    assert list(d.columns) == experiment_mod.DELTA_COLUMNS and set(d["system"]) == {"base", "decoupled", "random"}
+    h = v.hypotheses()
+    assert len(h) == len(s[s["model"] == "base"]) * v.config.eval_size
+    assert {f"hyp_{m}" for m in v.models} | {f"chrf_{m}" for m in v.models} <= set(h.columns)
+    assert not h.duplicated(["direction", "sent_id"]).any()
+    for m in v.models:
+        log = v.train_log(m)
+        assert len(log) == (v.config.base_steps if m == "base" else v.config.steps) and "loss" in log
+    assert v.progress()["status"] == "done"
+    model, tok = v.load_model("decoupled", 8)
+    assert not model.training and tok.pad_token_id is not None
+    with pytest.raises(ValueError, match="unknown model"):
+        v.checkpoints("nope")
+    with pytest.raises(StoreError, match="no representations"):
+        v.representations("decoupled", 9, "layer.00")
+    assert v.index().shape == (n_rows, 5)
+    assert entry_key("base", 0) == "base/step-000000"
