@@ -272,7 +272,7 @@ class Decoupler:
             if site in self.current:
                 t[f"current.{site}"] = self.current[site].basis
                 t[f"first.{site}"] = self.first[site].basis
-            for k, v in getattr(self.fitters[site], "state_dict", dict)().items():
+            for k, v in self.fitters[site].state_dict().items():
                 t[f"fitter.{site}.{k}"] = v
         meta = {site: {"step": self.current[site].step, "first_step": self.first[site].step,
                        "kind": self.current[site].kind} for site in self.current}
@@ -287,8 +287,7 @@ class Decoupler:
                                             kind=m["kind"])
             prefix = f"fitter.{site}."
             fs = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-            if fs:
-                self.fitters[site].load_state_dict(fs)
+            self.fitters[site].load_state_dict(fs)
         # refits recorded after the resume point will be redone
         kept = [r for r in read_jsonl(self.refits_path) if r["step"] < resume_step]
         write_jsonl(self.refits_path, kept)

@@ -65,11 +65,11 @@ for col, side_name, name in ((cols[0], "left", left), (cols[1], "right", right))
         extra = f" · decoupling α={out.alpha:g} at {', '.join(out.sites)}" if out.alpha else ""
         widgets.sentence(out.text, tgt, label=f"step {out.step}{extra}")
         pred = clf.predict_one(out.text)
-        m = st.columns(3)
+        looks = widgets.variety_name(pred.variety) if pred.variety in clf.classes else pred.variety
+        st.markdown(f"Looks like **{looks}** (p = {pred.probability:.2f})")
+        m = st.columns(2)
         m[0].metric("chrF++ vs reference", f"{sentence_chrf(out.text, reference):.1f}" if reference else "—")
-        m[1].metric("Looks like", widgets.variety_name(pred.variety) if pred.variety in clf.classes
-                    else pred.variety, f"p = {pred.probability:.2f}", delta_color="off")
-        m[2].metric("MSA-subspace share", f"{out.msa_share:.3f}" if out.msa_share is not None else "—",
+        m[1].metric("MSA-subspace share", f"{out.msa_share:.3f}" if out.msa_share is not None else "—",
                     help="Mean ‖Uᵀh‖/‖h‖ of the source tokens at the penalised layer, as the next layer sees them")
         st.caption(f"{out.seconds:.2f} s" + (f" · read the first {out.read_tokens} of {out.source_tokens} tokens "
                                              "(the models were trained on shorter sentences)" if out.truncated else ""))

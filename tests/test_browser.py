@@ -145,7 +145,10 @@ def test_sidebar_navigation_keeps_the_experiment(server, page):
     page.locator("[data-testid='stSidebarNav'] a", has_text="Subspace").click()
     settle(page, ".js-plotly-plot")
     assert page.get_by_role("heading", name="The MSA subspace over training").count()
-    assert page.locator("[data-testid='stSidebar']").get_by_text("tiny").count()
+    picker = page.locator("[data-testid='stSidebar'] [data-testid='stSelectbox']").first
+    assert "Experiment" in picker.inner_text()
+    shown = picker.locator("input").first.input_value() or picker.inner_text()
+    assert "tiny" in shown, shown
 
 
 def test_decoupling_switch_changes_the_output(server, page):
