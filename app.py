@@ -6,6 +6,9 @@ in ``pages/`` reads its own widgets, calls the explorer once and draws.
 
 import streamlit as st
 
+from explorer.corpus import CorpusError
+from explorer.model import ModelLoadError
+from explorer.store import StoreError
 from explorer.ui import widgets
 
 st.set_page_config(page_title="Dialect Decoupling Explorer", page_icon="🗺️", layout="wide")
@@ -19,5 +22,8 @@ PAGES = [
 ]
 
 page = st.navigation(PAGES)
-widgets.experiment_picker()
-page.run()
+try:
+    widgets.experiment_picker()
+    page.run()
+except (StoreError, CorpusError, ModelLoadError) as e:  # a folder, corpus or model to fix: say what, not a traceback
+    st.error(f"{type(e).__name__}: {e}")

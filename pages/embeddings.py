@@ -7,6 +7,7 @@ from explorer.ui import cache, figures, widgets
 st.title("Embeddings")
 exp = widgets.current_experiment() or widgets.no_experiment()
 view = cache.view(exp)
+widgets.require(exp, "represent", "sentence representations")
 
 side = st.sidebar
 left = widgets.model_picker(exp, "emb_left", label="Left model", default="baseline")

@@ -14,6 +14,11 @@ if table.empty:
     st.info("This experiment has no test translations yet.")
     st.stop()
 models = [m for m in view.models if f"hyp_{m}" in table.columns]
+store = AnnotationStore(view.root)
+try:
+    notes, notes_error = store.load(), None
+except AnnotationsError as e:
+    notes, notes_error = None, str(e)
 
 # ---- filters and sorting
 with st.container(border=True):
@@ -33,9 +38,14 @@ with st.container(border=True):
     ascending = g3.toggle("Ascending", value=True, key="ea_asc")
 shown = filter_table(table, directions=directions, varieties=varieties, delta_range=rng, search=search)
 shown = shown.sort_values(sort_by, ascending=ascending, kind="stable")
+if notes is not None:   # the linguist's notes travel with the table (and the CSV)
+    keys = [item_key(d, s) for d, s in zip(shown["direction"], shown["sent_id"])]
+    shown = shown.assign(tags=[", ".join(notes.note(k).tags) for k in keys],
+                         comment=[notes.note(k).comment for k in keys])
 
 cols = ["variety", "label", "sent_id", "source", "ref", *[f"hyp_{m}" for m in models],
-        *[f"chrf_{m}" for m in models], "delta", "length", *[f"pred_{m}" for m in models if f"pred_{m}" in shown]]
+        *[f"chrf_{m}" for m in models], "delta", "length", *[f"pred_{m}" for m in models if f"pred_{m}" in shown],
+        *[c for c in ("tags", "comment") if c in shown]]
 config = {"label": "direction", "ref": "reference", "delta": st.column_config.NumberColumn("Δ", format="%+.1f")}
 config |= {f"hyp_{m}": f"output {m}" for m in models}
 config |= {f"chrf_{m}": st.column_config.NumberColumn(f"chrF++ {m}", format="%.1f") for m in models}
@@ -72,12 +82,7 @@ for col, m in ((a, ma), (b, mb)):
 st.caption("How to read the diff: green characters are in the output but not the reference, red struck-through "
            "ones are in the reference but missing from the output; plain text matches.")
 
-store = AnnotationStore(view.root)
-try:
-    notes = store.load()
-    error = None
-except AnnotationsError as e:
-    notes, error = None, str(e)
+error = notes_error
 with st.container(border=True):
     st.markdown("**Your notes on this example** (saved in the experiment folder)")
     if error:
@@ -97,6 +102,7 @@ with st.container(border=True):
         try:
             store.save_note(key, tags, comment)
             st.toast("Saved")
+            st.rerun()          # the table's tags and comment columns show it at once
         except (ValueError, OSError) as e:
             st.error(f"Not saved: {e}")
     with st.expander("Edit the tag list"):

@@ -8,8 +8,11 @@ st.title("The MSA subspace over training")
 exp = widgets.current_experiment() or widgets.no_experiment()
 view = cache.view(exp)
 
-arm = st.sidebar.selectbox("Arm whose refits to show", [a for a in view.arms if a != "baseline"], key="sub_arm",
-                           format_func=widgets.model_label)
+probed = [a for a in view.arms if a != "baseline"]
+if not probed:
+    st.info("This experiment has no decoupled or random arm with a checkpoint yet.")
+    st.stop()
+arm = st.sidebar.selectbox("Arm whose refits to show", probed, key="sub_arm", format_func=widgets.model_label)
 site = widgets.site_picker(exp, "sub_site")
 
 st.subheader("How the estimate moves")
@@ -33,6 +36,7 @@ else:
                "the MSA-vs-rest task). Code length: bits needed to transmit the labels with the probe; shorter "
                "means MSA is easier to read off the hidden states.")
 
+widgets.require(exp, "represent", "geometry tables")
 st.subheader("MSA-subspace energy per variety, over checkpoints")
 names = [m for m in ("baseline", "decoupled") if m in view.models] or list(view.arms)[:2]
 heats = {name: cache.energy_heatmap(exp, name, site) for name in names}

@@ -9,6 +9,9 @@ from explorer.ui import cache, widgets
 st.title("Translate")
 exp = widgets.current_experiment() or widgets.no_experiment()
 view = cache.view(exp)
+if not view.arms:
+    st.info("This experiment has no fine-tuned model yet; come back when its first arm has a checkpoint.")
+    st.stop()
 clf = cache.classifier(exp)
 tests = cache.test_sentences(exp)
 
@@ -19,7 +22,8 @@ tgt_options = [c for c in codes if c != src]
 default_tgt = next((c for c in tgt_options if c not in (HR, ENG)), tgt_options[0])
 tgt = c2.selectbox("To", tgt_options, index=tgt_options.index(default_tgt), key="tr_tgt",
                    format_func=widgets.variety_name)
-mode = c3.radio("Sentence", ["From the test set", "Type my own"], key="tr_mode", horizontal=True)
+mode = c3.radio("Sentence", ["From the test set", "Type my own"] if not tests.empty else ["Type my own"],
+                key="tr_mode", horizontal=True)
 
 reference = None
 if mode == "From the test set" and not tests.empty and src in tests.columns:
@@ -29,11 +33,13 @@ if mode == "From the test set" and not tests.empty and src in tests.columns:
     sid = st.selectbox("Test sentence (type to search)", ids, key="tr_sid",
                        format_func=lambda i: f"{i} · {by_id.at[i, src][:90]}")
     text = by_id.at[sid, src]
-    reference = by_id.at[sid, tgt] if tgt in by_id.columns else None
+    ref = by_id.at[sid, tgt] if tgt in by_id.columns else None
+    reference = ref if isinstance(ref, str) and ref else None
 else:
     text = st.text_area("Your sentence", key="tr_text", max_chars=1000, height=90,
                         placeholder="اكتب جملة هنا" if src != ENG else "Type a sentence here")
-widgets.sentence(text or "", src, label=f"Source · {widgets.variety_name(src)}")
+if text:
+    widgets.sentence(text, src, label=f"Source · {widgets.variety_name(src)}")
 if reference is not None:
     widgets.sentence(reference, tgt, label=f"Reference · {widgets.variety_name(tgt)}")
 

@@ -349,6 +349,19 @@ def test_warm_start_refit_resumes_and_never_mutates_an_old_subspace():
         ProbeFitter(16).load_state_dict(state)
 
 
+def test_fit_works_under_no_grad_and_inference_mode_and_leaves_h_alone():
+    h, y, _ = planted(600, 8, 2.0, seed=11)
+    h.requires_grad_(True)
+    before = h.detach().clone()
+    with torch.no_grad():
+        sub, rep = ProbeFitter(8, ProbeConfig(steps=60)).fit(h, y, varieties_for(y), site="layer.01", step=0)
+    assert rep.accuracy > 0.8 and not sub.basis.requires_grad
+    with torch.inference_mode():
+        sub2, _ = ProbeFitter(8, ProbeConfig(steps=60)).fit(h.detach() * 1, y, varieties_for(y), site="layer.01", step=0)
+    assert principal_angles_deg(sub, sub2)[0] < 1e-3
+    assert h.grad is None and torch.equal(h.detach(), before)
+
+
 def test_fit_rejects_bad_buffers_with_actionable_messages():
     fitter = ProbeFitter(8)
     h = torch.randn(100, 8)

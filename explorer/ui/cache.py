@@ -43,8 +43,27 @@ def view(key: str) -> ExperimentView:
     return load_experiment(folder_of(key))
 
 
+ENV_THREADS = "DDE_TORCH_THREADS"
+
+
+def _torch_threads() -> None:
+    """One intra-op thread for decoding in the app (``$DDE_TORCH_THREADS`` to change it).
+
+    The app decodes one sentence at a time, where per-step overhead dominates; with two or more OpenMP threads
+    on a busy 2-core laptop (a training run going on beside it, as after the Run button) each decoding step
+    spin-waits and one sentence took ~1 s instead of ~0.05 s with one thread. Process-wide, set once."""
+    import os
+
+    import torch
+
+    n = max(1, int(os.environ.get(ENV_THREADS, "1") or 1))
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+
+
 @st.cache_resource(max_entries=6, show_spinner="Loading the model…")
 def model(key: str, name: str, step: int) -> ModelHandle:
+    _torch_threads()
     m, tok = view(key).load_model(name, step)
     m.eval()
     return ModelHandle(m, tok, name, step)

@@ -106,6 +106,18 @@ def sentence(text: str, code: str | None = None, *, label: str = "", size: str =
         unsafe_allow_html=True)
 
 
+def has_stage(exp: str, stage: str) -> bool:
+    return bool(cache.view(exp).manifest.get("stages", {}).get(stage, {}).get("done"))
+
+
+def require(exp: str, stage: str, what: str) -> None:
+    """Stop the page with a note when the experiment has not reached ``stage`` yet (a run still going)."""
+    if not has_stage(exp, stage):
+        st.info(f"`{cache.view(exp).name}` has no {what} yet: its `{stage}` stage has not finished. This page "
+                "fills in when the run gets there (see Home for its progress).")
+        st.stop()
+
+
 def no_experiment() -> None:
     """What a page shows when there is no experiment to look at."""
     st.info("There is no experiment to look at yet. Run the default one from the Home page.")
@@ -128,6 +140,8 @@ def run_panel(*, has_experiments: bool) -> None:
         return
     if status is not None and status.state == "done":
         return
+    if status is None and (folder / "manifest.json").exists() and cache.view(cache.experiment_key(folder)).complete:
+        return   # a finished experiment copied here, or run from the command line without progress.json
     place = st.container()
     if status is not None and status.state in ("failed", "stopped", "interrupted"):
         place.warning(f"The last run of `{folder.name}` {status.state}"

@@ -1,0 +1,106 @@
+"""Benchmark the pipeline (issue 2 targets): tiny end to end, default end to end, decoupled/baseline cost.
+
+    python bench/bench_pipeline.py                 # tiny run (fresh) + figures of cache/default if present
+    python bench/bench_pipeline.py --run-default   # also (re)run the default preset into bench/out/default
+
+Wall times come from the stage records each run writes into its manifest, so the arms are compared
+side by side within one run. Writes bench/out/pipeline.json and prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from explorer.store import Experiment  # noqa: E402
+
+
+def timed_run(preset: str, out: Path) -> float:
+    shutil.rmtree(out, ignore_errors=True)
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "explorer", "run", "--preset", preset, "--out", str(out), "--no-bar"],
+                   cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def figures(exp_dir: Path) -> dict:
+    exp = Experiment(exp_dir)
+    m = exp.manifest()
+    st = m["stages"]
+    f = {"experiment": str(exp_dir), "code_version": m["code_version"]}
+    for arm in ("baseline", "decoupled", "random"):
+        if f"arm:{arm}" in st:
+            f[f"{arm}_wall_s"] = st[f"arm:{arm}"]["wall_s"]
+            f[f"{arm}_tokens"] = st[f"arm:{arm}"]["tokens"]
+    if "base" in st:
+        f["base_wall_s"] = st["base"]["wall_s"]
+    if "baseline_wall_s" in f and "decoupled_wall_s" in f:
+        f["decoupled_over_baseline"] = round(f["decoupled_wall_s"] / f["baseline_wall_s"], 3)
+        f["random_over_baseline"] = round(f["random_wall_s"] / f["baseline_wall_s"], 3)
+    f["eval_s"] = round(sum(v.get("seconds", 0) for k, v in st.items() if k.startswith("eval:")), 1)
+    f["represent_s"] = st.get("represent", {}).get("seconds")
+    refit_s = [r["seconds"] for r in exp.refits("decoupled")]
+    f["refits"] = len(refit_s)
+    f["refit_s_median"] = sorted(refit_s)[len(refit_s) // 2] if refit_s else None
+    scores = {}
+    for key in ("base", "baseline", "decoupled", "random"):
+        p = exp.eval_dir / key / "scores.json"
+        if p.exists():
+            scores[key] = json.loads(p.read_text())["directions"]
+    if "base" in scores:
+        f["base_chrf_eng_arb"] = scores["base"].get("eng-arb", {}).get("chrf")
+    for key in ("base", "baseline", "decoupled", "random"):
+        if key in scores:
+            to_dialect = [v["chrf"] for d, v in scores[key].items() if d.startswith("arb-") and d != "arb-eng"]
+            f[f"{key}_chrf_msa_to_dialect_mean"] = round(sum(to_dialect) / len(to_dialect), 2) if to_dialect else None
+    started = m.get("created")
+    f["created"] = started
+    return f
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--run-default", action="store_true")
+    ap.add_argument("--default-dir", default=str(REPO / "cache" / "default"))
+    args = ap.parse_args()
+    out_root = REPO / "bench" / "out"
+    out_root.mkdir(parents=True, exist_ok=True)
+    result = {}
+    tiny_dir = out_root / "tiny"
+    result["tiny_end_to_end_s"] = round(timed_run("tiny", tiny_dir), 1)
+    result["tiny"] = figures(tiny_dir)
+    default_dir = Path(args.default_dir)
+    if args.run_default:
+        default_dir = out_root / "default"
+        result["default_end_to_end_s"] = round(timed_run("default", default_dir), 1)
+    if Experiment(default_dir).exists():
+        result["default"] = figures(default_dir)
+    (out_root / "pipeline.json").write_text(json.dumps(result, indent=1))
+    rows = [("tiny preset, end to end (s)", result["tiny_end_to_end_s"])]
+    if "default_end_to_end_s" in result:
+        rows.append(("default preset, end to end (s)", result["default_end_to_end_s"]))
+    for name in ("tiny", "default"):
+        f = result.get(name)
+        if not f:
+            continue
+        for k in ("base_wall_s", "baseline_wall_s", "decoupled_wall_s", "random_wall_s", "decoupled_over_baseline",
+                  "random_over_baseline", "refit_s_median", "eval_s", "represent_s", "base_chrf_eng_arb",
+                  "base_chrf_msa_to_dialect_mean", "baseline_chrf_msa_to_dialect_mean",
+                  "decoupled_chrf_msa_to_dialect_mean", "random_chrf_msa_to_dialect_mean"):
+            if f.get(k) is not None:
+                rows.append((f"{name}: {k}", f[k]))
+    print("| figure | value |\n| --- | --- |")
+    for k, v in rows:
+        print(f"| {k} | {v} |")
+
+
+if __name__ == "__main__":
+    main()
