@@ -120,11 +120,16 @@ def median(xs: list[float]) -> float:
 
 
 def translation_in_process(exp: Path, n: int) -> dict:
-    """One sentence by baseline and decoupled, models loaded (what the Translate page does on a cache miss)."""
+    """One sentence by baseline and decoupled, models loaded (what the Translate page does on a cache miss).
+
+    Uses the app's decoding thread count (``$DDE_TORCH_THREADS``, default 1; see ``explorer.ui.cache``)."""
+    import torch
+
     from explorer.corpus import ENG, HR
     from explorer.experiment import load_experiment
     from explorer.translate import ModelHandle, subspaces_at, translate_text
 
+    torch.set_num_threads(max(1, int(os.environ.get("DDE_TORCH_THREADS", "1") or 1)))
     view = load_experiment(exp)
     cfg = view.config
     hyps = view.hypotheses()

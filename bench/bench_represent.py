@@ -92,6 +92,16 @@ def umap_points(view, site: str, n: int = 2000) -> tuple[np.ndarray, str]:
     return x, f"synthetic: 9 Gaussian clusters, d={d} (the experiment has only {have} points)"
 
 
+def base_step_seconds(root: Path) -> float | None:
+    """Median wall time of one base-stage optimiser step, from base/log.jsonl (the first step, warm-up, left out)."""
+    from explorer.store import read_jsonl
+
+    elapsed = [r["elapsed"] for r in read_jsonl(root / "base" / "log.jsonl")]
+    if len(elapsed) < 3:
+        return None
+    return float(np.median(np.diff(elapsed[1:])))
+
+
 def rebuild_seconds(root: Path) -> tuple[float, float]:
     """(stage_represent wall time, load_run_data time) for a from-scratch build in a scratch copy of the folder."""
     from explorer.pipeline import Progress, load_run_data
@@ -171,6 +181,17 @@ def main(argv: list[str] | None = None) -> int:
         res["represent_share_of_training"] = rep_s / train_s if train_s else None
         res["represent_share_of_run"] = rep_s / (train_s + eval_s) if train_s else None
 
+        # load-independent view: the stage in units of one base training step (median of the log's step times),
+        # projected onto the default preset's step count (training only: eval and refits would lower the share)
+        step_s = base_step_seconds(root)
+        if step_s:
+            from explorer.config import preset_config
+            d = preset_config("default")
+            default_steps = d.base_steps + len(d.arms) * d.steps
+            res["base_step_s"] = step_s
+            res["represent_in_base_steps"] = rep_s / step_s
+            res["projected_share_of_default_training"] = rep_s / (step_s * default_steps)
+
     res["folder_mb"] = folder_bytes(root) / 1e6
     res["represent_mb"] = folder_bytes(root / "represent") / 1e6
 
@@ -184,7 +205,11 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if not args.skip_rebuild:
         rows += [("stage_represent, from scratch", f"{res['represent_rebuild_s']:.1f} s",
-                  f"<= 20% of run ({100 * (res['represent_share_of_run'] or 0):.1f}%)")]
+                  f"<= 20% of run ({100 * (res['represent_share_of_run'] or 0):.1f}% of this run)")]
+        if "base_step_s" in res:
+            rows += [(f"  in base training steps (median step {res['base_step_s']:.2f} s)",
+                      f"{res['represent_in_base_steps']:.0f} steps",
+                      f"{100 * res['projected_share_of_default_training']:.1f}% of default's training steps")]
     rows += [("experiment folder", f"{res['folder_mb']:.1f} MB", "< 500 MB (default)"),
              ("  of which represent/", f"{res['represent_mb']:.1f} MB", "")]
     print(f"\n{root} ({res['preset']} preset; {n_rows} rows x {d}, {res['sites']} sites, {res['files']} files; "

@@ -37,7 +37,7 @@ class RunConfig:
     n_heads: int = 4
     d_ff: int = 768
     # --- stage 1: MSA-dominant base (EN<->MSA) ---
-    base_steps: int = 900                # 0 skips stage 1 (the default with --model)
+    base_steps: int = 700                # 0 skips stage 1 (the default with --model)
     base_lr: float = 2e-3
     # --- stage 2: arms (MSA<->dialect) ---
     arms: tuple[str, ...] = ARMS

@@ -459,18 +459,25 @@ def _build(exp: Experiment, cfg: RunConfig, data, progress,
         gkey = _geometry_key(entry["digest"], subs)
         rows = geo_by.get((model_name, step), [])
         with _blas_single_thread():
-            if not rows or any(r.get("key") != gkey for r in rows) or {r["site"] for r in rows} != set(man["sites"]):
+            geo_stale = not rows or any(r.get("key") != gkey for r in rows) \
+                or {r["site"] for r in rows} != set(man["sites"])
+            if geo_stale:
                 mats = mats if mats is not None else load_matrices(root, man, entry)
                 geo_by[(model_name, step)] = geometry_rows(mats, n, varieties, model_name, step, subs, gkey)
             if check_pca_file(root, man, entry, deep=True):
                 mats = mats if mats is not None else load_matrices(root, man, entry)
                 entry["pca"] = _write_pca(root, mats, entry, model_name, step)
         man["entries"][key] = entry
-        write_json(root / "manifest.json", man)  # after each file: an interrupted stage keeps what it did
+        # after each file, so that an interrupted stage keeps what it did and a reader sees consistent files
+        if geo_stale or not (root / "geometry.jsonl").exists():
+            write_jsonl(root / "geometry.jsonl", [r for k in todo for r in geo_by.get(k, [])])
+        write_json(root / "manifest.json", man)
         progress({"event": "count", "n": 1})
 
     wanted = {(m, s) for m, s in todo}
-    write_jsonl(root / "geometry.jsonl", [r for k in todo for r in geo_by.get(k, [])])
+    final = [r for k in todo for r in geo_by.get(k, [])]
+    if final != geo:  # rows of checkpoints that no longer exist are dropped
+        write_jsonl(root / "geometry.jsonl", final)
     stale = [k for k, e in man["entries"].items() if (e["model"], e["step"]) not in wanted]
     for k in stale:  # checkpoints that no longer exist
         man["entries"].pop(k)

@@ -86,20 +86,23 @@ def test_home_renders_headline_and_map(app):
     assert "random − baseline" in json.loads(charts(at)[0])["layout"]["title"]["text"]
 
 
-def test_embeddings_react_to_widgets(app):
+def test_embeddings_react_to_widgets(app, app_root):
+    from explorer.experiment import load_experiment
+
+    steps = [str(s) for s in load_experiment(app_root / "tiny").checkpoints("decoupled")]
     at = app("pages/embeddings.py")
     before = charts(at)
     assert len(before) == 2                               # baseline and decoupled side by side
-    assert at.sidebar.select_slider(key="emb_step").options == ["8", "16", "24"]
+    assert at.sidebar.select_slider(key="emb_step").options == steps and len(steps) > 1
     hover = json.loads(before[1])["data"][0]["hovertemplate"]
     assert "customdata[2]" in hover                       # hover shows the sentence
     at.sidebar.radio(key="emb_method").set_value("PCA").run()
     assert_ok(at)
     pca = charts(at)
     assert pca[0] != before[0]
-    at.sidebar.select_slider(key="emb_step").set_value("8").run()
+    at.sidebar.select_slider(key="emb_step").set_value(steps[0]).run()
     assert_ok(at)
-    assert charts(at)[1] != pca[1] and "step 8" in charts(at)[1]
+    assert charts(at)[1] != pca[1] and f"step {steps[0]}" in charts(at)[1]
     at.sidebar.checkbox(key="emb_links").check().run()
     assert_ok(at)
     assert any(tr.get("name") == "same sentence" for tr in json.loads(charts(at)[0])["data"])
@@ -130,7 +133,7 @@ def test_translate_page_and_decoupling_switch(app):
     shares = [m.value for m in at.metric if m.label == "MSA-subspace share"]
     at.sidebar.toggle(key="tr_on").set_value(True).run()
     assert_ok(at)
-    assert "decoupling α=1 at layer.01" in html_of(at)
+    assert "decoupling α=1 at layer." in html_of(at)
     after = [m.value for m in at.metric if m.label == "MSA-subspace share"]
     assert after[0] != shares[0] and float(after[0]) < 1e-3  # α = 1 removes the subspace on the left model
     assert after[1] == shares[1]                             # the right model is untouched
@@ -249,6 +252,43 @@ def test_run_button_starts_one_run_only(tmp_path, monkeypatch):
             deadline = time.time() + 30
             while Experiment(folder).running_pid() is not None and time.time() < deadline:
                 time.sleep(0.2)
+
+
+def test_runner_reads_the_run_state(tmp_path):
+    from explorer.store import Experiment, atomic_write_text
+    from explorer.ui import runner
+
+    folder = tmp_path / "default"
+    assert runner.status(folder) is None                       # never started: the page offers the button
+    exp = Experiment(folder)
+    folder.mkdir()
+    exp.write_progress(status="running", stage="decoupled", step=50, total=200, loss=3.2, eta_s=90.0,
+                       probe_accuracy=0.8, done_stages=["prepare", "base"])
+    atomic_write_text(exp.lock_path, "999999999")              # no such process
+    s = runner.status(folder)
+    assert s.state == "stopped" and not s.running and s.fraction == 0.25 and s.probe_accuracy == 0.8
+    atomic_write_text(exp.lock_path, str(os.getpid()))         # a live process holds the folder
+    s = runner.status(folder)
+    assert s.running and s.state == "running" and s.stage == "decoupled"
+    assert runner.start(folder) == (os.getpid(), False)         # refused: no second run
+    assert runner.format_eta(90) == "1 min 30 s" and runner.format_eta(None) == "—"
+
+
+def test_char_diff_and_filters():
+    import pandas as pd
+
+    from explorer.error_analysis import char_diff_html, filter_table
+
+    out = char_diff_html("ab<X>d", "abcd")
+    assert "<del" in out and ">c</del>" in out and "&lt;X&gt;" in out and "<X>" not in out
+    assert char_diff_html("same", "same") == "same"
+    df = pd.DataFrame({"direction": ["arb-arz", "arb-ary"], "variety": ["arz", "ary"], "delta": [1.0, -2.0],
+                       "sent_id": ["s1", "s2"], "source": ["مرحبا", "أهلا"], "ref": ["x", "y"],
+                       "hyp_baseline": ["إزيك", "لاباس"]})
+    assert list(filter_table(df, directions=["arb-ary"])["sent_id"]) == ["s2"]
+    assert list(filter_table(df, delta_range=(0.0, 5.0))["sent_id"]) == ["s1"]
+    assert list(filter_table(df, search="لاباس")["sent_id"]) == ["s2"]
+    assert len(filter_table(df)) == 2
 
 
 # ---------------------------------------------------------------- dialect identification

@@ -17,16 +17,24 @@ import pytest
 import torch
 
 from explorer import experiment as experiment_mod
+from explorer.config import preset_config
 from explorer.corpus import HR
 from explorer.experiment import ExperimentView, list_experiment_dirs, load_experiment
 from explorer.geometry import UmapParams, geometry_table
 from explorer.intervene import capture
+from explorer.model import site_name
 from explorer.pipeline import Progress, load_arm, load_run_data
 from explorer.probe import Subspace
 from explorer.represent import REPRESENT_VERSION, entry_key, represent_dir, stage_represent
 from explorer.store import Experiment, StoreError, read_json
 
 pytestmark = pytest.mark.slow
+
+_TINY = preset_config("tiny")
+FIRST, LAST = _TINY.ckpt_every, _TINY.steps  # the first and the last checkpoint of every arm
+PEN = site_name(_TINY.n_layers // 2)  # the default penalised site: the middle layer
+OTHER = site_name(0)  # not penalised (the middle layer is never layer 0 with 2+ layers)
+assert FIRST < LAST
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +67,7 @@ def test_files_for_every_model_and_checkpoint(view):
     cfg = view.config
     assert view.models == ("base", "baseline", "decoupled", "random")
     assert view.varieties == (HR, *cfg.varieties) and "eng" not in view.varieties
-    assert view.sites == ("layer.00", "layer.01")
+    assert view.sites == tuple(site_name(i) for i in range(cfg.n_layers))
     n_rows = len(view.varieties) * cfg.analysis_size
     for model in view.models:
         steps = view.checkpoints(model)
@@ -97,23 +105,23 @@ def test_index_rows_are_aligned_translations(view):
 
 
 def test_values_equal_a_direct_recomputation(view, tiny_experiment):
-    """One sentence at a time, no padding: layer.00 from output_hidden_states, layer.01 through a capture hook."""
+    """One sentence at a time, no padding: layer.00 from output_hidden_states, the middle layer through a hook."""
     exp = Experiment(tiny_experiment)
-    model, tok = load_arm(exp, view.config, "decoupled", 16, device="cpu")
+    model, tok = load_arm(exp, view.config, "decoupled", LAST, device="cpu")
     model.eval()
     texts = view.index()["text"].tolist()
-    by_hand = {"layer.00": [], "layer.01": []}
+    by_hand = {OTHER: [], PEN: []}
     with torch.no_grad():
         for text in texts:
             ids = [tok.bos_token_id] + tok(" " + text.strip(), add_special_tokens=False)["input_ids"]
             ids = ids[: 1 + view.config.max_len]
-            with capture(model, ["layer.01"], detach=True) as st:
+            with capture(model, [PEN], detach=True) as st:
                 out = model(input_ids=torch.tensor([ids]), output_hidden_states=True)
-            by_hand["layer.00"].append(out.hidden_states[1][0, 1:].mean(0).numpy())  # bos left out
-            by_hand["layer.01"].append(st["layer.01"][0, 1:].mean(0).numpy())
+            by_hand[OTHER].append(out.hidden_states[1][0, 1:].mean(0).numpy())  # bos left out
+            by_hand[PEN].append(st[PEN][0, 1:].mean(0).numpy())
     for site, rows in by_hand.items():
         want = np.stack(rows)
-        got = view.representations("decoupled", 16, site)
+        got = view.representations("decoupled", LAST, site)
         scale = np.abs(want).max()
         np.testing.assert_allclose(got, want, rtol=2e-3, atol=2e-3 * scale)  # float16 storage
 
@@ -124,7 +132,7 @@ def test_values_equal_a_direct_recomputation(view, tiny_experiment):
 def test_cached_geometry_equals_recomputed(view):
     n = view.config.analysis_size
     pen = view.penalised_sites
-    assert pen == ("layer.01",)  # the tiny preset's middle layer
+    assert pen == (PEN,)
     checked = 0
     for model in view.models:
         for step in view.checkpoints(model):
@@ -148,11 +156,11 @@ def test_subspace_is_the_latest_refit_at_or_before_the_step(view):
     refits = view.refits()
     steps = refits["step"].tolist()
     assert steps == sorted(steps) and steps[0] == 0
-    for step in (0, 5, 8, 9, 16):
-        sub = view.subspace(step, "layer.01")
+    for step in (0, FIRST - 1, FIRST, FIRST + 1, LAST):
+        sub = view.subspace(step, PEN)
         assert isinstance(sub, Subspace) and sub.step == max(s for s in steps if s <= step)
-    assert view.subspace(8, "layer.00") is None  # not a penalised site
-    assert view.subspace(0, "layer.01", arm="random").kind == "random"
+    assert view.subspace(8, OTHER) is None  # not a penalised site
+    assert view.subspace(0, PEN, arm="random").kind == "random"
 
 
 def test_energy_share_in_unit_interval(view):
@@ -165,13 +173,13 @@ def test_energy_share_in_unit_interval(view):
 
 
 def test_energy_heatmap(view):
-    hm = view.energy_heatmap("decoupled", "layer.01")
+    hm = view.energy_heatmap("decoupled", PEN)
     assert list(hm.index) == list(view.varieties)
     assert list(hm.columns) == [0, *view.checkpoints("decoupled")]
     assert hm.notna().all().all()
-    base = view.geometry("base", 0, "layer.01").set_index("variety")["energy_share_mean"]
+    base = view.geometry("base", 0, PEN).set_index("variety")["energy_share_mean"]
     np.testing.assert_allclose(hm[0].to_numpy(), base.loc[list(view.varieties)].to_numpy())
-    assert view.energy_heatmap("baseline", "layer.00").isna().all().all()  # no subspace at that site
+    assert view.energy_heatmap("baseline", OTHER).isna().all().all()  # no subspace at that site
 
 
 # ---------------------------------------------------------------- damage and versions
@@ -181,18 +189,18 @@ def test_damaged_files_are_detected_and_rebuilt(tiny_experiment, tmp_path):
     root = _copy(tiny_experiment, tmp_path)
     before = _all_matrices(load_experiment(root))
     rdir = root / "represent"
-    truncated = rdir / "decoupled" / "step-000016.safetensors"
-    garbage = rdir / "baseline" / "step-000008.safetensors"
-    flipped = rdir / "random" / "step-000016.safetensors"  # header intact, data changed: only a checksum sees it
+    truncated = rdir / "decoupled" / f"step-{LAST:06d}.safetensors"
+    garbage = rdir / "baseline" / f"step-{FIRST:06d}.safetensors"
+    flipped = rdir / "random" / f"step-{LAST:06d}.safetensors"  # header intact, data changed: only a checksum sees it
     truncated.write_bytes(truncated.read_bytes()[:-100])
     garbage.write_bytes(os.urandom(garbage.stat().st_size))
     raw = bytearray(flipped.read_bytes())
     raw[-64:] = bytes(64)
     flipped.write_bytes(bytes(raw))
     v = load_experiment(root)
-    for model, step in (("decoupled", 16), ("baseline", 8), ("random", 16)):
+    for model, step in (("decoupled", LAST), ("baseline", FIRST), ("random", LAST)):
         with pytest.raises(StoreError, match="explorer represent"):
-            v.representations(model, step, "layer.01")
+            v.representations(model, step, PEN)
     untouched = rdir / "base" / "step-000000.safetensors"
     mtime = untouched.stat().st_mtime_ns
     exp = _rebuild(root)
@@ -206,18 +214,18 @@ def test_damaged_files_are_detected_and_rebuilt(tiny_experiment, tmp_path):
 
 def test_truncated_file_caught_even_without_force_check(tiny_experiment, tmp_path):
     root = _copy(tiny_experiment, tmp_path)
-    path = root / "represent" / "random" / "step-000008.safetensors"
+    path = root / "represent" / "random" / f"step-{FIRST:06d}.safetensors"
     path.write_bytes(path.read_bytes()[:1000])
     _rebuild(root, force_check=False)
-    assert load_experiment(root).representations("random", 8, "layer.00").shape[0] > 0
+    assert load_experiment(root).representations("random", FIRST, OTHER).shape[0] > 0
 
 
 def test_rewritten_checkpoint_invalidates_its_representations(tiny_experiment, tmp_path):
     root = _copy(tiny_experiment, tmp_path)
-    ckpt = root / "arms" / "baseline" / "checkpoints" / "step-000016" / "weights.safetensors"
+    ckpt = root / "arms" / "baseline" / "checkpoints" / f"step-{LAST:06d}" / "weights.safetensors"
     ckpt.write_bytes(ckpt.read_bytes())  # same weights, written again: an arm retrained in place
-    rep_file = root / "represent" / "baseline" / "step-000016.safetensors"
-    other = root / "represent" / "baseline" / "step-000008.safetensors"
+    rep_file = root / "represent" / "baseline" / f"step-{LAST:06d}.safetensors"
+    other = root / "represent" / "baseline" / f"step-{FIRST:06d}.safetensors"
     stamps = rep_file.stat().st_mtime_ns, other.stat().st_mtime_ns
     exp = _rebuild(root, force_check=False)
     assert exp.manifest()["stages"]["represent"]["rebuilt"] == 1
@@ -242,7 +250,7 @@ def test_other_representation_format_version_rebuilds_everything(tiny_experiment
     man["format_version"] = REPRESENT_VERSION + 98
     mpath.write_text(json.dumps(man))
     with pytest.raises(StoreError, match=f"format version {REPRESENT_VERSION + 98}.*explorer represent"):
-        load_experiment(root).representations("base", 0, "layer.00")
+        load_experiment(root).representations("base", 0, OTHER)
     exp = _rebuild(root)
     assert exp.manifest()["stages"]["represent"]["rebuilt"] == len(man["entries"])
     said = "rebuilding every representation: it was written by representation format version"
@@ -250,7 +258,7 @@ def test_other_representation_format_version_rebuilds_everything(tiny_experiment
     assert said in exp.progress()["message"] and exp.progress()["status"] == "done"
     v = load_experiment(root)
     assert read_json(mpath)["format_version"] == REPRESENT_VERSION
-    assert v.representations("base", 0, "layer.00").shape == (len(v.index()), v.config.d_model)
+    assert v.representations("base", 0, OTHER).shape == (len(v.index()), v.config.d_model)
 
 
 def test_other_config_fingerprint_rebuilds_everything(tiny_experiment, tmp_path):
@@ -303,24 +311,24 @@ def test_cli_rebuilds_a_deleted_cache_identically(tiny_experiment, tmp_path):
 def test_umap_is_computed_once_and_cached_per_params(tiny_experiment, tmp_path, monkeypatch):
     root = _copy(tiny_experiment, tmp_path)
     v = load_experiment(root)
-    first = v.umap("decoupled", 16, "layer.01")
+    first = v.umap("decoupled", LAST, PEN)
     assert first.shape == (len(v.index()), 2) and first.dtype == np.float32
     files = sorted((root / "represent" / "umap").glob("*.npy"))
-    assert len(files) == 1 and files[0].name.startswith("decoupled-step-000016-layer.01-")
+    assert len(files) == 1 and files[0].name.startswith(f"decoupled-step-{LAST:06d}-{PEN}-")
     meta = json.loads(files[0].with_name(files[0].name[:-4] + ".json").read_text())
     assert meta["params"] == UmapParams().to_dict()
 
     def boom(*a, **k):
         raise AssertionError("UMAP recomputed although it is cached")
     monkeypatch.setattr(experiment_mod, "umap_2d", boom)
-    np.testing.assert_array_equal(load_experiment(root).umap("decoupled", 16, "layer.01"), first)
+    np.testing.assert_array_equal(load_experiment(root).umap("decoupled", LAST, PEN), first)
     monkeypatch.undo()
 
-    other = v.umap("decoupled", 16, "layer.01", UmapParams(n_neighbors=5, random_state=1))
+    other = v.umap("decoupled", LAST, PEN, UmapParams(n_neighbors=5, random_state=1))
     assert other.shape == first.shape
     assert len(list((root / "represent" / "umap").glob("*.npy"))) == 2
     files[0].write_bytes(b"garbage")  # a damaged cache entry is recomputed, not read
-    np.testing.assert_array_equal(v.umap("decoupled", 16, "layer.01"), first)
+    np.testing.assert_array_equal(v.umap("decoupled", LAST, PEN), first)
 
 
 # ---------------------------------------------------------------- the API surface
@@ -333,9 +341,9 @@ def test_every_view_method(view, tiny_experiment):
     assert v.manifest["format_version"] and v.complete and v.arms == ("baseline", "decoupled", "random")
     assert v.dialects == tuple(v.config.varieties)
     assert Path(tiny_experiment).resolve() in [p.resolve() for p in list_experiment_dirs(tiny_experiment.parent)]
-    assert v.pca("random", 8, "layer.00").shape == (n_rows, 2)
-    assert v.geometry("base", 0, "layer.01").shape[0] == len(v.varieties)
-    assert v.geometry("base", 0, "layer.00").shape[0] == len(v.dialects)
+    assert v.pca("random", FIRST, OTHER).shape == (n_rows, 2)
+    assert v.geometry("base", 0, PEN).shape[0] == len(v.varieties)
+    assert v.geometry("base", 0, OTHER).shape[0] == len(v.dialects)
     g = v.geometry_long()
     assert len(g) == sum(len(v.checkpoints(m)) for m in v.models) * (2 * len(v.dialects) + 1)
     r = v.refits()
@@ -357,11 +365,11 @@ def test_every_view_method(view, tiny_experiment):
         log = v.train_log(m)
         assert len(log) == (v.config.base_steps if m == "base" else v.config.steps) and "loss" in log
     assert v.progress()["status"] == "done"
-    model, tok = v.load_model("decoupled", 8)
+    model, tok = v.load_model("decoupled", FIRST)
     assert not model.training and tok.pad_token_id is not None
     with pytest.raises(ValueError, match="unknown model"):
         v.checkpoints("nope")
     with pytest.raises(StoreError, match="no representations"):
-        v.representations("decoupled", 9, "layer.00")
+        v.representations("decoupled", 9, OTHER)
     assert v.index().shape == (n_rows, 5)
     assert entry_key("base", 0) == "base/step-000000"
