@@ -186,8 +186,8 @@ def main(argv: list[str] | None = None) -> int:
         step_s = base_step_seconds(root)
         if step_s:
             from explorer.config import preset_config
-            d = preset_config("default")
-            default_steps = d.base_steps + len(d.arms) * d.steps
+            dflt = preset_config("default")
+            default_steps = dflt.base_steps + len(dflt.arms) * dflt.steps
             res["base_step_s"] = step_s
             res["represent_in_base_steps"] = rep_s / step_s
             res["projected_share_of_default_training"] = rep_s / (step_s * default_steps)

@@ -124,23 +124,29 @@ def _index_sha(index: pd.DataFrame) -> str:
 # ---------------------------------------------------------------- pooling
 
 
+def encode_texts(tok, texts: Sequence[str], max_len: int) -> list[list[int]]:
+    """Token ids of each text as training encodes a segment (``" " + text``, at most ``max_len`` tokens)."""
+    return [tok(" " + t.strip(), add_special_tokens=False)["input_ids"][:max_len] for t in texts]
+
+
 @torch.no_grad()
 def pool_representations(model, tok, texts: Sequence[str], sites: Sequence[str], *, max_len: int,
-                         batch_size: int = BATCH_SIZE, autocast=None) -> dict[str, np.ndarray]:
+                         batch_size: int = BATCH_SIZE, autocast=None,
+                         encoded: Sequence[Sequence[int]] | None = None) -> dict[str, np.ndarray]:
     """site -> (n, d) float32: the mean over each text's tokens (bos excluded) of the site's output.
 
     Each text is encoded as training encodes a segment (``" " + text``, at most ``max_len`` tokens) after the bos
     token, with no variety tag. Batches are right-padded and sorted by length; causal attention means padding
     never reaches the real tokens, and the attention mask keeps it out of the mean. Only the decoder body runs
     (``model.base_model``): the LM head's logits, (B, T, vocab), would cost more than all the layers of a small
-    model and are not needed."""
+    model and are not needed. ``encoded`` (from ``encode_texts``) saves re-tokenising the same texts per model."""
     from .intervene import capture
     from .model import hidden_size
 
     device = next(model.parameters()).device
     bos = [tok.bos_token_id] if tok.bos_token_id is not None else []
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-    enc = [tok(" " + t.strip(), add_special_tokens=False)["input_ids"][:max_len] for t in texts]
+    enc = list(encoded) if encoded is not None else encode_texts(tok, texts, max_len)
     order = sorted(range(len(enc)), key=lambda i: len(enc[i]))
     d = hidden_size(model)
     out = {s: np.zeros((len(enc), d), dtype=np.float32) for s in sites}
@@ -160,7 +166,7 @@ def pool_representations(model, tok, texts: Sequence[str], sites: Sequence[str],
                 att[r, :len(seq)] = 1
                 text[r, len(bos):len(seq)] = 1.0
             with capture(model, sites, detach=True) as states, (autocast or contextlib.nullcontext()):
-                body(input_ids=ids.to(device), attention_mask=att.to(device))
+                body(input_ids=ids.to(device), attention_mask=att.to(device), use_cache=False)
             m = text.to(device)[..., None]                     # (B, T, 1)
             count = m.sum(1).clamp_min(1.0)                    # (B, 1)
             for s in sites:
@@ -447,7 +453,10 @@ def _build(exp: Experiment, cfg: RunConfig, data, progress,
                        "code_version": store.code_version(), "n_rows": len(index), "d": hidden_size(model),
                        "sites": list(all_sites(model)), "varieties": varieties, "n_per_variety": n,
                        "index": {"file": "index.jsonl", "sha256": index_sha}, "entries": {}}
-            entry, mats = _write_representations(root, cfg, model, tok, index, man["sites"], model_name, step)
+            if "encoded" not in loaded:  # one tokenizer for every model of the experiment
+                loaded["encoded"] = encode_texts(tok, index["text"].tolist(), cfg.max_len)
+            entry, mats = _write_representations(root, cfg, model, tok, index, loaded["encoded"], man["sites"],
+                                                 model_name, step)
             entry["source"] = source
             built += 1
         # geometry inside the current MSA subspace (the decoupled arm's) at every penalised site
@@ -486,14 +495,15 @@ def _build(exp: Experiment, cfg: RunConfig, data, progress,
     return built, why
 
 
-def _write_representations(root: Path, cfg: RunConfig, model, tok, index: pd.DataFrame, sites: list[str],
-                           model_name: str, step: int) -> tuple[dict, dict[str, np.ndarray]]:
+def _write_representations(root: Path, cfg: RunConfig, model, tok, index: pd.DataFrame, encoded: list[list[int]],
+                           sites: list[str], model_name: str, step: int) -> tuple[dict, dict[str, np.ndarray]]:
     """Pool, store as float16 and checksum one model's representations; returns its manifest entry and the
     matrices exactly as a reader will get them back (float16 values as float32)."""
     from .train import autocast_for
 
     with autocast_for(model, cfg.bf16 and model.device.type == "cuda"):
-        pooled = pool_representations(model, tok, index["text"].tolist(), sites, max_len=cfg.max_len)
+        pooled = pool_representations(model, tok, index["text"].tolist(), sites, max_len=cfg.max_len,
+                                      encoded=encoded)
     half = {s: torch.from_numpy(pooled[s]).to(torch.float16) for s in sites}
     path = root / rep_relpath(model_name, step)
     meta = {"format_version": str(REPRESENT_VERSION), "fingerprint": cfg.fingerprint(), "model": model_name,

@@ -7,8 +7,10 @@ the output box must change. The server is always stopped, even when a test fails
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -41,14 +43,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tiny_experiment, tmp_path_factory):
-    """URL of ``streamlit run app.py`` serving a private copy of the tiny experiment."""
-    root = tmp_path_factory.mktemp("browser-cache")
-    shutil.copytree(tiny_experiment, root / "tiny")
+@contextlib.contextmanager
+def streamlit_server(root: Path, **env_extra: str):
+    """``streamlit run app.py`` on a free 127.0.0.1 port with ``DDE_CACHE_ROOT=root``; yields its URL."""
     port = _free_port()
     log = root / "streamlit.log"
-    env = {**os.environ, "DDE_CACHE_ROOT": str(root), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    env = {**os.environ, "DDE_CACHE_ROOT": str(root), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           **env_extra}
     cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port",
            str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
     with open(log, "wb") as out:
@@ -74,6 +75,15 @@ def server(tiny_experiment, tmp_path_factory):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="module")
+def server(tiny_experiment, tmp_path_factory):
+    """URL of a server showing a private copy of the tiny experiment."""
+    root = tmp_path_factory.mktemp("browser-cache")
+    shutil.copytree(tiny_experiment, root / "tiny")
+    with streamlit_server(root) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -165,3 +175,38 @@ def test_decoupling_switch_changes_the_output(server, page):
     after = left.inner_text()
     assert after != before and "decoupling α=1 at layer." in after
     shoot(page, "translate-decoupled")
+
+
+def test_run_button_one_run_across_tabs_and_refresh(browser, tmp_path):
+    """Run from an empty cache (the tiny preset, to keep it short): live progress shows, a second tab and a
+    refresh follow the same process, and no second Run button appears while it runs."""
+    from explorer.store import Experiment
+
+    folder = tmp_path / "tiny"
+    with streamlit_server(tmp_path, DDE_RUN_PRESET="tiny") as url:
+        ctx = browser.new_context(viewport={"width": 1440, "height": 1600})
+        pid = None
+        try:
+            first = ctx.new_page()
+            first.goto(url)
+            settle(first, "button:has-text('Run the default experiment')")
+            first.get_by_role("button", name="Run the default experiment").click()
+            first.wait_for_selector("text=/in process \\d+/", timeout=WAIT_MS)
+            pid = Experiment(folder).running_pid()
+            assert pid is not None
+            second = ctx.new_page()                      # a second tab
+            second.goto(url)
+            second.wait_for_selector(f"text=process {pid}", timeout=WAIT_MS)
+            assert not second.get_by_role("button", name="Run the default experiment").count()
+            first.reload()                               # a refresh
+            first.wait_for_selector(f"text=process {pid}", timeout=WAIT_MS)
+            first.wait_for_selector("[data-testid='stProgress']", timeout=WAIT_MS)
+            shoot(first, "home-running")
+            assert Experiment(folder).running_pid() == pid
+        finally:
+            ctx.close()
+            if pid is not None:
+                os.killpg(pid, signal.SIGTERM)          # the run this test started (its own process group)
+                deadline = time.time() + 30
+                while Experiment(folder).running_pid() is not None and time.time() < deadline:
+                    time.sleep(0.2)

@@ -8,6 +8,7 @@ their decode lock, the dialect classifier); ``cache_data`` holds tables and 2-D 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -52,8 +53,6 @@ def _torch_threads() -> None:
     The app decodes one sentence at a time, where per-step overhead dominates; with two or more OpenMP threads
     on a busy 2-core laptop (a training run going on beside it, as after the Run button) each decoding step
     spin-waits and one sentence took ~1 s instead of ~0.05 s with one thread. Process-wide, set once."""
-    import os
-
     import torch
 
     n = max(1, int(os.environ.get(ENV_THREADS, "1") or 1))
