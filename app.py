@@ -25,5 +25,5 @@ page = st.navigation(PAGES)
 try:
     widgets.experiment_picker()
     page.run()
-except (StoreError, CorpusError, ModelLoadError) as e:  # a folder, corpus or model to fix: say what, not a traceback
-    st.error(f"{type(e).__name__}: {e}")
+except (StoreError, CorpusError, ModelLoadError) as e:
+    st.error(f"{type(e).__name__}: {e}")  # a folder, corpus or model to fix: say what, not a traceback

@@ -20,9 +20,11 @@ colour = side.radio("Colour by", ["variety", "region"], key="emb_colour", horizo
                     format_func={"variety": "variety", "region": "dialect group"}.get)
 links = side.checkbox("Link translations of the same sentence", key="emb_links")
 
-st.caption(f"Mean-pooled hidden states of {len(cache.index(exp))} analysis sentences at **{site}**, one dot per "
-           "sentence and variety (★ = MSA). Models that entangle dialects with MSA put each dialect dot next to its "
-           "MSA translation; decoupling should pull the dialects apart from MSA while keeping the meaning.")
+rows = cache.index(exp)
+st.caption(f"Mean-pooled hidden states at **{site}** of {rows['sent_id'].nunique()} parallel sentences in "
+           f"{rows['variety'].nunique()} varieties, one dot per sentence and variety (★ = MSA). Models that "
+           "entangle dialects with MSA put each dialect dot next to its MSA translation; decoupling should pull the "
+           "dialects apart from MSA while keeping the meaning.")
 cols = st.columns(2)
 for col, name in zip(cols, (left, right)):
     s = 0 if name == "base" else min(view.checkpoints(name), key=lambda c: abs(c - step))

@@ -224,6 +224,19 @@ def test_empty_cache_shows_run_button(tmp_path, monkeypatch):
         assert any("no experiment" in i.value.lower() for i in at.info)
 
 
+def test_unreadable_experiment_is_reported(tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    bad = tmp_path / "old"
+    bad.mkdir()
+    (bad / "manifest.json").write_text('{"format_version": 99, "config": {}}')
+    monkeypatch.setenv("DDE_CACHE_ROOT", str(tmp_path))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    assert not at.exception
+    assert any("format version 99" in e.value for e in at.error)
+    assert "cannot be read" in at.dataframe[0].value["status"].iloc[0]
+
+
 def test_run_button_starts_one_run_only(tmp_path, monkeypatch):
     """Click Run, then 'refresh' in a second session and click again: one process, followed by both."""
     from streamlit.testing.v1 import AppTest

@@ -3,9 +3,10 @@
 The app never trains: the Run button starts ``python -m explorer run --preset default --out <root>/default
 --no-bar`` (``$DDE_RUN_PRESET`` picks another preset, for tests) detached from the server (its own session,
 output to ``run.log`` in the experiment folder) and the home page polls ``progress.json``. A refresh, a
-second tab or a second app process sees the same run: before starting, ``start`` takes an exclusive file lock, asks ``store.Experiment.running_pid()`` and only spawns when
-no live process holds the folder; it then writes the child's pid into ``run.lock`` itself, so the window in
-which the child is still importing torch is covered too (the child's ``RunLock`` accepts its own pid).
+second tab or a second app process sees the same run: before starting, ``start`` takes an exclusive file
+lock, asks ``store.Experiment.running_pid()`` and only spawns when no live process holds the folder; it then
+writes the child's pid into ``run.lock`` itself, so the window in which the child is still importing torch is
+covered too (the child's ``RunLock`` accepts its own pid).
 
 No Streamlit here: the page draws what ``status`` returns.
 """
