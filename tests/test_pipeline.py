@@ -168,7 +168,8 @@ def _invented_madar(folder: Path, n: int = 60) -> Path:
     """An invented folder in the MADAR release format (never real MADAR text)."""
     folder.mkdir(parents=True)
     rng = np.random.default_rng(0)
-    picks = [rng.choice(len(WORDS["MSA"]), size=5, replace=False) for _ in range(n)]
+    size = min(len(w) for w in WORDS.values())
+    picks = [rng.choice(size, size=5, replace=False) for _ in range(n)]
     for city, words in WORDS.items():
         lines = ["sentID.BTEC\tsplit\tlang\tsent"]
         for i, p in enumerate(picks):
