@@ -106,28 +106,35 @@ def test_resume_after_interrupt_gives_the_same_numbers(tiny_experiment, tmp_path
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_killed_process_resumes_with_the_same_numbers(tiny_experiment, tmp_path):
-    """SIGKILL a real `python -m explorer run` mid-arm, rerun the same command, compare with an uninterrupted run."""
+def test_killed_process_resumes_with_the_same_numbers(tmp_path):
+    """SIGKILL a real `python -m explorer run` mid-arm, rerun the same command, compare with an uninterrupted run.
+
+    The arms run 96 steps here so that the kill lands inside the decoupled arm even on a fast machine
+    (progress.json is rewritten at most twice a second)."""
+    extra = ["--steps", "96", "--arms", "baseline,decoupled"]
     out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "explorer", "run", "--preset", "tiny", "--out", str(out), "--no-bar"]
+    cmd = [sys.executable, "-m", "explorer", "run", "--preset", "tiny", "--out", str(out), "--no-bar", *extra]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     try:
         while time.time() < deadline:
             p = Experiment(out).progress() or {}
-            if p.get("stage") == "decoupled" and (p.get("step") or 0) >= 12:
+            if p.get("stage") == "decoupled" and (p.get("step") or 0) >= 20:
                 break
             if proc.poll() is not None:
                 pytest.fail("the run ended before it could be killed")
-            time.sleep(0.05)
+            time.sleep(0.02)
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.wait()
     assert not Experiment(out).stage_done("arm:decoupled")
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert _results(out) == _results(tiny_experiment)
+    assert Experiment(out).manifest()["stages"]["arm:decoupled"]["resumed_from"] > 0
+    ref = run_experiment(preset_config("tiny", steps=96, arms=("baseline", "decoupled")), tmp_path / "ref",
+                         bar=False, represent=False)
+    assert _results(out) == _results(ref.root)
 
 
 def test_second_run_in_the_same_folder_is_refused_and_other_settings_rejected(tiny_experiment, tmp_path):
