@@ -20,7 +20,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from explorer.store import Experiment  # noqa: E402
+from explorer.store import Experiment
 
 
 def timed_run(preset: str, out: Path) -> float:

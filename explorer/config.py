@@ -110,18 +110,18 @@ class RunConfig:
 
 PRESETS: dict[str, dict[str, Any]] = {
     # CI and tests: the whole pipeline in well under a minute on 2 CPU cores.
-    "tiny": dict(
-        varieties=("arz", "ary"), dev_size=20, test_size=20, eval_size=8, max_len=40,
-        vocab_size=600, d_model=64, n_layers=2, n_heads=4, d_ff=128,
-        base_steps=30, steps=16, batch_size=16, warmup=4, ckpt_every=8, probe_every=8,
-        probe_tokens=1500, probe_steps=60, max_new_tokens=24, eval_batch_size=16,
-        bootstrap_samples=200, analysis_size=16, bf16=False, lam=0.01,
-    ),
+    "tiny": {
+        "varieties": ("arz", "ary"), "dev_size": 20, "test_size": 20, "eval_size": 8, "max_len": 40,
+        "vocab_size": 600, "d_model": 64, "n_layers": 2, "n_heads": 4, "d_ff": 128,
+        "base_steps": 30, "steps": 16, "batch_size": 16, "warmup": 4, "ckpt_every": 8, "probe_every": 8,
+        "probe_tokens": 1500, "probe_steps": 60, "max_new_tokens": 24, "eval_batch_size": 16,
+        "bootstrap_samples": 200, "analysis_size": 16, "bf16": False, "lam": 0.01,
+    },
     # The teaching demo: all 8 FLORES dialects, about ten minutes on a 2-core CPU (see README benchmarks).
-    "default": dict(),
+    "default": {},
     # A researcher's starting point on a GPU (the paper refits every 500 steps on full-size runs).
-    "full": dict(steps=5000, base_steps=5000, probe_every=500, ckpt_every=500, eval_size=0, max_len=128,
-                 max_new_tokens=128, probe_tokens=20000, probe_steps=300, analysis_size=200),
+    "full": {"steps": 5000, "base_steps": 5000, "probe_every": 500, "ckpt_every": 500, "eval_size": 0, "max_len": 128,
+                 "max_new_tokens": 128, "probe_tokens": 20000, "probe_steps": 300, "analysis_size": 200},
 }
 
 

@@ -18,15 +18,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from transformers import (  # noqa: E402  (offline mode must be set before import)
+from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
     LlamaConfig,
     LlamaForCausalLM,
     PreTrainedTokenizerFast,
 )
-
-from transformers.utils import logging as hf_logging  # noqa: E402
+from transformers.utils import logging as hf_logging
 
 hf_logging.disable_progress_bar()  # "Loading weights" bars on every checkpoint load are noise here
 
@@ -86,7 +85,7 @@ def find_decoder_layers(model: nn.Module) -> nn.ModuleList:
 
 def hidden_size(model: nn.Module) -> int:
     cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
-    return int(getattr(cfg, "hidden_size", None) or getattr(cfg, "n_embd"))
+    return int(getattr(cfg, "hidden_size", None) or cfg.n_embd)
 
 
 # ---------------------------------------------------------------- tokenizer
@@ -172,12 +171,12 @@ def load_model(path: str | Path, *, dtype: torch.dtype = torch.float32):
     p = check_model_dir(path)
     try:
         tok = AutoTokenizer.from_pretrained(p, local_files_only=True)
-    except Exception as e:  # noqa: BLE001 - library errors vary; re-raise with context
+    except Exception as e:
         raise ModelLoadError(f"could not load a tokenizer from {p}: {e}. The folder needs the tokenizer "
                              "files saved next to the model (tokenizer.json or similar).") from e
     try:
         model = AutoModelForCausalLM.from_pretrained(p, local_files_only=True, dtype=dtype)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         raise ModelLoadError(f"could not load a causal language model from {p}: {e}") from e
     prepare_tokenizer(tok)
     if model.generation_config.pad_token_id is None:

@@ -21,14 +21,26 @@ import torch
 from .config import RunConfig
 from .corpus import ENG, HR, ParallelCorpus, load_base_pairs, load_corpus
 from .evaluate import Delta, chrf_signature, paired_bootstrap, score_hypotheses, sentence_chrf, translate
-from .examples import Encoder, Example, collate, directions_for, pair_examples, parallel_examples
+from .examples import Encoder, Example, collate, pair_examples, parallel_examples
 from .model import (
-    all_sites, build_small_model, default_sites, hidden_size, load_model, parse_site, prepare_tokenizer,
+    all_sites,
+    build_small_model,
+    default_sites,
+    hidden_size,
+    load_model,
+    parse_site,
+    prepare_tokenizer,
     train_tokenizer,
 )
 from .store import Experiment, RunLock, read_json, read_jsonl, write_json, write_jsonl
 from .train import (
-    DecoupleSettings, Decoupler, LoopSpec, autocast_for, load_weights, save_checkpoint, train_loop,
+    Decoupler,
+    DecoupleSettings,
+    LoopSpec,
+    ResumeState,
+    autocast_for,
+    load_weights,
+    train_loop,
 )
 
 
@@ -132,7 +144,7 @@ def load_run_data(cfg: RunConfig) -> RunData:
     md = [(HR, d) for d in dialects] + [(d, HR) for d in dialects]
     probe_pool = parallel_examples(train, md)
     rng = np.random.default_rng([cfg.seed, 17])
-    n_replay = int(round(len(probe_pool) * cfg.replay / max(1e-9, 1 - cfg.replay))) if cfg.replay > 0 else 0
+    n_replay = round(len(probe_pool) * cfg.replay / max(1e-9, 1 - cfg.replay)) if cfg.replay > 0 else 0
     replay = [base_train[i] for i in rng.choice(len(base_train), size=min(n_replay, len(base_train)),
                                                 replace=False)] if n_replay else []
     stage2 = probe_pool + replay
@@ -207,7 +219,6 @@ def stage_base(exp: Experiment, cfg: RunConfig, data: RunData, progress: Progres
     model.save_pretrained(exp.base_model_dir)
     tok.save_pretrained(exp.base_model_dir)
     exp.mark_stage("base", **info)
-    from .train import ResumeState
     ResumeState(exp.base_dir / "state").drop()
     progress.finish_stage("base")
 
@@ -255,7 +266,6 @@ def stage_arm(exp: Experiment, cfg: RunConfig, data: RunData, arm: str, progress
     info = train_loop(model, tok, enc, data.stage2_train, spec, decoupler=decoupler, progress=progress,
                       stop_after=stop_after)
     exp.mark_stage(key, sites=sites, refits=len(exp.refits(arm)), **info)
-    from .train import ResumeState
     ResumeState(exp.arm_dir(arm) / "state").drop()
     progress.finish_stage(arm)
 

@@ -141,7 +141,7 @@ def load_tensors(path: Path) -> dict[str, torch.Tensor]:
         return load_file(str(path))
     except FileNotFoundError:
         raise
-    except Exception as e:  # noqa: BLE001 - safetensors raises several types for damaged files
+    except Exception as e:
         raise StoreError(f"{path} is damaged or truncated ({e}). Delete it and rerun to rebuild.") from e
 
 

@@ -7,7 +7,13 @@ import torch
 
 from explorer.intervene import capture, count_hooks, penalty, project
 from explorer.model import (
-    ModelLoadError, all_sites, find_decoder_layers, hidden_size, load_model, parse_site, site_name,
+    ModelLoadError,
+    all_sites,
+    find_decoder_layers,
+    hidden_size,
+    load_model,
+    parse_site,
+    site_name,
 )
 from explorer.probe import Subspace, random_subspace
 
@@ -61,14 +67,12 @@ def test_projection_context_removes_hooks_and_changes_output(tiny_models, arch):
 
 def test_hooks_removed_even_on_error(tiny_models):
     model, _ = load_model(tiny_models["llama"])
-    with pytest.raises(RuntimeError):
-        with capture(model, ["layer.00", "layer.02"]):
-            assert count_hooks(model) == 2
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), capture(model, ["layer.00", "layer.02"]):
+        assert count_hooks(model) == 2
+        raise RuntimeError("boom")
     assert count_hooks(model) == 0
-    with pytest.raises(ValueError, match="does not exist"):
-        with capture(model, ["layer.07"]):
-            pass
+    with pytest.raises(ValueError, match="does not exist"), capture(model, ["layer.07"]):
+        pass
     assert count_hooks(model) == 0
 
 
