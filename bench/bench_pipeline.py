@@ -61,6 +61,23 @@ def figures(exp_dir: Path) -> dict:
         if key in scores:
             to_dialect = [v["chrf"] for d, v in scores[key].items() if d.startswith("arb-") and d != "arb-eng"]
             f[f"{key}_chrf_msa_to_dialect_mean"] = round(sum(to_dialect) / len(to_dialect), 2) if to_dialect else None
+        if key in scores:
+            to_msa = [v["chrf"] for d, v in scores[key].items() if d.endswith("-arb") and d != "eng-arb"]
+            f[f"{key}_chrf_dialect_to_msa_mean"] = round(sum(to_msa) / len(to_msa), 2) if to_msa else None
+    cp = exp.eval_dir / "copy_source.json"
+    if cp.exists():
+        copy = json.loads(cp.read_text())["directions"]
+        to_dialect = [v["chrf"] for d, v in copy.items() if d.startswith("arb-") and d != "arb-eng"]
+        f["copy_source_chrf_msa_to_dialect_mean"] = round(sum(to_dialect) / len(to_dialect), 2)
+    deltas = exp.eval_dir / "deltas.json"
+    if deltas.exists():
+        dd = json.loads(deltas.read_text())["systems"].get("decoupled", {})
+        to_dialect = [v for d, v in dd.items() if d.startswith("arb-") and d != "arb-eng"]
+        if to_dialect:
+            f["decoupled_delta_msa_to_dialect_mean"] = round(sum(v["delta"] for v in to_dialect) / len(to_dialect), 2)
+            f["decoupled_delta_significant_directions"] = sum(1 for v in to_dialect if v["low"] > 0 or v["high"] < 0)
+    import resource  # the largest child process so far (Linux: ru_maxrss in KiB)
+    f["peak_rss_mb_children"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
     started = m.get("created")
     f["created"] = started
     return f
@@ -94,7 +111,10 @@ def main() -> None:
         for k in ("base_wall_s", "baseline_wall_s", "decoupled_wall_s", "random_wall_s", "decoupled_over_baseline",
                   "random_over_baseline", "refit_s_median", "eval_s", "represent_s", "base_chrf_eng_arb",
                   "base_chrf_msa_to_dialect_mean", "baseline_chrf_msa_to_dialect_mean",
-                  "decoupled_chrf_msa_to_dialect_mean", "random_chrf_msa_to_dialect_mean"):
+                  "decoupled_chrf_msa_to_dialect_mean", "random_chrf_msa_to_dialect_mean",
+                  "copy_source_chrf_msa_to_dialect_mean", "baseline_chrf_dialect_to_msa_mean",
+                  "decoupled_chrf_dialect_to_msa_mean", "decoupled_delta_msa_to_dialect_mean",
+                  "decoupled_delta_significant_directions", "peak_rss_mb_children"):
             if f.get(k) is not None:
                 rows.append((f"{name}: {k}", f[k]))
     print("| figure | value |\n| --- | --- |")

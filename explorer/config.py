@@ -36,9 +36,13 @@ class RunConfig:
     n_layers: int = 4
     n_heads: int = 4
     d_ff: int = 768
+    aligned_positions: bool = True       # target side starts at a fixed position id (model.target_position)
     # --- stage 1: MSA-dominant base (EN<->MSA) ---
     base_steps: int = 700                # 0 skips stage 1 (the default with --model)
     base_lr: float = 2e-3
+    base_copy: float = 0.4               # share of MSA→MSA (copy) examples in stage 1: the monolingual MSA
+                                         # competence a pre-trained model brings (0 = translation only)
+    base_copy_warmup: int = 250          # stage 1 starts with this many copy-only steps (a curriculum)
     # --- stage 2: arms (MSA<->dialect) ---
     arms: tuple[str, ...] = ARMS
     steps: int = 200
@@ -113,7 +117,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {
         "varieties": ("arz", "ary"), "dev_size": 20, "test_size": 20, "eval_size": 8, "max_len": 40,
         "vocab_size": 600, "d_model": 64, "n_layers": 2, "n_heads": 4, "d_ff": 128,
-        "base_steps": 30, "steps": 16, "batch_size": 16, "warmup": 4, "ckpt_every": 8, "probe_every": 8,
+        "base_steps": 30, "base_copy_warmup": 10, "steps": 16, "batch_size": 16, "warmup": 4, "ckpt_every": 8, "probe_every": 8,
         "probe_tokens": 1500, "probe_steps": 60, "max_new_tokens": 24, "eval_batch_size": 16,
         "bootstrap_samples": 200, "analysis_size": 16, "bf16": False, "lam": 0.01,
     },

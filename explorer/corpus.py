@@ -9,6 +9,7 @@ file, the line where it applies, what is wrong and what to do.
 from __future__ import annotations
 
 import codecs
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -295,6 +296,18 @@ def load_flores(root: Path = DEFAULT_DATA, *, dev: int = 100, test: int = 100, s
 # ---------------------------------------------------------------- MSA–English pairs for the base stage
 
 
+_TASHKEEL = re.compile("[\u064B-\u0652\u0670\u0640]")  # short-vowel marks, shadda, sukun, dagger alif, tatweel
+
+
+def strip_diacritics(text: str) -> str:
+    """Arabic text without optional vowel marks and tatweel (the usual normalisation of Arabic MT data).
+
+    Tatoeba's MSA is often fully vowelled (2% of its characters are marks) while FLORES and the dialect data
+    mostly are not; left in, the marks fragment the tokenizer's vocabulary and a small model learns to emit
+    runs of them."""
+    return _TASHKEEL.sub("", text)
+
+
 def _pairs(source: str, eng_path: Path, arb_path: Path, keep: list[bool] | None = None) -> pd.DataFrame:
     eng, arb = _read_lines(eng_path), _read_lines(arb_path)
     if len(eng) != len(arb) or (keep is not None and len(keep) != len(eng)):
@@ -302,7 +315,7 @@ def _pairs(source: str, eng_path: Path, arb_path: Path, keep: list[bool] | None 
                           + (f" and the labels file {len(keep)}" if keep is not None else "")
                           + "; the files must be line-aligned. Restore them from their source.")
     frame = pd.DataFrame({"sent_id": [f"{source}-{i:05d}" for i in range(1, len(eng) + 1)], "source": source,
-                          ENG: [s.strip() for s in eng], HR: [s.strip() for s in arb]})
+                          ENG: [s.strip() for s in eng], HR: [strip_diacritics(s).strip() for s in arb]})
     return frame if keep is None else frame[keep]
 
 

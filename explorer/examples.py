@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from .corpus import ENG, HR
-from .model import variety_tag
+from .model import target_position, variety_tag
 
 IGNORE = -100
 
@@ -61,14 +61,40 @@ def pair_examples(frame) -> list[Example]:
 
 class Encoder:
     """Turns examples into token ids with per-token variety labels. Works with any HF tokenizer:
-    for a tokenizer without our tags, the tag is simply encoded as text."""
+    for a tokenizer without our tags, the tag is simply encoded as text.
 
-    def __init__(self, tokenizer, codes: list[str], max_len: int):
+    With ``target_position`` (models trained with aligned positions, see ``model.target_position``)
+    every encoded sequence also carries position ids: contiguous over ``[bos] <src> source``, then
+    the target tag and the target from ``target_position`` on."""
+
+    def __init__(self, tokenizer, codes: list[str], max_len: int, target_position: int | None = None):
         self.tok = tokenizer
         self.codes = list(codes)
         self.index = {c: i for i, c in enumerate(self.codes)}
         self.max_len = max_len
+        self.target_position = target_position
         self._tag_cache: dict[str, list[int]] = {}
+
+    @classmethod
+    def for_model(cls, model, tokenizer, codes: list[str], max_len: int) -> Encoder:
+        return cls(tokenizer, codes, max_len, target_position(model))
+
+    @property
+    def aligned(self) -> bool:
+        return self.target_position is not None
+
+    def positions(self, n_source: int, n_rest: int) -> list[int]:
+        """Position ids for ``n_source`` tokens up to the end of the source, then ``n_rest`` more."""
+        if self.target_position is None:
+            return list(range(n_source + n_rest))
+        if n_source > self.target_position:
+            raise ValueError(f"source of {n_source} tokens overlaps the target position {self.target_position}")
+        return list(range(n_source)) + list(range(self.target_position, self.target_position + n_rest))
+
+    def prompt_positions(self, src: str, tgt: str, text: str) -> list[int]:
+        ids, _ = self.prompt(src, tgt, text)
+        n_tag = len(self.tag(tgt))
+        return self.positions(len(ids) - n_tag, n_tag)
 
     def _ids(self, text: str) -> list[int]:
         return self.tok(text, add_special_tokens=False)["input_ids"]
@@ -86,16 +112,19 @@ class Encoder:
         lab = [-1] * (len(bos) + len(self.tag(src))) + [self.index.get(src, -1)] * len(body) + [-1] * len(self.tag(tgt))
         return ids, lab
 
-    def example(self, ex: Example) -> tuple[list[int], list[int], list[int]]:
-        """(input_ids, labels for the LM loss, variety label per token)."""
+    def example(self, ex: Example) -> tuple:
+        """(input_ids, labels for the LM loss, variety label per token[, position ids when aligned])."""
         p_ids, p_lab = self.prompt(ex.src, ex.tgt, ex.src_text)
         t_ids = self._ids(" " + ex.tgt_text.strip())[: self.max_len] + [self.tok.eos_token_id]
         ids = p_ids + t_ids
         labels = [IGNORE] * len(p_ids) + t_ids
         var = p_lab + [self.index.get(ex.tgt, -1)] * (len(t_ids) - 1) + [-1]
-        return ids, labels, var
+        if not self.aligned:
+            return ids, labels, var
+        n_tag = len(self.tag(ex.tgt))
+        return ids, labels, var, self.positions(len(p_ids) - n_tag, n_tag + len(t_ids))
 
-    def encode_all(self, examples: list[Example]) -> list[tuple[list[int], list[int], list[int]]]:
+    def encode_all(self, examples: list[Example]) -> list[tuple]:
         """``example`` for many at once: one batched tokenizer call per side (fast tokenizers run it in Rust)."""
         if not examples:
             return []
@@ -111,25 +140,38 @@ class Encoder:
             p_ids = bos + st + s_ids + tt
             si, ti = self.index.get(e.src, -1), self.index.get(e.tgt, -1)
             var = [-1] * (len(bos) + len(st)) + [si] * len(s_ids) + [-1] * len(tt) + [ti] * (len(t_ids) - 1) + [-1]
-            out.append((p_ids + t_ids, [IGNORE] * len(p_ids) + t_ids, var))
+            row = (p_ids + t_ids, [IGNORE] * len(p_ids) + t_ids, var)
+            if self.aligned:
+                row += (self.positions(len(p_ids) - len(tt), len(tt) + len(t_ids)),)
+            out.append(row)
         return out
 
 
-def collate(encoded: list[tuple[list[int], list[int], list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-pad a batch for training: input_ids, attention_mask, labels, variety (B, T)."""
+def collate(encoded: list[tuple], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad a batch for training: input_ids, attention_mask, labels, variety (B, T), and
+    position_ids when the rows carry them (aligned positions; padding continues each row's count)."""
     T = max(len(e[0]) for e in encoded)
     B = len(encoded)
     ids = torch.full((B, T), pad_id, dtype=torch.long)
     lab = torch.full((B, T), IGNORE, dtype=torch.long)
     var = torch.full((B, T), -1, dtype=torch.long)
     att = torch.zeros((B, T), dtype=torch.long)
-    for i, (a, b, c) in enumerate(encoded):
+    aligned = len(encoded[0]) > 3
+    pos = torch.zeros((B, T), dtype=torch.long) if aligned else None
+    for i, row in enumerate(encoded):
+        a, b, c = row[:3]
         n = len(a)
         ids[i, :n] = torch.tensor(a)
         lab[i, :n] = torch.tensor(b)
         var[i, :n] = torch.tensor(c)
         att[i, :n] = 1
-    return {"input_ids": ids, "attention_mask": att, "labels": lab, "variety": var}
+        if pos is not None:
+            pos[i, :n] = torch.tensor(row[3])
+            pos[i, n:] = torch.arange(row[3][-1] + 1, row[3][-1] + 1 + T - n)
+    out = {"input_ids": ids, "attention_mask": att, "labels": lab, "variety": var}
+    if pos is not None:
+        out["position_ids"] = pos
+    return out
 
 
 def batch_schedule(lengths: list[int], *, batch_size: int, steps: int, seed: int, bucket: int = 50) -> list[np.ndarray]:
@@ -156,3 +198,20 @@ def batch_schedule(lengths: list[int], *, batch_size: int, steps: int, seed: int
             out.extend(batches[j] for j in order)
         epoch += 1
     return out[:steps]
+
+
+def phased_schedule(lengths: list[int], *, batch_size: int, steps: int, seed: int,
+                    warm_indices: list[int] | None = None, warm_steps: int = 0) -> list[np.ndarray]:
+    """``batch_schedule`` preceded by ``warm_steps`` batches drawn only from ``warm_indices`` (a curriculum).
+
+    Stage 1 uses it to teach copying first: with the copy examples alone for a few hundred steps the
+    model learns to reproduce its input (a sharp, early transition), and then keeps that skill while
+    it learns EN↔MSA; mixed from the start it takes far longer (README, "Why a copy warm-up")."""
+    warm_steps = min(warm_steps, steps) if warm_indices else 0
+    if not warm_steps:
+        return batch_schedule(lengths, batch_size=batch_size, steps=steps, seed=seed)
+    idx = np.asarray(warm_indices)
+    warm = batch_schedule([lengths[i] for i in idx], batch_size=batch_size, steps=warm_steps, seed=seed)
+    rest = batch_schedule(lengths, batch_size=batch_size, steps=steps - warm_steps, seed=seed + 1) \
+        if steps > warm_steps else []
+    return [idx[b] for b in warm] + rest

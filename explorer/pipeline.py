@@ -141,6 +141,7 @@ def load_run_data(cfg: RunConfig) -> RunData:
     train = corpus.split("train")
     if corpus.has_english:  # FLORES' own train split also teaches EN<->MSA
         base_train += pair_examples(train.assign(sent_id=train["sent_id"]))
+    base_train += copy_examples(base_train, cfg.base_copy, seed=cfg.seed)
     md = [(HR, d) for d in dialects] + [(d, HR) for d in dialects]
     probe_pool = parallel_examples(train, md)
     rng = np.random.default_rng([cfg.seed, 17])
@@ -159,6 +160,24 @@ def load_run_data(cfg: RunConfig) -> RunData:
         pt = pt.iloc[: cfg.eval_size] if cfg.eval_size else pt
         test += pair_examples(pt)
     return RunData(corpus, dialects, codes, base_train, stage2, probe_pool, test)
+
+
+def copy_examples(base_train: list[Example], share: float, *, seed: int) -> list[Example]:
+    """MSA→MSA examples making up ``share`` of the base stage (drawn, seeded, from its MSA sides).
+
+    A pre-trained LM arrives knowing MSA well; a model trained from scratch on EN↔MSA alone never learns
+    to reproduce Arabic text, so every MSA→dialect output starts from nothing. Copying MSA gives the base
+    that competence cheaply, and makes "the model answers in MSA when asked for a dialect" (the entanglement
+    the paper is about) the starting point of stage 2."""
+    if share <= 0:
+        return []
+    if share >= 1:
+        raise ValueError("--base-copy must be below 1 (it is the share of copy examples in stage 1)")
+    msa = {e.tgt_text: e.sent_id for e in base_train if e.tgt == HR}
+    texts = sorted(msa)
+    n = min(len(texts), round(len(base_train) * share / (1 - share)))
+    idx = np.random.default_rng([seed, 23]).choice(len(texts), size=n, replace=False)
+    return [Example(HR, HR, texts[i], texts[i], f"copy:{msa[texts[i]]}") for i in sorted(idx)]
 
 
 # ---------------------------------------------------------------- stages
@@ -210,10 +229,13 @@ def stage_base(exp: Experiment, cfg: RunConfig, data: RunData, progress: Progres
         tok = AutoTokenizer.from_pretrained(exp.tokenizer_dir, local_files_only=True)
         prepare_tokenizer(tok)
         model = build_small_model(tok, d_model=cfg.d_model, n_layers=cfg.n_layers, n_heads=cfg.n_heads,
-                                  d_ff=cfg.d_ff, max_len=cfg.max_len, seed=cfg.seed)
+                                  d_ff=cfg.d_ff, max_len=cfg.max_len, seed=cfg.seed,
+                                  aligned_positions=cfg.aligned_positions)
     model.to(device)
-    enc = Encoder(tok, data.codes, cfg.max_len)
+    enc = Encoder.for_model(model, tok, data.codes, cfg.max_len)
     spec = _loop_spec(cfg, "base", exp.base_dir, steps=cfg.base_steps, lr=cfg.base_lr, save_ckpts=False)
+    copies = tuple(i for i, e in enumerate(data.base_train) if e.src == e.tgt)
+    spec = dataclasses.replace(spec, warm_indices=copies, warm_steps=cfg.base_copy_warmup if copies else 0)
     progress.stage("base", total=cfg.base_steps)
     info = train_loop(model, tok, enc, data.base_train, spec, progress=progress, stop_after=stop_after)
     model.save_pretrained(exp.base_model_dir)
@@ -252,7 +274,7 @@ def stage_arm(exp: Experiment, cfg: RunConfig, data: RunData, arm: str, progress
     if exp.stage_done(key):
         return
     model, tok = load_base(exp, cfg)
-    enc = Encoder(tok, data.codes, cfg.max_len)
+    enc = Encoder.for_model(model, tok, data.codes, cfg.max_len)
     sites = resolve_sites(cfg, model)
     decoupler = None
     if arm != "baseline":
@@ -292,7 +314,7 @@ def stage_eval(exp: Experiment, cfg: RunConfig, data: RunData, progress: Progres
         if exp.stage_done(f"eval:{key}"):
             continue
         model, tok = load_arm(exp, cfg, key)
-        enc = Encoder(tok, data.codes, cfg.max_len)
+        enc = Encoder.for_model(model, tok, data.codes, cfg.max_len)
         progress.stage(f"eval {key}", total=len(data.test))
         items = [(e.src, e.tgt, e.src_text) for e in data.test]
         t0 = time.perf_counter()
@@ -308,8 +330,19 @@ def stage_eval(exp: Experiment, cfg: RunConfig, data: RunData, progress: Progres
                                                          "directions": score_hypotheses(records)})
         exp.mark_stage(f"eval:{key}", seconds=round(time.perf_counter() - t0, 2))
         progress.finish_stage(f"eval {key}")
+    if not (exp.eval_dir / "copy_source.json").exists():
+        write_json(exp.eval_dir / "copy_source.json", copy_source_scores(data.test))
     if "baseline" in cfg.arms:
         write_json(exp.eval_dir / "deltas.json", compute_deltas(exp, cfg))
+
+
+def copy_source_scores(test: list[Example]) -> dict:
+    """chrF++ per direction of the trivial system that outputs its source unchanged.
+
+    Between close varieties this is a high bar (MSA copied scores 45–98 against FLORES dialect references): a
+    model's MSA→dialect score means little until it is set against it."""
+    records = [{"direction": e.direction, "hyp": e.src_text, "ref": e.tgt_text} for e in test]
+    return {"system": "copy the source", "signature": chrf_signature(), "directions": score_hypotheses(records)}
 
 
 def compute_deltas(exp: Experiment, cfg: RunConfig) -> dict:
@@ -352,6 +385,8 @@ def summary(exp: Experiment) -> dict:
     dp = exp.eval_dir / "deltas.json"
     if dp.exists():
         out["deltas"] = read_json(dp)["systems"]
+    cp = exp.eval_dir / "copy_source.json"
+    out["copy_source"] = read_json(cp)["directions"] if cp.exists() else {}
     for arm in cfg.arms:
         out["refits"][arm] = len(exp.refits(arm))
     out["stages"] = {k: v for k, v in m.get("stages", {}).items()}
@@ -363,15 +398,21 @@ def summary_table(s: dict) -> str:
     """A readable table: one row per direction, one column per model, plus Δ(decoupled) [CI]."""
     models = list(s["models"])
     dirs = sorted({d for m in s["models"].values() for d in m})
-    head = f"{'direction':<12}" + "".join(f"{m:>11}" for m in models) + "   Δ decoupled [95% CI]"
+    copy = s.get("copy_source", {})
+    head = (f"{'direction':<12}" + "".join(f"{m:>11}" for m in models) + (f"{'copy src':>11}" if copy else "")
+            + "   Δ decoupled [95% CI]")
     lines = [head, "-" * len(head)]
     for d in dirs:
         row = f"{d:<12}" + "".join(f"{s['models'][m].get(d, {}).get('chrf', float('nan')):>11.2f}" for m in models)
+        if copy:
+            row += f"{copy.get(d, {}).get('chrf', float('nan')):>11.2f}"
         dd = s.get("deltas", {}).get("decoupled", {}).get(d)
         if dd:
             row += f"   {dd['delta']:+6.2f} [{dd['low']:+.2f}, {dd['high']:+.2f}]"
         lines.append(row)
     lines.append(f"chrF++ signature: {s['signature']}")
+    if copy:
+        lines.append("copy src: the source itself as the output (the bar a model must clear between close varieties)")
     lines.append("probe refits: " + ", ".join(f"{a}={n}" for a, n in s["refits"].items()))
     return "\n".join(lines)
 

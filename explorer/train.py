@@ -23,12 +23,13 @@ import numpy as np
 import torch
 
 from .corpus import ENG, HR
-from .examples import Encoder, Example, batch_schedule, collate
+from .examples import IGNORE, Encoder, Example, collate, phased_schedule
 from .intervene import capture, penalty, project
 from .probe import ProbeConfig, ProbeFitter, Subspace, principal_angles_deg, random_subspace
 from .store import append_jsonl, load_tensors, read_json, read_jsonl, save_tensors, write_json, write_jsonl
 
 ProgressFn = Callable[[dict], None]
+MODEL_INPUTS = ("input_ids", "attention_mask", "position_ids")  # batch keys a forward pass takes
 
 
 # ---------------------------------------------------------------- weights <-> tensors
@@ -155,7 +156,7 @@ def collect_buffer(model, batches: list[dict], sites: list[str], codes: list[str
             sel = var >= 0
             sel &= arabic[var.clamp_min(0)]
             with capture(model, sites, detach=True) as st, (autocast or contextlib.nullcontext()):
-                model(input_ids=b["input_ids"].to(device), attention_mask=b["attention_mask"].to(device))
+                model(**{k: b[k].to(device) for k in MODEL_INPUTS if k in b})
             for s in sites:
                 states[s].append(st[s][sel.to(device)].float().cpu())
             labels.append(var[sel])
@@ -293,6 +294,35 @@ class Decoupler:
         write_jsonl(self.refits_path, kept)
 
 
+# ---------------------------------------------------------------- the translation loss
+
+# Architectures whose logits are exactly lm_head(final hidden state): for these the loss is computed
+# on the target positions only (the prompt's logits are never needed), which saves the vocabulary
+# projection and softmax over the source half of every sequence. Any other model uses its own loss.
+_PLAIN_HEAD_TYPES = {"llama", "mistral", "qwen2", "qwen3", "gemma", "gemma3_text", "olmo", "olmo2", "phi3"}
+
+
+def plain_head(model) -> bool:
+    cfg = model.config
+    if getattr(cfg, "model_type", None) not in _PLAIN_HEAD_TYPES:
+        return False
+    if any(getattr(cfg, k, None) not in (None, 1, 1.0) for k in ("final_logit_softcapping", "logit_scale",
+                                                                   "logits_scaling")):
+        return False
+    return hasattr(model, "get_decoder") and model.get_output_embeddings() is not None
+
+
+def lm_loss(model, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mean next-token cross-entropy over the labelled (target) positions, as ``model(**inputs).loss``."""
+    if not plain_head(model):
+        return model(**inputs).loss.float()
+    hidden = model.get_decoder()(**{k: v for k, v in inputs.items() if k != "labels"}).last_hidden_state
+    target = inputs["labels"][:, 1:]
+    keep = target != IGNORE
+    logits = model.get_output_embeddings()(hidden[:, :-1][keep])
+    return torch.nn.functional.cross_entropy(logits.float(), target[keep])
+
+
 # ---------------------------------------------------------------- the loop
 
 
@@ -310,6 +340,8 @@ class LoopSpec:
     seed: int
     bf16: bool
     save_checkpoints: bool = True
+    warm_indices: tuple[int, ...] = ()   # examples that alone make up the first warm_steps batches
+    warm_steps: int = 0
 
 
 def lr_at(step: int, spec: LoopSpec) -> float:
@@ -336,8 +368,8 @@ def train_loop(model, tok, encoder: Encoder, examples: list[Example], spec: Loop
     resume test to simulate a kill at a known point)."""
     device = next(model.parameters()).device
     encoded = encoder.encode_all(examples)
-    schedule = batch_schedule([len(e[0]) for e in encoded], batch_size=spec.batch_size, steps=spec.steps,
-                              seed=spec.seed)
+    schedule = phased_schedule([len(e[0]) for e in encoded], batch_size=spec.batch_size, steps=spec.steps,
+                               seed=spec.seed, warm_indices=list(spec.warm_indices), warm_steps=spec.warm_steps)
     opt = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay, betas=(0.9, 0.98))
     state = ResumeState(spec.out_dir / "state")
     log_path = spec.out_dir / "log.jsonl"
@@ -367,11 +399,10 @@ def train_loop(model, tok, encoder: Encoder, examples: list[Example], spec: Loop
         for g in opt.param_groups:
             g["lr"] = lr_at(step, spec)
         batch = collate([encoded[i] for i in schedule[step]], tok.pad_token_id)
-        inputs = {k: batch[k].to(device) for k in ("input_ids", "attention_mask", "labels")}
+        inputs = {k: batch[k].to(device) for k in (*MODEL_INPUTS, "labels") if k in batch}
         hook = decoupler.context(model) if decoupler is not None else contextlib.nullcontext({})
         with hook as states, autocast:
-            out = model(**inputs)
-        loss_mt = out.loss.float()
+            loss_mt = lm_loss(model, inputs)
         loss = loss_mt
         pen = None
         if decoupler is not None and decoupler.s.mode == "penalty":

@@ -108,8 +108,9 @@ def _msa_share(handle: ModelHandle, enc: Encoder, src: str, tgt: str, text: str,
     site, sub = next(iter(subspaces.items()))
     ids, lab = enc.prompt(src, tgt, text)
     device = next(handle.model.parameters()).device
+    kw = {"position_ids": torch.tensor([enc.prompt_positions(src, tgt, text)], device=device)} if enc.aligned else {}
     with ctx(), capture(handle.model, [site], detach=True) as states:
-        handle.model(input_ids=torch.tensor([ids], device=device))
+        handle.model(input_ids=torch.tensor([ids], device=device), **kw)
     h = states[site][0].float()                                   # (T, d)
     mask = torch.tensor(np.asarray(lab) >= 0, device=h.device)
     return float(sub.energy_share(h[mask]).mean()) if mask.any() else None
@@ -124,7 +125,7 @@ def translate_text(handle: ModelHandle, codes: list[str], text: str, src: str, t
     for the projection when ``on`` and for the MSA-share readout either way."""
     tok = handle.tokenizer
     text, n_tokens = check_input(text, src, tgt, tokenizer=tok, max_len=max_len)
-    enc = Encoder(tok, list(codes), max_len)
+    enc = Encoder.for_model(handle.model, tok, list(codes), max_len)
     ctx = intervention(handle.model, subspaces, alpha, on)
     applied = alpha if ctx is not contextlib.nullcontext else 0.0
     t0 = time.perf_counter()

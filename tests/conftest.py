@@ -9,8 +9,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import pytest
+import torch
 
 TEXTS = ["hello world this is a test", "مرحبا بالعالم هذا اختبار", "عامل ايه يا صاحبي", "ما هو اسمك؟"] * 20
 

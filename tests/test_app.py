@@ -450,7 +450,7 @@ def test_switch_off_is_bit_identical(view, handle):
     cfg = view.config
     off = translate_text(handle, codes, text, HR, "arz", max_len=cfg.max_len, max_new_tokens=cfg.max_new_tokens,
                          subspaces=subs, alpha=0.7, on=False)
-    ref = translate(model, tok, Encoder(tok, codes, cfg.max_len), [(HR, "arz", text)],
+    ref = translate(model, tok, Encoder.for_model(model, tok, codes, cfg.max_len), [(HR, "arz", text)],
                     max_new_tokens=cfg.max_new_tokens)[0]
     assert off.text == ref and off.alpha == 0.0 and off.sites == ()
     full = translate_text(handle, codes, text, HR, "arz", max_len=cfg.max_len, max_new_tokens=cfg.max_new_tokens,

@@ -62,3 +62,26 @@ def test_batch_schedule_is_fixed_by_the_seed_and_covers_each_epoch():
 def test_directions():
     assert directions_for(["arz"], english=True) == [("arb", "arz"), ("arz", "arb"), ("eng", "arb"), ("arb", "eng")]
     assert directions_for(["arz", "ary"], english=False) == [("arb", "arz"), ("arb", "ary"), ("arz", "arb"), ("ary", "arb")]
+
+
+def test_aligned_positions_put_the_target_at_a_fixed_position(enc):
+    aligned = Encoder(enc.tok, CODES, max_len=16, target_position=24)
+    short = Example("arb", "arz", "مرحبا", "ازيك يا صاحبي")
+    long = Example("arb", "arz", "مرحبا بالعالم كيف حالك اليوم", "ازيك")
+    rows = aligned.encode_all([short, long])
+    assert rows == [aligned.example(short), aligned.example(long)]
+    for ex, (ids, labels, var, pos) in zip([short, long], rows):
+        p_ids, _ = aligned.prompt(ex.src, ex.tgt, ex.src_text)
+        n_src = len(p_ids) - 1                       # the target tag is one token
+        assert len(pos) == len(ids)
+        assert pos[:n_src] == list(range(n_src))     # the source counts from 0 as usual
+        assert pos[n_src:] == list(range(24, 24 + len(ids) - n_src))   # tag, then target, from 24 on
+        assert aligned.prompt_positions(ex.src, ex.tgt, ex.src_text) == pos[: len(p_ids)]
+        assert (ids, labels, var) == enc.example(ex)  # same tokens as without alignment
+    b = collate(rows, enc.tok.pad_token_id)
+    assert b["position_ids"].shape == b["input_ids"].shape
+    first_target = [pos.index(24) for *_, pos in rows]
+    assert [int(b["position_ids"][i, j]) for i, j in enumerate(first_target)] == [24, 24]
+    assert "position_ids" not in collate(enc.encode_all([short]), enc.tok.pad_token_id)
+    with pytest.raises(ValueError, match="overlaps"):
+        Encoder(enc.tok, CODES, max_len=16, target_position=3).example(long)
