@@ -352,6 +352,13 @@ class ExperimentView:
                 rows.append({"model": model, "direction": d, "src": src, "tgt": tgt, "chrf": s["chrf"], "n": s["n"]})
         return pd.DataFrame(rows, columns=SCORE_COLUMNS)
 
+    def copy_source(self) -> dict[str, float]:
+        """direction -> chrF++ of outputting the source unchanged (eval/copy_source.json; empty if absent)."""
+        path = self.exp.eval_dir / "copy_source.json"
+        if not path.exists():
+            return {}
+        return {d: s["chrf"] for d, s in read_json(path)["directions"].items()}
+
     def deltas(self) -> pd.DataFrame:
         """Δ chrF++ of each system against the baseline with its 95% bootstrap interval (eval/deltas.json)."""
         path = self.exp.eval_dir / "deltas.json"

@@ -55,8 +55,11 @@ def _order_key(src: str, tgt: str) -> tuple:
     return KINDS.index(direction_kind(src, tgt)), _RANK.get(dialect_of(src, tgt), 999)
 
 
-def headline_table(scores: pd.DataFrame, deltas: pd.DataFrame, models: tuple[str, ...]) -> pd.DataFrame:
-    """One row per direction: chrF++ of each model, and each arm's Δ vs baseline with its 95% interval."""
+def headline_table(scores: pd.DataFrame, deltas: pd.DataFrame, models: tuple[str, ...],
+                   copy_source: dict[str, float] | None = None) -> pd.DataFrame:
+    """One row per direction: chrF++ of each model, and each arm's Δ vs baseline with its 95% interval.
+
+    ``copy_source`` (direction -> chrF++ of the source itself as output) adds a "chrF++ copy src" column."""
     if scores.empty:
         return pd.DataFrame()
     wide = scores.pivot_table(index=["direction", "src", "tgt"], columns="model", values="chrf").reset_index()
@@ -67,6 +70,8 @@ def headline_table(scores: pd.DataFrame, deltas: pd.DataFrame, models: tuple[str
                "code": r["direction"], "variety": dialect_of(r["src"], r["tgt"])}
         for m in models:
             row[f"chrF++ {m}"] = r.get(m)
+        if copy_source:
+            row["chrF++ copy src"] = copy_source.get(r["direction"])
         for system in [m for m in models if m not in ("base", "baseline")]:
             d = deltas[(deltas["system"] == system) & (deltas["direction"] == r["direction"])] \
                 if not deltas.empty else deltas

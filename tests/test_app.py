@@ -75,7 +75,9 @@ def test_home_renders_headline_and_map(app):
     assert "diglossic" in html_of(at)
     assert len(at.dataframe) == 2                      # experiments, headline
     headline = at.dataframe[1].value
-    assert {"chrF++ baseline", "chrF++ decoupled", "chrF++ random", "Δ decoupled"} <= set(headline.columns)
+    assert {"chrF++ baseline", "chrF++ decoupled", "chrF++ random", "Δ decoupled", "chrF++ copy src"} \
+        <= set(headline.columns)
+    assert headline["chrF++ copy src"].notna().all()
     figs = charts(at)
     assert len(figs) == 2
     geo = json.loads(figs[0])

@@ -75,6 +75,12 @@ def test_stored_chrf_equals_sacrebleu_on_saved_hypotheses(tiny_experiment):
             assert len(rows) == cfg.eval_size
             expect = CHRF(word_order=2).corpus_score([r["hyp"] for r in rows], [[r["ref"] for r in rows]]).score
             assert scores["directions"][d]["chrf"] == pytest.approx(expect, abs=1e-3)
+    # the copy-the-source reference: chrF++ of each source against its reference, per direction
+    copy = read_json(exp.eval_dir / "copy_source.json")["directions"]
+    rows = [r for r in read_jsonl(exp.eval_dir / "base" / "hyps.jsonl") if r["direction"] == "arb-arz"]
+    expect = CHRF(word_order=2).corpus_score([r["source"] for r in rows], [[r["ref"] for r in rows]]).score
+    assert set(copy) == directions and copy["arb-arz"]["chrf"] == pytest.approx(expect, abs=1e-3)
+    assert summary(exp)["copy_source"]["arb-arz"] == copy["arb-arz"]
     deltas = read_json(exp.eval_dir / "deltas.json")["systems"]
     for key in ("decoupled", "random", "base"):
         for d in directions:

@@ -100,7 +100,7 @@ def deltas(key: str) -> pd.DataFrame:
 @st.cache_data(max_entries=16, show_spinner=False)
 def headline_table(key: str) -> pd.DataFrame:
     v = view(key)
-    return headline.headline_table(scores(key), deltas(key), v.models)
+    return headline.headline_table(scores(key), deltas(key), v.models, v.copy_source())
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
