@@ -89,6 +89,10 @@ class RunConfig:
             raise ValueError("--probe-every and --ckpt-every must be at least 1")
         if self.steps < 1:
             raise ValueError("--steps must be at least 1")
+        if self.num_beams > 1 and not self.model and self.aligned_positions:
+            raise ValueError("--num-beams > 1 needs a model decoded by generate(): the built-in model uses aligned "
+                             "target positions and is decoded greedily. Use --num-beams 1, or "
+                             "--aligned-positions false (the built-in model then learns to copy far more slowly)")
         if self.d_model % self.n_heads:
             raise ValueError(f"--d-model {self.d_model} must be divisible by --n-heads {self.n_heads}")
 

@@ -82,3 +82,15 @@ def test_base_pairs_lose_their_vowel_marks_but_keep_their_letters():
     assert strip_diacritics("كتــاب") == "كتاب"
     frame = load_base_pairs().frame
     assert not frame[HR].str.contains("[\u064B-\u0652]").any()
+
+
+def test_settings_that_cannot_work_are_refused_before_any_training():
+    from explorer.config import preset_config
+
+    with pytest.raises(ValueError, match="num-beams"):
+        preset_config("tiny", num_beams=4)
+    preset_config("tiny", num_beams=4, aligned_positions=False)       # generate() decodes that model
+    with pytest.raises(ValueError, match="unknown preset"):
+        preset_config("huge")
+    with pytest.raises(ValueError, match="--rank"):
+        preset_config("tiny", rank=0)
