@@ -49,9 +49,12 @@ def main(argv: list[str] | None = None) -> int:
 
             cfg = preset_config(args.preset, **overrides_from_args(args))
             out = Path(args.out) if args.out else CACHE_ROOT / args.preset
-            print(f"experiment folder: {out}", file=sys.stderr)
+            if os.environ.get("RANK", "0") == "0":
+                print(f"experiment folder: {out}", file=sys.stderr)
             exp = run_experiment(cfg, out, bar=not args.no_bar)
-            print(summary_table(summary(exp)))
+            from .distributed import current
+            if current().is_main:          # under a launcher, rank 0 reports (distributed.py)
+                print(summary_table(summary(exp)))
         elif args.cmd == "summary":
             from .pipeline import summary, summary_table
 

@@ -20,6 +20,8 @@ import torch
 
 from .config import RunConfig
 from .corpus import ENG, HR, ParallelCorpus, load_base_pairs, load_corpus
+from .distributed import current as current_dist
+from .distributed import setup as setup_dist
 from .evaluate import Delta, chrf_signature, paired_bootstrap, score_hypotheses, sentence_chrf, translate
 from .examples import Encoder, Example, collate, pair_examples, parallel_examples
 from .model import (
@@ -45,6 +47,9 @@ from .train import (
 
 
 def pick_device() -> torch.device:
+    dist = current_dist()
+    if dist.active:
+        return dist.device
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
@@ -109,6 +114,15 @@ class Progress:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+class NullProgress:
+    """What ranks other than 0 report to: nothing (rank 0 writes progress.json)."""
+
+    def stage(self, *a, **k) -> None: ...
+    def finish_stage(self, *a, **k) -> None: ...
+    def __call__(self, *a, **k) -> None: ...
+    def end(self, *a, **k) -> None: ...
 
 
 # ---------------------------------------------------------------- data for a run
@@ -238,10 +252,12 @@ def stage_base(exp: Experiment, cfg: RunConfig, data: RunData, progress: Progres
     spec = dataclasses.replace(spec, warm_indices=copies, warm_steps=cfg.base_copy_warmup if copies else 0)
     progress.stage("base", total=cfg.base_steps)
     info = train_loop(model, tok, enc, data.base_train, spec, progress=progress, stop_after=stop_after)
-    model.save_pretrained(exp.base_model_dir)
-    tok.save_pretrained(exp.base_model_dir)
-    exp.mark_stage("base", **info)
-    ResumeState(exp.base_dir / "state").drop()
+    if current_dist().is_main:
+        model.save_pretrained(exp.base_model_dir)
+        tok.save_pretrained(exp.base_model_dir)
+        exp.mark_stage("base", **info)
+        ResumeState(exp.base_dir / "state").drop()
+    current_dist().barrier()
     progress.finish_stage("base")
 
 
@@ -287,8 +303,10 @@ def stage_arm(exp: Experiment, cfg: RunConfig, data: RunData, arm: str, progress
     progress.stage(arm, total=cfg.steps, arm=arm)
     info = train_loop(model, tok, enc, data.stage2_train, spec, decoupler=decoupler, progress=progress,
                       stop_after=stop_after)
-    exp.mark_stage(key, sites=sites, refits=len(exp.refits(arm)), **info)
-    ResumeState(exp.arm_dir(arm) / "state").drop()
+    if current_dist().is_main:
+        exp.mark_stage(key, sites=sites, refits=len(exp.refits(arm)), **info)
+        ResumeState(exp.arm_dir(arm) / "state").drop()
+    current_dist().barrier()
     progress.finish_stage(arm)
 
 
@@ -426,14 +444,21 @@ def run_experiment(cfg: RunConfig, out: str | Path, *, bar: bool = True, stop_af
     cfg.validate()
     exp = Experiment(out)
     torch.manual_seed(cfg.seed)
+    dist = setup_dist()            # a no-op unless started by a launcher (distributed.py)
+    if not dist.is_main:
+        dist.barrier()             # rank 0 checks the folder and writes the manifest first
+        _run_training_rank(exp, cfg, stop_after or {})
+        return exp
     with RunLock(exp):
         exp.init(cfg)
         progress = Progress(exp, bar=bar)
         try:
+            dist.barrier()
             progress.stage("prepare")
             data = load_run_data(cfg)
             stage_prepare(exp, cfg, data)
             progress.finish_stage("prepare")
+            dist.barrier()
             stop_after = stop_after or {}
             stage_base(exp, cfg, data, progress, stop_after=stop_after.get("base"))
             for arm in cfg.arms:
@@ -455,6 +480,17 @@ def run_experiment(cfg: RunConfig, out: str | Path, *, bar: bool = True, stop_af
             progress.end("failed", f"{type(e).__name__}: {e}")
             raise
     return exp
+
+
+def _run_training_rank(exp: Experiment, cfg: RunConfig, stop_after: dict) -> None:
+    """A rank other than 0: train its share of every batch of every stage; rank 0 does all the rest."""
+    data = load_run_data(cfg)
+    dist = current_dist()
+    dist.barrier()                 # rank 0 has prepared (tokenizer)
+    progress = NullProgress()
+    stage_base(exp, cfg, data, progress, stop_after=stop_after.get("base"))
+    for arm in cfg.arms:
+        stage_arm(exp, cfg, data, arm, progress, stop_after=stop_after.get(arm))
 
 
 def replace(cfg: RunConfig, **kw) -> RunConfig:

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from .corpus import ENG, HR
+from .distributed import current as current_dist
 from .examples import IGNORE, Encoder, Example, collate, phased_schedule
 from .intervene import capture, penalty, project
 from .probe import ProbeConfig, ProbeFitter, Subspace, principal_angles_deg, random_subspace
@@ -217,6 +218,14 @@ class Decoupler:
     def refit(self, model, step: int, autocast) -> dict:
         """Estimate U at every site from a fresh buffer (or draw the random control once)."""
         t0 = time.perf_counter()
+        dist = current_dist()
+        if not dist.is_main:                       # rank 0 fits; every rank gets its U (distributed.py)
+            for site in self.s.sites:
+                kind = "random" if self.s.arm == "random" else "probe"
+                sub = Subspace(basis=dist.broadcast_matrix(None), site=site, step=step, kind=kind)
+                self.current[site] = sub
+                self.first.setdefault(site, sub)
+            return {"index": -1, "step": step, "arm": self.s.arm, "seconds": 0.0, "sites": {}}
         if self.s.arm == "random":
             subs = {site: random_subspace(self.dim, self.s.rank, site=site, step=step, seed=self.s.seed + 7919)
                     for site in self.s.sites}
@@ -241,6 +250,8 @@ class Decoupler:
                 "probe": reports[site],
             }
             tensors[f"{site}.basis"] = sub.basis
+            if dist.active:
+                dist.broadcast_matrix(sub.basis)
             self.current[site] = sub
             self.first.setdefault(site, sub)
         record["seconds"] = round(time.perf_counter() - t0, 3)
@@ -290,8 +301,9 @@ class Decoupler:
             fs = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
             self.fitters[site].load_state_dict(fs)
         # refits recorded after the resume point will be redone
-        kept = [r for r in read_jsonl(self.refits_path) if r["step"] < resume_step]
-        write_jsonl(self.refits_path, kept)
+        if current_dist().is_main:
+            kept = [r for r in read_jsonl(self.refits_path) if r["step"] < resume_step]
+            write_jsonl(self.refits_path, kept)
 
 
 # ---------------------------------------------------------------- the translation loss
@@ -376,6 +388,7 @@ def train_loop(model, tok, encoder: Encoder, examples: list[Example], spec: Loop
     ``stop_after`` ends the process-level loop early after that many steps in this call (used by the
     resume test to simulate a kill at a known point)."""
     device = next(model.parameters()).device
+    dist = current_dist()
     encoded = encoder.encode_all(examples)
     schedule = phased_schedule([len(e[0]) for e in encoded], batch_size=spec.batch_size, steps=spec.steps,
                                seed=spec.seed, warm_indices=list(spec.warm_indices), warm_steps=spec.warm_steps)
@@ -387,12 +400,15 @@ def train_loop(model, tok, encoder: Encoder, examples: list[Example], spec: Loop
         start, extra_t, extra = state.load(model, opt)
         if decoupler is not None:
             decoupler.restore(extra_t, extra.get("decoupler", {}), start)
-        write_jsonl(log_path, [r for r in read_jsonl(log_path) if r["step"] < start])
-    else:
+        if dist.is_main:
+            write_jsonl(log_path, [r for r in read_jsonl(log_path) if r["step"] < start])
+    elif dist.is_main:
         for stale in (log_path, spec.out_dir / "refits.jsonl"):
             stale.unlink(missing_ok=True)
         shutil.rmtree(spec.out_dir / "refits", ignore_errors=True)
         shutil.rmtree(spec.out_dir / "checkpoints", ignore_errors=True)
+    dist.barrier()
+    net, opt = dist.prepare(model, opt)   # DDP under a launcher; else (model, opt) unchanged
     autocast = autocast_for(model, spec.bf16)
     model.train()
     t_start = time.perf_counter()
@@ -407,29 +423,31 @@ def train_loop(model, tok, encoder: Encoder, examples: list[Example], spec: Loop
                 progress({"event": "refit", "stage": spec.name, "step": step, "refit": rec})
         for g in opt.param_groups:
             g["lr"] = lr_at(step, spec)
-        batch = collate([encoded[i] for i in schedule[step]], tok.pad_token_id)
+        batch = collate([encoded[i] for i in dist.shard(schedule[step])], tok.pad_token_id)
         inputs = {k: batch[k].to(device) for k in (*MODEL_INPUTS, "labels") if k in batch}
         hook = decoupler.context(model) if decoupler is not None else contextlib.nullcontext({})
         with hook as states, autocast:
-            loss_mt = lm_loss(model, inputs)
+            # under DDP the forward must go through the wrapper (its hooks average the gradients)
+            loss_mt = net(**inputs).loss.float() if dist.active else lm_loss(model, inputs)
         loss = loss_mt
         pen = None
         if decoupler is not None and decoupler.s.mode == "penalty":
             pen = decoupler.loss_term(states, batch)
             loss = loss_mt + decoupler.s.lam * pen
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        dist.backward(loss)
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip)
         opt.step()
         step += 1
         done_here += 1
-        tokens += int(batch["attention_mask"].sum())
+        tokens += sum(len(encoded[i][0]) for i in schedule[step - 1])   # the global batch
         last_loss = loss_mt.item()  # a sync point: once per step is fine on CPU
         rec = {"step": step, "loss": round(last_loss, 5), "lr": lr_at(step - 1, spec), "grad_norm": round(float(gnorm), 4),
                "penalty": None if pen is None else round(pen.item(), 5),
                "elapsed": round(time.perf_counter() - t_start, 3)}
-        append_jsonl(log_path, rec)
-        if step % spec.ckpt_every == 0 or step == spec.steps:
+        if dist.is_main:
+            append_jsonl(log_path, rec)
+        if (step % spec.ckpt_every == 0 or step == spec.steps) and dist.is_main:
             if spec.save_checkpoints:
                 save_checkpoint(spec.out_dir / "checkpoints" / f"step-{step:06d}", model, step=step)
             extra_t, extra = ({}, {})
