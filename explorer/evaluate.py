@@ -92,7 +92,7 @@ def translate(model, tok, encoder: Encoder, items: Sequence[tuple[str, str, str]
     model.eval()
     device = next(model.parameters()).device
     prompts = [encoder.prompt(s, t, x)[0] for s, t, x in items]
-    positions = [encoder.prompt_positions(s, t, x) for s, t, x in items] if encoder.aligned else None
+    positions = [encoder.prompt_positions(p, t) for p, (_, t, _) in zip(prompts, items)] if encoder.aligned else None
     order = np.argsort([len(p) for p in prompts], kind="stable")
     out: list[str] = [""] * len(items)
     for b0 in range(0, len(order), batch_size):

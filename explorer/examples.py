@@ -91,10 +91,10 @@ class Encoder:
             raise ValueError(f"source of {n_source} tokens overlaps the target position {self.target_position}")
         return list(range(n_source)) + list(range(self.target_position, self.target_position + n_rest))
 
-    def prompt_positions(self, src: str, tgt: str, text: str) -> list[int]:
-        ids, _ = self.prompt(src, tgt, text)
+    def prompt_positions(self, prompt_ids: list[int], tgt: str) -> list[int]:
+        """Position ids of a prompt from ``prompt`` (ending in the ``tgt`` tag), without re-tokenising it."""
         n_tag = len(self.tag(tgt))
-        return self.positions(len(ids) - n_tag, n_tag)
+        return self.positions(len(prompt_ids) - n_tag, n_tag)
 
     def _ids(self, text: str) -> list[int]:
         return self.tok(text, add_special_tokens=False)["input_ids"]

@@ -108,7 +108,7 @@ def _msa_share(handle: ModelHandle, enc: Encoder, src: str, tgt: str, text: str,
     site, sub = next(iter(subspaces.items()))
     ids, lab = enc.prompt(src, tgt, text)
     device = next(handle.model.parameters()).device
-    kw = {"position_ids": torch.tensor([enc.prompt_positions(src, tgt, text)], device=device)} if enc.aligned else {}
+    kw = {"position_ids": torch.tensor([enc.prompt_positions(ids, tgt)], device=device)} if enc.aligned else {}
     with ctx(), capture(handle.model, [site], detach=True) as states:
         handle.model(input_ids=torch.tensor([ids], device=device), **kw)
     h = states[site][0].float()                                   # (T, d)

@@ -76,7 +76,7 @@ def test_aligned_positions_put_the_target_at_a_fixed_position(enc):
         assert len(pos) == len(ids)
         assert pos[:n_src] == list(range(n_src))     # the source counts from 0 as usual
         assert pos[n_src:] == list(range(24, 24 + len(ids) - n_src))   # tag, then target, from 24 on
-        assert aligned.prompt_positions(ex.src, ex.tgt, ex.src_text) == pos[: len(p_ids)]
+        assert aligned.prompt_positions(p_ids, ex.tgt) == pos[: len(p_ids)]
         assert (ids, labels, var) == enc.example(ex)  # same tokens as without alignment
     b = collate(rows, enc.tok.pad_token_id)
     assert b["position_ids"].shape == b["input_ids"].shape
