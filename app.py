@@ -6,9 +6,9 @@ in ``pages/`` reads its own widgets, calls the explorer once and draws.
 
 import streamlit as st
 
-from explorer.corpus import CorpusError
-from explorer.model import ModelLoadError
-from explorer.store import StoreError
+from explorer.data.corpus import CorpusError
+from explorer.files import StoreError
+from explorer.model.sites import ModelLoadError
 from explorer.ui import widgets
 
 st.set_page_config(page_title="Dialect Decoupling Explorer", page_icon="🗺️", layout="wide")

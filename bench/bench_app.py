@@ -45,8 +45,8 @@ IDLE = ("() => document.querySelector('.stApp')?.getAttribute('data-test-script-
 
 
 def pick_experiment(arg: str | None) -> Path:
-    from explorer.experiment import load_experiment
-    from explorer.store import CACHE_ROOT
+    from explorer.experiment.layout import CACHE_ROOT
+    from explorer.experiment.view import load_experiment
 
     if arg:
         return Path(arg).resolve()
@@ -56,7 +56,7 @@ def pick_experiment(arg: str | None) -> Path:
     tiny = OUT / "tiny"
     if not (tiny / "manifest.json").exists() or not load_experiment(tiny).complete:
         from explorer.config import preset_config
-        from explorer.pipeline import run_experiment
+        from explorer.experiment.run import run_experiment
 
         print(f"no complete cache/default: building the tiny preset into {tiny}", file=sys.stderr)
         run_experiment(preset_config("tiny"), tiny, bar=False)
@@ -125,9 +125,9 @@ def translation_in_process(exp: Path, n: int) -> dict:
     Uses the app's decoding thread count (``$DDE_TORCH_THREADS``, default 1; see ``explorer.ui.cache``)."""
     import torch
 
-    from explorer.corpus import ENG, HR
-    from explorer.experiment import load_experiment
-    from explorer.translate import ModelHandle, subspaces_at, translate_text
+    from explorer.data.varieties import ENG, HR
+    from explorer.evaluation.single import ModelHandle, translate_text
+    from explorer.experiment.view import load_experiment
 
     torch.set_num_threads(max(1, int(os.environ.get("DDE_TORCH_THREADS", "1") or 1)))
     view = load_experiment(exp)
@@ -139,14 +139,14 @@ def translation_in_process(exp: Path, n: int) -> dict:
         step = view.checkpoints(arm)[-1]
         m, tok = view.load_model(arm, step)
         handles[arm] = ModelHandle(m, tok, arm, step)
-    subs = subspaces_at(view, view.checkpoints("decoupled")[-1], view.penalised_sites)
+    projection = view.projection(view.checkpoints("decoupled")[-1], 0.0)   # off: the MSA-share readout only
     codes = [*view.varieties, ENG]
     times = []
     for i, text in enumerate(rows["source"]):
         t = time.perf_counter()
         for h in handles.values():
             translate_text(h, codes, text, HR, view.dialects[0], max_len=cfg.max_len,
-                           max_new_tokens=cfg.max_new_tokens, subspaces=subs)
+                           max_new_tokens=cfg.max_new_tokens, projection=projection)
         if i:  # the first call warms the kernels
             times.append(time.perf_counter() - t)
     return {"median_s": median(times), "n": len(times), "direction": f"{HR}-{view.dialects[0]}"}
@@ -161,7 +161,7 @@ def main() -> None:
         raise SystemExit(f"{CHROMIUM} is needed (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
-    from explorer.experiment import load_experiment
+    from explorer.experiment.view import load_experiment
 
     exp = pick_experiment(args.exp)
     view = load_experiment(exp)

@@ -20,7 +20,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from explorer.store import Experiment
+from explorer.experiment.layout import Experiment
 
 
 def timed_run(preset: str, out: Path) -> float:
@@ -52,7 +52,7 @@ def figures(exp_dir: Path) -> dict:
     f["refit_s_median"] = sorted(refit_s)[len(refit_s) // 2] if refit_s else None
     scores = {}
     for key in ("base", "baseline", "decoupled", "random"):
-        p = exp.eval_dir / key / "scores.json"
+        p = exp.scores_path(key)
         if p.exists():
             scores[key] = json.loads(p.read_text())["directions"]
     if "base" in scores:
@@ -64,12 +64,12 @@ def figures(exp_dir: Path) -> dict:
         if key in scores:
             to_msa = [v["chrf"] for d, v in scores[key].items() if d.endswith("-arb") and d != "eng-arb"]
             f[f"{key}_chrf_dialect_to_msa_mean"] = round(sum(to_msa) / len(to_msa), 2) if to_msa else None
-    cp = exp.eval_dir / "copy_source.json"
+    cp = exp.copy_source_path
     if cp.exists():
         copy = json.loads(cp.read_text())["directions"]
         to_dialect = [v["chrf"] for d, v in copy.items() if d.startswith("arb-") and d != "arb-eng"]
         f["copy_source_chrf_msa_to_dialect_mean"] = round(sum(to_dialect) / len(to_dialect), 2)
-    deltas = exp.eval_dir / "deltas.json"
+    deltas = exp.deltas_path
     if deltas.exists():
         dd = json.loads(deltas.read_text())["systems"].get("decoupled", {})
         to_dialect = [v for d, v in dd.items() if d.startswith("arb-") and d != "arb-eng"]

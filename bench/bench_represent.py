@@ -54,7 +54,7 @@ def median_ms(fn, repeats: int) -> float:
 
 
 def pick_experiment(arg: str | None) -> Path:
-    from explorer.store import CACHE_ROOT
+    from explorer.experiment.layout import CACHE_ROOT
 
     if arg:
         return Path(arg)
@@ -64,7 +64,7 @@ def pick_experiment(arg: str | None) -> Path:
     tiny = OUT / "tiny"
     if not (tiny / "manifest.json").exists() or not _complete(tiny):
         from explorer.config import preset_config
-        from explorer.pipeline import run_experiment
+        from explorer.experiment.run import run_experiment
 
         print(f"no cache/default: building the tiny preset into {tiny}", file=sys.stderr)
         run_experiment(preset_config("tiny"), tiny, bar=False)
@@ -72,7 +72,7 @@ def pick_experiment(arg: str | None) -> Path:
 
 
 def _complete(root: Path) -> bool:
-    from explorer.experiment import load_experiment
+    from explorer.experiment.view import load_experiment
     return load_experiment(root).complete
 
 
@@ -94,7 +94,7 @@ def umap_points(view, site: str, n: int = 2000) -> tuple[np.ndarray, str]:
 
 def base_step_seconds(root: Path) -> float | None:
     """Median wall time of one base-stage optimiser step, from base/log.jsonl (the first step, warm-up, left out)."""
-    from explorer.store import read_jsonl
+    from explorer.files import read_jsonl
 
     elapsed = [r["elapsed"] for r in read_jsonl(root / "base" / "log.jsonl")]
     if len(elapsed) < 3:
@@ -104,9 +104,10 @@ def base_step_seconds(root: Path) -> float | None:
 
 def rebuild_seconds(root: Path) -> tuple[float, float]:
     """(stage_represent wall time, load_run_data time) for a from-scratch build in a scratch copy of the folder."""
-    from explorer.pipeline import Progress, load_run_data
-    from explorer.represent import stage_represent
-    from explorer.store import Experiment
+    from explorer.data.rundata import load_run_data
+    from explorer.experiment.layout import Experiment
+    from explorer.experiment.progress import Progress
+    from explorer.experiment.represent import stage_represent
 
     shadow = OUT / "represent-scratch" / root.name
     shutil.rmtree(shadow.parent, ignore_errors=True)
@@ -136,8 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-rebuild", action="store_true", help="do not time a from-scratch stage_represent")
     args = ap.parse_args(argv)
 
-    from explorer.experiment import load_experiment
-    from explorer.geometry import UmapParams, umap_2d
+    from explorer.analysis.geometry import UmapParams, umap_2d
+    from explorer.experiment.view import load_experiment
 
     root = pick_experiment(args.exp).resolve()
     view = load_experiment(root)

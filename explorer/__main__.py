@@ -13,14 +13,18 @@ import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from .config import PRESETS, add_config_options, overrides_from_args, preset_config
+from .data.rundata import load_run_data
+from .experiment.layout import CACHE_ROOT, Experiment, list_experiments
+from .experiment.progress import Progress
+from .experiment.report import summary, summary_table
+from .experiment.represent import stage_represent
+from .experiment.run import run_experiment
+from .files import StoreError
+from .training.distributed import current
 
 
 def _parser() -> argparse.ArgumentParser:
-    from .config import PRESETS, add_config_options
-
     p = argparse.ArgumentParser(prog="python -m explorer", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -40,30 +44,20 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from .store import CACHE_ROOT, Experiment, StoreError, list_experiments
 
     try:
         if args.cmd == "run":
-            from .config import overrides_from_args, preset_config
-            from .pipeline import run_experiment, summary, summary_table
-
             cfg = preset_config(args.preset, **overrides_from_args(args))
             out = Path(args.out) if args.out else CACHE_ROOT / args.preset
             if os.environ.get("RANK", "0") == "0":
                 print(f"experiment folder: {out}", file=sys.stderr)
             exp = run_experiment(cfg, out, bar=not args.no_bar)
-            from .distributed import current
             if current().is_main:          # under a launcher, rank 0 reports (distributed.py)
                 print(summary_table(summary(exp)))
         elif args.cmd == "summary":
-            from .pipeline import summary, summary_table
-
             s = summary(Experiment(args.dir))
             print(json.dumps(s, indent=1, ensure_ascii=False) if args.json else summary_table(s))
         elif args.cmd == "represent":
-            from .pipeline import Progress, load_run_data
-            from .represent import stage_represent
-
             exp = Experiment(args.dir)
             cfg = exp.config()
             stage_represent(exp, cfg, load_run_data(cfg), Progress(exp), force_check=True)

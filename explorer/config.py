@@ -10,10 +10,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import Any, TypeVar
 
 ARMS = ("baseline", "decoupled", "random")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -71,8 +72,6 @@ class RunConfig:
     bootstrap_samples: int = 1000
     # --- representations (analysis set) ---
     analysis_size: int = 100             # parallel sentences per variety for geometry / UMAP
-    # --- bookkeeping (not part of the results) ---
-    extras: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def validate(self) -> None:
         """Raise ValueError with an actionable message for inconsistent settings."""
@@ -97,9 +96,7 @@ class RunConfig:
             raise ValueError(f"--d-model {self.d_model} must be divisible by --n-heads {self.n_heads}")
 
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d.pop("extras")
-        return d
+        return dataclasses.asdict(self)
 
     def fingerprint(self) -> str:
         """Short hash of the result-determining settings (used to refuse mixing two configs in one folder)."""
@@ -111,7 +108,7 @@ class RunConfig:
         known = {f.name: f for f in fields(cls)}
         kwargs = {}
         for k, v in d.items():
-            if k in known and k != "extras":
+            if k in known:
                 kwargs[k] = tuple(v) if isinstance(v, list) else v
         return cls(**kwargs)
 
@@ -133,6 +130,14 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+def derive(cls: type[T], cfg: RunConfig, **values: Any) -> T:
+    """An instance of the frozen dataclass ``cls`` (a part's settings) whose fields named like ``RunConfig``
+    fields take ``cfg``'s values; ``values`` gives the rest. A part's config is derived, never copied by hand."""
+    own = {f.name for f in fields(cls)}
+    shared = {f.name: getattr(cfg, f.name) for f in fields(RunConfig) if f.name in own and f.name not in values}
+    return cls(**shared, **values)
+
+
 def preset_config(name: str, **overrides: Any) -> RunConfig:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
@@ -147,7 +152,7 @@ def preset_config(name: str, **overrides: Any) -> RunConfig:
 def add_config_options(parser) -> None:
     """Add one ``--option`` per RunConfig field (default None = keep the preset's value)."""
     for f in fields(RunConfig):
-        if f.name in ("preset", "extras"):
+        if f.name == "preset":
             continue
         flag = "--" + f.name.replace("_", "-")
         default = f.default
@@ -166,7 +171,7 @@ def add_config_options(parser) -> None:
 def overrides_from_args(args) -> dict[str, Any]:
     out = {}
     for f in fields(RunConfig):
-        if f.name in ("preset", "extras"):
+        if f.name == "preset":
             continue
         v = getattr(args, f.name, None)
         if v is not None:

@@ -2,9 +2,10 @@
 
 import streamlit as st
 
-from explorer.annotations import AnnotationsError, AnnotationStore, item_key
-from explorer.error_analysis import char_diff_html, diff_ratio, filter_table
-from explorer.ui import cache, widgets
+from explorer.analysis.errors import char_diff_html, diff_ratio, filter_table
+from explorer.data.varieties import variety_label
+from explorer.experiment.annotations import item_key
+from explorer.ui import cache, notes, widgets
 
 st.title("Error analysis")
 exp = widgets.current_experiment() or widgets.no_experiment()
@@ -14,11 +15,7 @@ if table.empty:
     st.info("This experiment has no test translations yet.")
     st.stop()
 models = [m for m in view.models if f"hyp_{m}" in table.columns]
-store = AnnotationStore(view.root)
-try:
-    notes, notes_error = store.load(), None
-except AnnotationsError as e:
-    notes, notes_error = None, str(e)
+annotations, notes_error = notes.load(exp)
 
 # ---- filters and sorting
 with st.container(border=True):
@@ -27,7 +24,7 @@ with st.container(border=True):
     directions = f1.multiselect("Direction", sorted(labels, key=list(labels).index), key="ea_dirs",
                                 format_func=labels.get)
     varieties = f2.multiselect("Variety", sorted(table["variety"].unique(), key=list(table["variety"]).index),
-                               key="ea_vars", format_func=widgets.variety_name)
+                               key="ea_vars", format_func=variety_label)
     search = f3.text_input("Search the texts", key="ea_search", placeholder="a word in the source, reference or an output")
     lo, hi = float(table["delta"].min()), float(table["delta"].max())
     g1, g2, g3 = st.columns([3, 2, 1])
@@ -38,10 +35,10 @@ with st.container(border=True):
     ascending = g3.toggle("Ascending", value=True, key="ea_asc")
 shown = filter_table(table, directions=directions, varieties=varieties, delta_range=rng, search=search)
 shown = shown.sort_values(sort_by, ascending=ascending, kind="stable")
-if notes is not None:   # the linguist's notes travel with the table (and the CSV)
+if annotations is not None:   # the linguist's notes travel with the table (and the CSV)
     keys = [item_key(d, s) for d, s in zip(shown["direction"], shown["sent_id"])]
-    shown = shown.assign(tags=[", ".join(notes.note(k).tags) for k in keys],
-                         comment=[notes.note(k).comment for k in keys])
+    shown = shown.assign(tags=[", ".join(annotations.note(k).tags) for k in keys],
+                         comment=[annotations.note(k).comment for k in keys])
 
 cols = ["variety", "label", "sent_id", "source", "ref", *[f"hyp_{m}" for m in models],
         *[f"chrf_{m}" for m in models], "delta", "length", *[f"pred_{m}" for m in models if f"pred_{m}" in shown],
@@ -73,46 +70,10 @@ ma = a.selectbox("Output A", models, index=models.index("baseline") if "baseline
 mb = b.selectbox("Output B", models, index=models.index("decoupled") if "decoupled" in models else 0, key="ea_b")
 for col, m in ((a, ma), (b, mb)):
     with col:
-        direction = "rtl" if row["tgt"] != "eng" else "ltr"
-        st.markdown(f'<div class="dde-diff" dir="{direction}" style="font-size:1.15rem;line-height:2;padding:0.4rem '
-                    f'0.7rem;background:#fafafa;border-radius:4px">{char_diff_html(row[f"hyp_{m}"], row["ref"])}'
-                    "</div>", unsafe_allow_html=True)
+        widgets.diff_box(char_diff_html(row[f"hyp_{m}"], row["ref"]), row["tgt"])
         st.caption(f"{m}: chrF++ {row[f'chrf_{m}']:.1f} · {diff_ratio(row[f'hyp_{m}'], row['ref']):.0%} of characters "
                    f"match · looks like {row.get(f'pred_{m}', '—')}")
 st.caption("How to read the diff: green characters are in the output but not the reference, red struck-through "
            "ones are in the reference but missing from the output; plain text matches.")
 
-error = notes_error
-with st.container(border=True):
-    st.markdown("**Your notes on this example** (saved in the experiment folder)")
-    if error:
-        st.error(error)
-        sure = st.checkbox("I understand: move the damaged file aside (it is kept, renamed) and start a new one",
-                           key="ea_sure")
-        if st.button("Move it aside", key="ea_quarantine", disabled=not sure):
-            moved = store.quarantine()
-            st.toast(f"Moved to {moved.name}" if moved else "There was no file")
-            st.rerun()
-    note = notes.note(key) if notes else None
-    tags = st.multiselect("Tags", list(notes.tags) if notes else [], default=list(note.tags) if note else [],
-                          key=f"ea_tags_{key}", disabled=error is not None)
-    comment = st.text_area("Comment", value=note.comment if note else "", key=f"ea_comment_{key}",
-                           disabled=error is not None, height=80)
-    if st.button("Save note", key="ea_save", disabled=error is not None, type="primary"):
-        try:
-            store.save_note(key, tags, comment)
-            st.toast("Saved")
-            st.rerun()          # the table's tags and comment columns show it at once
-        except (ValueError, OSError) as e:
-            st.error(f"Not saved: {e}")
-    with st.expander("Edit the tag list"):
-        tag_text = st.text_area("One tag per line", "\n".join(notes.tags) if notes else "", key="ea_taglist",
-                                disabled=error is not None)
-        if st.button("Save tag list", key="ea_save_tags", disabled=error is not None):
-            try:
-                store.save_tags(tag_text.splitlines())
-                st.rerun()
-            except (ValueError, OSError) as e:
-                st.error(f"Not saved: {e}")
-    if notes and notes.items:
-        st.caption(f"{len(notes.items)} example(s) annotated in this experiment.")
+notes.panel(exp, key, annotations, notes_error)

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from explorer.headline import KINDS
+from explorer.data.varieties import KINDS
 from explorer.ui import cache, cache_root, figures, widgets
 
 st.title("Dialect Decoupling Explorer")

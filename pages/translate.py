@@ -2,8 +2,8 @@
 
 import streamlit as st
 
-from explorer.corpus import ENG, HR
-from explorer.evaluate import sentence_chrf
+from explorer.data.varieties import ENG, HR, variety_label
+from explorer.evaluation.chrf import sentence_chrf
 from explorer.ui import cache, widgets
 
 st.title("Translate")
@@ -17,11 +17,11 @@ tests = cache.test_sentences(exp)
 
 codes = [c for c in (*view.varieties, ENG) if c in tests.columns or c != ENG]
 c1, c2, c3 = st.columns([1, 1, 2])
-src = c1.selectbox("From", codes, index=codes.index(HR), key="tr_src", format_func=widgets.variety_name)
+src = c1.selectbox("From", codes, index=codes.index(HR), key="tr_src", format_func=variety_label)
 tgt_options = [c for c in codes if c != src]
 default_tgt = next((c for c in tgt_options if c not in (HR, ENG)), tgt_options[0])
 tgt = c2.selectbox("To", tgt_options, index=tgt_options.index(default_tgt), key="tr_tgt",
-                   format_func=widgets.variety_name)
+                   format_func=variety_label)
 mode = c3.radio("Sentence", ["From the test set", "Type my own"] if not tests.empty else ["Type my own"],
                 key="tr_mode", horizontal=True)
 
@@ -39,9 +39,9 @@ else:
     text = st.text_area("Your sentence", key="tr_text", max_chars=1000, height=90,
                         placeholder="اكتب جملة هنا" if src != ENG else "Type a sentence here")
 if text:
-    widgets.sentence(text, src, label=f"Source · {widgets.variety_name(src)}")
+    widgets.sentence(text, src, label=f"Source · {variety_label(src)}")
 if reference is not None:
-    widgets.sentence(reference, tgt, label=f"Reference · {widgets.variety_name(tgt)}")
+    widgets.sentence(reference, tgt, label=f"Reference · {variety_label(tgt)}")
 
 side = st.sidebar
 left = widgets.model_picker(exp, "tr_left", label="Left model", default="baseline")
@@ -60,18 +60,18 @@ st.sidebar.caption(f"Dialect ID: character n-gram classifier, {clf.test_accuracy
 cols = st.columns(2)
 for col, side_name, name in ((cols[0], "left", left), (cols[1], "right", right)):
     s = 0 if name == "base" else min(view.checkpoints(name), key=lambda c: abs(c - step))
-    applied = on and target == side_name
+    strength = float(alpha) if on and target == side_name else 0.0    # 0 = off: the one place it is decided
     with col:
         st.markdown(f"#### {widgets.model_label(name)}")
         try:
-            out = cache.translation(exp, name, s, src, tgt, text or "", float(alpha) if applied else 0.0, applied)
+            out = cache.translation(exp, name, s, src, tgt, text or "", strength)
         except ValueError as e:
             st.warning(str(e))
             continue
         extra = f" · decoupling α={out.alpha:g} at {', '.join(out.sites)}" if out.alpha else ""
         widgets.sentence(out.text, tgt, label=f"step {out.step}{extra}")
         pred = clf.predict_one(out.text)
-        looks = widgets.variety_name(pred.variety) if pred.variety in clf.classes else pred.variety
+        looks = variety_label(pred.variety) if pred.variety in clf.classes else pred.variety
         st.markdown(f"Looks like **{looks}** (p = {pred.probability:.2f})")
         m = st.columns(2)
         m[0].metric("chrF++ vs reference", f"{sentence_chrf(out.text, reference):.1f}" if reference else "—")

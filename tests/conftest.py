@@ -16,7 +16,7 @@ TEXTS = ["hello world this is a test", "مرحبا بالعالم هذا اخت�
 
 
 def _tokenizer():
-    from explorer.model import prepare_tokenizer, train_tokenizer
+    from explorer.model.tokenizer import prepare_tokenizer, train_tokenizer
 
     tok = train_tokenizer(TEXTS, vocab_size=300, tags=["arb", "arz", "eng"])
     prepare_tokenizer(tok)
@@ -53,8 +53,16 @@ def tiny_experiment(tmp_path_factory):
 
     Shared by several test modules: treat it as read-only and ``shutil.copytree`` it before changing anything."""
     from explorer.config import preset_config
-    from explorer.pipeline import run_experiment
+    from explorer.experiment.run import run_experiment
 
     out = tmp_path_factory.mktemp("tiny-experiment") / "tiny"
     run_experiment(preset_config("tiny"), out, bar=False)
     return out
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test that needs a finished tiny experiment (directly or through another fixture) is ``slow``: the
+    fast tier (``-m "not slow and not browser"``) never trains."""
+    for item in items:
+        if "tiny_experiment" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)

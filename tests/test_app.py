@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from explorer.corpus import ENG, HR
+from explorer.data.varieties import ENG, HR
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 TIMEOUT = 180  # the first run of a page imports torch, loads models and fits the dialect classifier
@@ -89,7 +89,7 @@ def test_home_renders_headline_and_map(app):
 
 
 def test_embeddings_react_to_widgets(app, app_root):
-    from explorer.experiment import load_experiment
+    from explorer.experiment.view import load_experiment
 
     steps = [str(s) for s in load_experiment(app_root / "tiny").checkpoints("decoupled")]
     at = app("pages/embeddings.py")
@@ -243,7 +243,7 @@ def test_run_button_starts_one_run_only(tmp_path, monkeypatch):
     """Click Run, then 'refresh' in a second session and click again: one process, followed by both."""
     from streamlit.testing.v1 import AppTest
 
-    from explorer.store import Experiment
+    from explorer.experiment.layout import Experiment
     from explorer.ui import runner
 
     monkeypatch.setenv("DDE_CACHE_ROOT", str(tmp_path))
@@ -270,7 +270,8 @@ def test_run_button_starts_one_run_only(tmp_path, monkeypatch):
 
 
 def test_runner_reads_the_run_state(tmp_path):
-    from explorer.store import Experiment, atomic_write_text
+    from explorer.experiment.layout import Experiment
+    from explorer.files import atomic_write_text
     from explorer.ui import runner
 
     folder = tmp_path / "default"
@@ -292,7 +293,7 @@ def test_runner_reads_the_run_state(tmp_path):
 def test_char_diff_and_filters():
     import pandas as pd
 
-    from explorer.error_analysis import char_diff_html, filter_table
+    from explorer.analysis.errors import char_diff_html, filter_table
 
     out = char_diff_html("ab<X>d", "abcd")
     assert "<del" in out and ">c</del>" in out and "&lt;X&gt;" in out and "<X>" not in out
@@ -311,16 +312,16 @@ def test_char_diff_and_filters():
 
 @pytest.fixture(scope="module")
 def view(app_root):
-    from explorer.experiment import load_experiment
+    from explorer.experiment.view import load_experiment
 
     return load_experiment(app_root / "tiny")
 
 
 def test_dialect_id_beats_chance_and_round_trips(view, tmp_path):
-    from explorer import dialect_id
-    from explorer.corpus import load_corpus
+    from explorer.data.sources import load_corpus
+    from explorer.evaluation import dialect_id
 
-    clf = dialect_id.load_or_fit(view.root, view.config, list(view.varieties))
+    clf = view.classifier()
     assert set(clf.classes) == set(view.varieties)
     assert clf.test_accuracy > 2.0 / len(clf.classes)        # chance is 1/3 for the tiny run's 3 varieties
     cfg = view.config
@@ -329,9 +330,9 @@ def test_dialect_id_beats_chance_and_round_trips(view, tmp_path):
     assert np.mean([p.variety == "arz" for p in preds]) > 0.5
     assert clf.predict_one("The weather is nice today.").variety == dialect_id.OTHER_SCRIPT
     # stored as JSON + npz (no pickle), reloaded identically
-    files = {p.name for p in (view.root / dialect_id.FOLDER).iterdir()}
+    files = {p.name for p in view.exp.dialect_id_dir.iterdir()}
     assert files == {"model.json", "weights.npz"}
-    again = dialect_id.load_or_fit(view.root, view.config, list(view.varieties))
+    again = view.classifier()
     texts = test["ary"].tolist()[:5]
     assert np.array_equal(again.proba(texts), clf.proba(texts))
 
@@ -340,8 +341,8 @@ def test_dialect_id_matches_sklearn(view):
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.naive_bayes import MultinomialNB
 
-    from explorer import dialect_id
-    from explorer.corpus import load_corpus
+    from explorer.data.sources import load_corpus
+    from explorer.evaluation import dialect_id
 
     cfg = view.config
     corpus = load_corpus(cfg.data, dev=cfg.dev_size, test=cfg.test_size, seed=cfg.seed)
@@ -359,7 +360,7 @@ def test_dialect_id_matches_sklearn(view):
 
 
 def test_annotations_round_trip_and_validation(tmp_path):
-    from explorer.annotations import DEFAULT_TAGS, AnnotationStore, item_key
+    from explorer.experiment.annotations import DEFAULT_TAGS, AnnotationStore, item_key
 
     store = AnnotationStore(tmp_path)
     assert store.load().tags == DEFAULT_TAGS and not store.load().items
@@ -381,7 +382,7 @@ def test_annotations_round_trip_and_validation(tmp_path):
 @pytest.mark.parametrize("content", ["{not json", "[]", '{"format": 1, "items": {"a": {"tags": "x"}}}',
                                      '{"format": 99}', b"\xff\xfe"])
 def test_damaged_annotations_are_never_overwritten(tmp_path, content):
-    from explorer.annotations import AnnotationsError, AnnotationStore
+    from explorer.experiment.annotations import AnnotationsError, AnnotationStore
 
     store = AnnotationStore(tmp_path)
     if isinstance(content, bytes):
@@ -404,7 +405,7 @@ def test_damaged_annotations_are_never_overwritten(tmp_path, content):
 
 @pytest.fixture(scope="module")
 def handle(view):
-    from explorer.translate import ModelHandle
+    from explorer.evaluation.single import ModelHandle
 
     model, tok = view.load_model("decoupled")
     return ModelHandle(model, tok, "decoupled", view.checkpoints("decoupled")[-1])
@@ -419,7 +420,7 @@ def handle(view):
     ("كلمة " * 199, HR, "tokens long"),
 ])
 def test_translate_rejects_bad_input(view, handle, text, src, message):
-    from explorer.translate import translate_text
+    from explorer.evaluation.single import translate_text
 
     tgt = "arz" if src != "arz" else HR
     with pytest.raises(ValueError, match=message):
@@ -428,22 +429,22 @@ def test_translate_rejects_bad_input(view, handle, text, src, message):
 
 
 def test_switch_off_is_bit_identical(view, handle):
-    from explorer.evaluate import translate
-    from explorer.examples import Encoder
-    from explorer.intervene import count_hooks
-    from explorer.translate import intervention, subspaces_at, translate_text
+    from explorer.evaluation.decoding import translate
+    from explorer.evaluation.single import translate_text
+    from explorer.method.hooks import Projection, count_hooks
+    from explorer.model.small import encoder_for
 
     model, tok = handle.model, handle.tokenizer
-    subs = subspaces_at(view, handle.step, view.penalised_sites)
+    subs = view.projection(handle.step, 1.0).subspaces
     assert set(subs) == set(view.penalised_sites)
     ids = torch.tensor([tok(" مرحبا بالعالم", add_special_tokens=False)["input_ids"]])
     with torch.no_grad():
         plain = model(input_ids=ids).logits
         for on, alpha in ((False, 1.0), (True, 0.0)):
-            with intervention(model, subs, alpha, on)():
+            with Projection(subs, alpha if on else 0.0).context(model):
                 assert count_hooks(model) == 0
                 assert torch.equal(model(input_ids=ids).logits, plain)
-        with intervention(model, subs, 1.0, True)():
+        with Projection(subs, 1.0).context(model):
             assert count_hooks(model) == len(subs)
             assert not torch.equal(model(input_ids=ids).logits, plain)
     assert count_hooks(model) == 0
@@ -451,11 +452,11 @@ def test_switch_off_is_bit_identical(view, handle):
     text = "يقول المركز الوطني للأعاصير إنه لا يشكل أي تهديد."
     cfg = view.config
     off = translate_text(handle, codes, text, HR, "arz", max_len=cfg.max_len, max_new_tokens=cfg.max_new_tokens,
-                         subspaces=subs, alpha=0.7, on=False)
-    ref = translate(model, tok, Encoder.for_model(model, tok, codes, cfg.max_len), [(HR, "arz", text)],
+                         projection=Projection(subs, 0.0))
+    ref = translate(model, tok, encoder_for(model, tok, codes, cfg.max_len), [(HR, "arz", text)],
                     max_new_tokens=cfg.max_new_tokens)[0]
     assert off.text == ref and off.alpha == 0.0 and off.sites == ()
     full = translate_text(handle, codes, text, HR, "arz", max_len=cfg.max_len, max_new_tokens=cfg.max_new_tokens,
-                          subspaces=subs, alpha=1.0, on=True)
+                          projection=Projection(subs, 1.0))
     assert full.alpha == 1.0 and full.msa_share < 1e-4 < off.msa_share
     assert count_hooks(model) == 0

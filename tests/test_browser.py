@@ -180,7 +180,7 @@ def test_decoupling_switch_changes_the_output(server, page):
 def test_run_button_one_run_across_tabs_and_refresh(browser, tmp_path):
     """Run from an empty cache (the tiny preset, to keep it short): live progress shows, a second tab and a
     refresh follow the same process, and no second Run button appears while it runs."""
-    from explorer.store import Experiment
+    from explorer.experiment.layout import Experiment
 
     folder = tmp_path / "tiny"
     with streamlit_server(tmp_path, DDE_RUN_PRESET="tiny") as url:

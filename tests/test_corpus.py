@@ -11,24 +11,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from explorer.corpus import (
-    DEFAULT_DATA,
-    ENG,
-    HR,
-    MADAR_CODES,
-    MADAR_FILE_NAMES,
-    VARIETIES,
-    CorpusError,
-    ParallelCorpus,
-    UnknownVarietyError,
-    load_base_pairs,
-    load_corpus,
-    load_flores,
-    load_madar,
-    strip_diacritics,
-    varieties_frame,
-    variety,
-)
+from explorer.data.corpus import CorpusError, ParallelCorpus
+from explorer.data.embedded import DEFAULT_DATA, load_base_pairs, load_flores, strip_diacritics
+from explorer.data.madar import MADAR_FILE_NAMES, load_madar
+from explorer.data.sources import load_corpus
+from explorer.data.varieties import ENG, HR, MADAR_CODES, VARIETIES, UnknownVarietyError, varieties_frame, variety
 
 FLORES = ("arb", "arz", "ary", "aeb", "apc", "ajp", "acm", "acq", "ars")
 MADAR_CITIES = (

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from explorer.store import Experiment, read_jsonl
+from explorer.experiment.layout import Experiment
+from explorer.files import read_jsonl
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parent.parent
@@ -41,7 +42,7 @@ def test_two_process_tiny_run_writes_each_artefact_once(tmp_path):
     for stage in ["prepare", "base", *[f"arm:{a}" for a in cfg.arms], *[f"eval:{k}" for k in ["base", *cfg.arms]]]:
         assert exp.stage_done(stage), stage
     for arm in cfg.arms:
-        assert len(read_jsonl(exp.arm_dir(arm) / "log.jsonl")) == cfg.steps   # one line per step, not two
+        assert len(exp.train_log(arm)) == cfg.steps   # one line per step, not two
         assert exp.checkpoints(arm)[-1] == cfg.steps
     refits = exp.refits("decoupled")
     assert [r["step"] for r in refits] == list(range(0, cfg.steps, cfg.probe_every))
@@ -56,10 +57,11 @@ def test_refits_are_broadcast_so_every_rank_penalises_the_same_subspace(tmp_path
         import sys, torch
         sys.path.insert(0, {str(REPO)!r})
         from pathlib import Path
-        from explorer.distributed import setup
-        from explorer.examples import Encoder, Example, collate
-        from explorer.model import load_model
-        from explorer.train import Decoupler, DecoupleSettings
+        from explorer.training.distributed import setup
+        from explorer.data.examples import collate, Encoder, Example
+        from explorer.model.loading import load_model
+        from explorer.files import append_jsonl
+        from explorer.method.decoupler import Decoupler, DecoupleSettings
 
         dist = setup()
         torch.manual_seed(100 + dist.rank)        # a fit on each rank would differ; the broadcast must win
@@ -71,10 +73,13 @@ def test_refits_are_broadcast_so_every_rank_penalises_the_same_subspace(tmp_path
         batches = [collate(enc.encode_all(exs), tok.pad_token_id)]
         out = Path({str(tmp_path)!r})
         for arm in ("decoupled", "random"):
-            s = DecoupleSettings(arm=arm, sites=["layer.01"], lam=0.01, rank=1, probe_every=1, probe_tokens=500,
-                                 probe_steps=20, squared=False, penalty_tokens="all", mode="penalty", seed=dist.rank)
-            d = Decoupler(s, 32, codes, out / arm, lambda step: batches)
-            d.refit(model, 0, None)
+            s = DecoupleSettings(arm=arm, kind="random" if arm == "random" else "probe", sites=("layer.01",),
+                                 lam=0.01, rank=1, probe_every=1, probe_tokens=500, probe_steps=20, squared=False,
+                                 penalty_tokens="all", mode="penalty", seed=dist.rank)
+            d = Decoupler(s, 32, codes, lambda step: batches, dist=dist)
+            refit = d.refit(model, 0, None)
+            if refit is not None:                     # only rank 0 gets something to store
+                append_jsonl(out / arm / "refits.jsonl", refit.record)
             torch.save(d.current["layer.01"].basis, out / f"{{arm}}-rank{{dist.rank}}.pt")
         dist.barrier()
     """))
@@ -82,4 +87,4 @@ def test_refits_are_broadcast_so_every_rank_penalises_the_same_subspace(tmp_path
     for arm in ("decoupled", "random"):
         u0, u1 = (torch.load(tmp_path / f"{arm}-rank{r}.pt") for r in (0, 1))
         assert u0.shape == (32, 1) and torch.equal(u0, u1)
-        assert len(read_jsonl(tmp_path / arm / "refits.jsonl")) == 1      # written by rank 0 only
+        assert len(read_jsonl(tmp_path / arm / "refits.jsonl")) == 1      # stored by rank 0 only

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sacrebleu.metrics import CHRF
 
-from explorer.evaluate import chrf_signature, corpus_chrf, paired_bootstrap, score_hypotheses
+from explorer.evaluation.chrf import chrf_signature, corpus_chrf, paired_bootstrap, score_hypotheses
 
 REFS = ["الجو حلو النهارده", "انا رايح البيت", "فين المحطة؟", "عايز اشرب شاي"]
 GOOD = ["الجو حلو النهارده", "انا رايح البيت", "فين المحطة", "عايز اشرب شاي"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from explorer.examples import IGNORE, Encoder, Example, batch_schedule, collate, directions_for
-from explorer.model import prepare_tokenizer, train_tokenizer
+from explorer.data.examples import IGNORE, Encoder, Example, batch_schedule, collate, directions_for
+from explorer.model.tokenizer import prepare_tokenizer, train_tokenizer
 
 CODES = ["arb", "arz", "eng"]
 

@@ -11,21 +11,20 @@ import pytest
 from scipy.linalg import subspace_angles
 from scipy.stats import ortho_group
 
-from explorer.geometry import (
+from explorer.analysis.geometry import (
     UmapParams,
     _cka_feature,
     _cka_gram,
     centroid_cosine,
     centroid_l2,
-    energy_share,
     geometry_table,
     linear_cka,
     mean_energy_share,
     paired_cosine,
     pca_2d,
-    principal_angles_deg,
     umap_2d,
 )
+from explorer.method.subspace import energy_share, principal_angles_deg
 
 
 @pytest.fixture

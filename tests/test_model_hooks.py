@@ -5,17 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from explorer.intervene import capture, count_hooks, penalty, project
-from explorer.model import (
-    ModelLoadError,
-    all_sites,
-    find_decoder_layers,
-    hidden_size,
-    load_model,
-    parse_site,
-    site_name,
-)
-from explorer.probe import Subspace, random_subspace
+from explorer.method.decoupler import penalty
+from explorer.method.hooks import capture, count_hooks, project
+from explorer.method.subspace import Subspace, random_subspace
+from explorer.model.loading import load_model
+from explorer.model.sites import ModelLoadError, all_sites, find_decoder_layers, hidden_size, parse_site, site_name
 
 
 def test_site_names_round_trip():

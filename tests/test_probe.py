@@ -12,18 +12,10 @@ import pytest
 import torch
 from scipy.linalg import subspace_angles
 
-from explorer.probe import (
-    K1,
-    K2,
-    K3,
-    ProbeConfig,
-    ProbeFitter,
-    Subspace,
-    VariationalLinear,
-    online_code_length,
-    principal_angles_deg,
-    random_subspace,
-)
+from explorer.method.online_code import online_code_length
+from explorer.method.probe import ProbeConfig, ProbeFitter
+from explorer.method.subspace import Subspace, principal_angles_deg, random_subspace
+from explorer.method.variational import K1, K2, K3, VariationalLinear
 
 # ---------------------------------------------------------------------------------------------- planted problems
 

@@ -16,17 +16,21 @@ import pandas as pd
 import pytest
 import torch
 
-from explorer import experiment as experiment_mod
+from explorer.analysis.geometry import UmapParams, geometry_table
+from explorer.analysis.repcache import REPRESENT_VERSION, entry_key
 from explorer.config import preset_config
-from explorer.corpus import HR
-from explorer.experiment import ExperimentView, list_experiment_dirs, load_experiment
-from explorer.geometry import UmapParams, geometry_table
-from explorer.intervene import capture
-from explorer.model import site_name
-from explorer.pipeline import Progress, load_arm, load_run_data
-from explorer.probe import Subspace
-from explorer.represent import REPRESENT_VERSION, entry_key, represent_dir, stage_represent
-from explorer.store import Experiment, StoreError, read_json
+from explorer.data.rundata import load_run_data
+from explorer.data.varieties import HR
+from explorer.experiment import view as experiment_mod
+from explorer.experiment.layout import Experiment
+from explorer.experiment.models import load_arm
+from explorer.experiment.progress import Progress
+from explorer.experiment.represent import stage_represent
+from explorer.experiment.view import ExperimentView, list_experiment_dirs, load_experiment
+from explorer.files import StoreError, read_json
+from explorer.method.hooks import capture
+from explorer.method.subspace import Subspace
+from explorer.model.sites import site_name
 
 pytestmark = pytest.mark.slow
 
@@ -73,16 +77,16 @@ def test_files_for_every_model_and_checkpoint(view):
         steps = view.checkpoints(model)
         assert steps == ([0] if model == "base" else list(range(cfg.ckpt_every, cfg.steps + 1, cfg.ckpt_every)))
         for step in steps:
-            path = represent_dir(view.exp) / model / f"step-{step:06d}.safetensors"
+            path = view.exp.represent_dir / model / f"step-{step:06d}.safetensors"
             assert path.is_file()
             for site in view.sites:
                 x = view.representations(model, step, site)
                 assert x.shape == (n_rows, cfg.d_model) and x.dtype == np.float32
                 assert np.isfinite(x).all()
-    man = read_json(represent_dir(view.exp) / "manifest.json")
+    man = read_json(view.exp.represent_dir / "manifest.json")
     assert man["format_version"] == REPRESENT_VERSION and man["fingerprint"] == cfg.fingerprint()
     assert len(man["entries"]) == 1 + 3 * len(view.checkpoints("decoupled"))
-    assert all(e["bytes"] == (represent_dir(view.exp) / e["file"]).stat().st_size for e in man["entries"].values())
+    assert all(e["bytes"] == (view.exp.represent_dir / e["file"]).stat().st_size for e in man["entries"].values())
 
 
 def test_index_rows_are_aligned_translations(view):

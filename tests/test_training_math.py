@@ -6,12 +6,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from explorer.corpus import HR, load_base_pairs, strip_diacritics
-from explorer.evaluate import greedy_decode
-from explorer.examples import Example
-from explorer.model import load_model
-from explorer.pipeline import copy_examples
-from explorer.train import lm_loss, plain_head
+from explorer.data.embedded import load_base_pairs, strip_diacritics
+from explorer.data.examples import Example
+from explorer.data.rundata import copy_examples
+from explorer.data.varieties import HR
+from explorer.evaluation.decoding import greedy_decode
+from explorer.model.loading import load_model
+from explorer.training.loop import lm_loss, plain_head
 
 
 def _batch(vocab: int):

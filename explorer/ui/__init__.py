@@ -14,11 +14,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..experiment.layout import CACHE_ROOT
+
 ENV_CACHE_ROOT = "DDE_CACHE_ROOT"
 
 
 def cache_root() -> Path:
-    from ..store import CACHE_ROOT
-
     value = os.environ.get(ENV_CACHE_ROOT, "").strip()
     return Path(value).expanduser().resolve() if value else CACHE_ROOT

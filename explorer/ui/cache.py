@@ -15,11 +15,13 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from .. import dialect_id, error_analysis, headline
-from ..corpus import ENG
-from ..experiment import ExperimentView, list_experiment_dirs, load_experiment
-from ..store import StoreError
-from ..translate import ModelHandle, Translation, subspaces_at, translate_text
+from ..analysis import errors
+from ..data.varieties import ENG, variety
+from ..evaluation.dialect_id import DialectClassifier
+from ..evaluation.single import ModelHandle, Translation, translate_text
+from ..experiment import report
+from ..experiment.view import ExperimentView, list_experiment_dirs, load_experiment
+from ..files import StoreError
 
 
 def experiment_key(folder: str | Path) -> str:
@@ -69,9 +71,8 @@ def model(key: str, name: str, step: int) -> ModelHandle:
 
 
 @st.cache_resource(max_entries=4, show_spinner="Preparing the dialect classifier…")
-def classifier(key: str) -> dialect_id.DialectClassifier:
-    v = view(key)
-    return dialect_id.load_or_fit(v.root, v.config, list(v.varieties))
+def classifier(key: str) -> DialectClassifier:
+    return view(key).classifier()
 
 
 # ---------------------------------------------------------------- tables (copied per call)
@@ -100,12 +101,12 @@ def deltas(key: str) -> pd.DataFrame:
 @st.cache_data(max_entries=16, show_spinner=False)
 def headline_table(key: str) -> pd.DataFrame:
     v = view(key)
-    return headline.headline_table(scores(key), deltas(key), v.models, v.copy_source())
+    return report.headline_table(scores(key), deltas(key), v.models, v.copy_source())
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def map_frame(key: str, system: str, kind: str) -> pd.DataFrame:
-    return headline.map_frame(deltas(key), system, kind)
+    return report.map_frame(deltas(key), system, kind)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -140,7 +141,7 @@ def layout(key: str, model_name: str, step: int, site: str, method: str) -> np.n
 @st.cache_data(max_entries=8, show_spinner="Reading the test translations…")
 def error_table(key: str) -> pd.DataFrame:
     v = view(key)
-    return error_analysis.error_table(v.hypotheses(), v.models, classifier(key))
+    return errors.error_table(v.hypotheses(), v.models, classifier(key))
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -176,8 +177,6 @@ def experiments_overview(root: str) -> pd.DataFrame:
 @st.cache_data(max_entries=128, show_spinner="Computing the layout…")
 def points(key: str, model_name: str, step: int, site: str, method: str) -> pd.DataFrame:
     """The analysis rows with their 2-D coordinates and region, ready to plot."""
-    from ..corpus import variety
-
     df = index(key).copy()
     xy = layout(key, model_name, step, site, method)
     df["x"], df["y"] = xy[:, 0], xy[:, 1]
@@ -186,11 +185,11 @@ def points(key: str, model_name: str, step: int, site: str, method: str) -> pd.D
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
-def translation(key: str, model_name: str, step: int, src: str, tgt: str, text: str, alpha: float,
-                on: bool) -> Translation:
-    """One sentence by one model (ValueError for input to fix). Cached: toggling back is instant."""
+def translation(key: str, model_name: str, step: int, src: str, tgt: str, text: str, alpha: float) -> Translation:
+    """One sentence by one model, with the decoupling switch at strength ``alpha`` (0 = off). ValueError for input
+    to fix. Cached: toggling back is instant."""
     v = view(key)
     cfg = v.config
-    subs = subspaces_at(v, step if model_name != "base" else 0, v.penalised_sites)
+    projection = v.projection(step if model_name != "base" else 0, alpha)
     return translate_text(model(key, model_name, step), [*v.varieties, ENG], text, src, tgt, max_len=cfg.max_len,
-                          max_new_tokens=cfg.max_new_tokens, subspaces=subs, alpha=alpha, on=on)
+                          max_new_tokens=cfg.max_new_tokens, projection=projection)

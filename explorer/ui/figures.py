@@ -1,6 +1,6 @@
 """The app's Plotly figures (no Streamlit here): one function per figure, from tidy frames to ``go.Figure``.
 
-Colours come from the varieties table (``corpus.VARIETIES``), so a variety has the same colour on every page
+Colours come from the varieties table (``data.varieties.VARIETIES``), so a variety has the same colour on every page
 and on the map. Every figure keeps Plotly's toolbar, whose camera button exports a PNG.
 """
 
@@ -15,8 +15,7 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
-from ..corpus import HR, VARIETIES, variety
-from ..headline import short_name
+from ..data.varieties import HR, VARIETIES, short_name, variety_label
 
 COLOURS = {v.code: v.color for v in VARIETIES}
 REGION_COLOURS = {"Standard": "#1f1f1f", "Nile Valley": "#d62728", "Maghrebi": "#2ca02c", "Levantine": "#1f77b4",
@@ -29,10 +28,6 @@ def _style(fig: go.Figure, height: int = 420, **layout) -> go.Figure:
     layout = {"legend": {"itemsizing": "constant"}, **layout}
     fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 40, "b": 10}, font={"family": FONT}, **layout)
     return fig
-
-
-def label(code: str) -> str:
-    return f"{short_name(code)} ({code})"
 
 
 def _wrap(text: str, width: int = 60) -> str:
@@ -55,15 +50,15 @@ def embedding(points: pd.DataFrame, *, colour_by: str = "variety", links: bool =
 
     ``links`` joins each dialect sentence to its MSA translation (same sent_id) with a faint line."""
     df = points.copy()
-    df["Variety"] = [label(c) for c in df["variety"]]
+    df["Variety"] = [variety_label(c) for c in df["variety"]]
     df["hover"] = [_wrap(t) for t in df["text"]]
     if colour_by == "region":
         colour, cmap = "region", REGION_COLOURS
     else:
-        colour, cmap = "Variety", {label(c): COLOURS.get(c, "#999") for c in df["variety"].unique()}
+        colour, cmap = "Variety", {variety_label(c): COLOURS.get(c, "#999") for c in df["variety"].unique()}
     fig = px.scatter(df, x="x", y="y", color=colour, color_discrete_map=cmap, title=title,
                      custom_data=["sent_id", "Variety", "hover"])
-    msa = label(HR)
+    msa = variety_label(HR)
     fig.update_traces(hovertemplate="<b>%{customdata[1]}</b> · %{customdata[0]}<br>%{customdata[2]}<extra></extra>",
                       marker={"size": 8, "opacity": 0.85, "line": {"width": 0.5, "color": "white"}})
     for trace in fig.data:  # MSA sentences as stars, whatever the colouring
@@ -114,8 +109,8 @@ def angles(refits: pd.DataFrame) -> go.Figure:
 def probe_per_variety(per: pd.DataFrame, metric: str) -> go.Figure:
     """Probe ``metric`` (accuracy or code_length_bits) per variety over refits."""
     df = per.copy()
-    df["Variety"] = [label(c) for c in df["variety"]]
-    cmap = {label(c): COLOURS.get(c, "#999") for c in df["variety"].unique()}
+    df["Variety"] = [variety_label(c) for c in df["variety"]]
+    cmap = {variety_label(c): COLOURS.get(c, "#999") for c in df["variety"].unique()}
     names = {"accuracy": "probe accuracy", "code_length_bits": "code length (bits)", "compression": "compression"}
     fig = px.line(df, x="step", y=metric, color="Variety", color_discrete_map=cmap, markers=True,
                   line_dash="site" if df["site"].nunique() > 1 else None,
@@ -130,7 +125,7 @@ def energy_heatmap(frame: pd.DataFrame, title: str, zrange: tuple[float, float] 
     ``zrange`` fixes the colour scale, so two heatmaps drawn side by side can be compared cell by cell."""
     z = frame.to_numpy(dtype=float)
     lo, hi = zrange if zrange else (None, None)
-    fig = go.Figure(go.Heatmap(z=z, x=[str(c) for c in frame.columns], y=[label(c) for c in frame.index],
+    fig = go.Figure(go.Heatmap(z=z, x=[str(c) for c in frame.columns], y=[variety_label(c) for c in frame.index],
                                zmin=lo, zmax=hi, colorscale="Viridis", colorbar={"title": "‖Uᵀh‖/‖h‖"},
                                hovertemplate="%{y}<br>step %{x}<br>share %{z:.3f}<extra></extra>"))
     fig.update_xaxes(title="checkpoint (training step)", type="category")
@@ -153,9 +148,9 @@ def per_layer(geo: pd.DataFrame, metric: str, title: str) -> go.Figure:
     """``metric`` of each dialect vs MSA per layer; one colour per variety, one dash per model."""
     df = geo.dropna(subset=[metric]).copy()
     df = df[df["variety"] != HR]
-    df["Variety"] = [label(c) for c in df["variety"]]
+    df["Variety"] = [variety_label(c) for c in df["variety"]]
     df["layer"] = [int(s.split(".")[1]) for s in df["site"]]
-    cmap = {label(c): COLOURS.get(c, "#999") for c in df["variety"].unique()}
+    cmap = {variety_label(c): COLOURS.get(c, "#999") for c in df["variety"].unique()}
     fig = px.line(df.sort_values("layer"), x="layer", y=metric, color="Variety", line_dash="model",
                   color_discrete_map=cmap, markers=True, title=title,
                   labels={metric: GEOMETRY_LABELS.get(metric, metric)})
@@ -220,10 +215,3 @@ def delta_bars(table: pd.DataFrame, deltas: pd.DataFrame, system: str) -> go.Fig
     fig.add_hline(y=0, line_color="#333", line_width=1)
     fig.update_yaxes(title=f"Δ chrF++ ({system} − baseline)")
     return _style(fig, height=360, title=f"{system} vs baseline, per direction (bars: 95% interval)")
-
-
-def variety_colour(code: str) -> str:
-    try:
-        return variety(code).color
-    except ValueError:
-        return "#999999"

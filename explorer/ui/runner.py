@@ -4,7 +4,7 @@ The app never trains: the Run button starts ``python -m explorer run --preset de
 --no-bar`` (``$DDE_RUN_PRESET`` picks another preset, for tests) detached from the server (its own session,
 output to ``run.log`` in the experiment folder) and the home page polls ``progress.json``. A refresh, a
 second tab or a second app process sees the same run: before starting, ``start`` takes an exclusive file
-lock, asks ``store.Experiment.running_pid()`` and only spawns when no live process holds the folder; it then
+lock, asks ``Experiment.running_pid()`` and only spawns when no live process holds the folder; it then
 writes the child's pid into ``run.lock`` itself, so the window in which the child is still importing torch is
 covered too (the child's ``RunLock`` accepts its own pid).
 
@@ -13,7 +13,6 @@ No Streamlit here: the page draws what ``status`` returns.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import subprocess
 import sys
@@ -22,7 +21,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..store import REPO_ROOT, Experiment, atomic_write_text
+from ..experiment.layout import Experiment
+from ..files import locked
+from ..version import REPO_ROOT
 
 ENV_PRESET = "DDE_RUN_PRESET"   # tests set it to "tiny": the same button and flow, in seconds instead of minutes
 
@@ -84,34 +85,27 @@ def command(folder: Path, preset_name: str | None = None) -> list[str]:
 
 def start(folder: Path, preset_name: str | None = None) -> tuple[int, bool]:
     """Start the run unless one is already alive; returns (pid, started_now)."""
-    folder = Path(folder).resolve()
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with open(folder.parent / f".{folder.name}.launch.lock", "a") as guard:
-        fcntl.flock(guard, fcntl.LOCK_EX)        # one launcher at a time, across threads and processes
-        try:
-            exp = Experiment(folder)
-            pid = exp.running_pid()
-            if pid is not None:
-                return pid, False
-            folder.mkdir(parents=True, exist_ok=True)
-            env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-                   "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
-            with open(folder / "run.log", "ab") as log:   # the child keeps its own copy of the descriptor
-                proc = subprocess.Popen(command(folder, preset_name), cwd=REPO_ROOT, stdin=subprocess.DEVNULL,
-                                        stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-            atomic_write_text(exp.lock_path, str(proc.pid))
-            exp.write_progress(status="running", stage="starting", step=None, total=None, done_stages=[],
-                               started=time.time(), pid=proc.pid)
-            # reap the child when it ends so it does not linger as a zombie of the server
-            threading.Thread(target=proc.wait, name=f"reap-{proc.pid}", daemon=True).start()
-            return proc.pid, True
-        finally:
-            fcntl.flock(guard, fcntl.LOCK_UN)
+    exp = Experiment(folder)
+    with locked(exp.launch_lock_path):      # one launcher at a time, across threads and processes
+        pid = exp.running_pid()
+        if pid is not None:
+            return pid, False
+        exp.root.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}   # offline settings come from explorer/__init__.py
+        with open(exp.run_log_path, "ab") as log:   # the child keeps its own copy of the descriptor
+            proc = subprocess.Popen(command(exp.root, preset_name), cwd=REPO_ROOT, stdin=subprocess.DEVNULL,
+                                    stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        exp.claim(proc.pid)
+        exp.write_progress(status="running", stage="starting", step=None, total=None, done_stages=[],
+                           started=time.time(), pid=proc.pid)
+        # reap the child when it ends so it does not linger as a zombie of the server
+        threading.Thread(target=proc.wait, name=f"reap-{proc.pid}", daemon=True).start()
+        return proc.pid, True
 
 
 def log_tail(folder: Path, n: int = 15) -> str:
     try:
-        lines = (Path(folder) / "run.log").read_text(encoding="utf-8", errors="replace").splitlines()
+        lines = Experiment(folder).run_log_path.read_text(encoding="utf-8", errors="replace").splitlines()
     except FileNotFoundError:
         return ""
     return "\n".join(lines[-n:])

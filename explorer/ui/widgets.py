@@ -12,8 +12,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from ..corpus import ENG, variety
-from ..headline import short_name
+from ..data.varieties import ENG, variety
 from . import cache, cache_root, runner
 
 CHOSEN = "dde_experiment"         # session-state key (not a widget key) of the chosen experiment folder
@@ -84,10 +83,6 @@ def site_picker(exp: str, key: str, *, label: str = "Layer", where=None) -> str:
                                            help="The residual-stream output of this decoder layer")
 
 
-def variety_name(code: str) -> str:
-    return "English" if code == ENG else f"{short_name(code)} ({code})"
-
-
 def sentence(text: str, code: str | None = None, *, label: str = "", size: str = "1.15rem") -> None:
     """A sentence in its own box, right-to-left for Arabic (left-to-right for English)."""
     rtl = code != ENG
@@ -106,13 +101,17 @@ def sentence(text: str, code: str | None = None, *, label: str = "", size: str =
         unsafe_allow_html=True)
 
 
-def has_stage(exp: str, stage: str) -> bool:
-    return bool(cache.view(exp).manifest.get("stages", {}).get(stage, {}).get("done"))
+def diff_box(diff_html: str, code: str) -> None:
+    """An HTML diff (``analysis.errors.char_diff_html``) in a box, right-to-left unless the text is English."""
+    rtl = code != ENG
+    st.markdown(f'<div class="dde-diff" dir="{"rtl" if rtl else "ltr"}" style="font-size:1.15rem;line-height:2;'
+                f'padding:0.4rem 0.7rem;background:#fafafa;border-radius:4px">{diff_html}</div>',
+                unsafe_allow_html=True)
 
 
 def require(exp: str, stage: str, what: str) -> None:
     """Stop the page with a note when the experiment has not reached ``stage`` yet (a run still going)."""
-    if not has_stage(exp, stage):
+    if not cache.view(exp).has_stage(stage):
         st.info(f"`{cache.view(exp).name}` has no {what} yet: its `{stage}` stage has not finished. This page "
                 "fills in when the run gets there (see Home for its progress).")
         st.stop()

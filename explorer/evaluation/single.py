@@ -1,9 +1,9 @@
 """Translate one text with one model, with the inference-time decoupling switch (DESIGN.md §2.6).
 
-The switch is h ← h − α·P·h at the experiment's penalised site(s), P = U Uᵀ from the decoupled arm's probe
-(``intervene.project``). Off, or α = 0, is ``nullcontext()``: no hook is attached, so the output is
-bit-identical to the plain model. Inputs a user types are checked first and every problem is a ``ValueError``
-whose message says what to change (the page shows it as a warning, never a traceback).
+The switch is a ``method.hooks.Projection``: h ← h − α·P·h at the chosen site(s). Off (α = 0, or no subspace)
+attaches no hook, so the output is bit-identical to the plain model. Inputs a user types are checked first and
+every problem is a ``ValueError`` whose message says what to change (the page shows it as a warning, never a
+traceback).
 
 A loaded model is shared by every browser session of the app, and a forward hook on it would be seen by any
 other session decoding at the same moment; ``ModelHandle`` therefore carries a lock held for the whole
@@ -12,22 +12,23 @@ decode, so one session's projection never leaks into another's output.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from .corpus import ENG, variety
+from ..data.examples import Encoder
+from ..data.varieties import ENG, variety
+from ..method.hooks import Projection, capture
+from ..model.small import encoder_for
+from .decoding import translate
 from .dialect_id import arabic_share
-from .evaluate import translate
-from .examples import Encoder
-from .intervene import capture, project
 
 MAX_CHARS = 1000
+
+
 LONG_FACTOR = 4   # the small model places 4 x max_len + 16 positions; beyond that it cannot read at all
 
 
@@ -90,26 +91,20 @@ def check_input(text: str, src: str, tgt: str, *, tokenizer, max_len: int) -> tu
     return text, n
 
 
-def intervention(model: torch.nn.Module, subspaces: Mapping[str, object] | None, alpha: float, on: bool):
-    """The decoupling switch as a context-manager factory: projection if on (α > 0) else ``nullcontext``."""
-    if not on or alpha == 0.0 or not subspaces:
-        return contextlib.nullcontext
-    return lambda: project(model, subspaces, alpha)
-
-
 @torch.no_grad()
-def _msa_share(handle: ModelHandle, enc: Encoder, src: str, tgt: str, text: str, subspaces, ctx) -> float | None:
-    """Mean energy share inside the MSA subspace of the source tokens at the first site, under ``ctx``.
+def _msa_share(handle: ModelHandle, enc: Encoder, src: str, tgt: str, text: str, projection: Projection
+               ) -> float | None:
+    """Mean energy share inside the MSA subspace of the source tokens at the first site, under the projection.
 
     Forward hooks run in registration order, so ``capture`` (entered after the projection) sees the states the
     next layer receives: with α = 1 the share is ~0."""
-    if not subspaces:
+    if not projection.subspaces:
         return None
-    site, sub = next(iter(subspaces.items()))
+    site, sub = next(iter(projection.subspaces.items()))
     ids, lab = enc.prompt(src, tgt, text)
     device = next(handle.model.parameters()).device
     kw = {"position_ids": torch.tensor([enc.prompt_positions(ids, tgt)], device=device)} if enc.aligned else {}
-    with ctx(), capture(handle.model, [site], detach=True) as states:
+    with projection.context(handle.model), capture(handle.model, [site], detach=True) as states:
         handle.model(input_ids=torch.tensor([ids], device=device), **kw)
     h = states[site][0].float()                                   # (T, d)
     mask = torch.tensor(np.asarray(lab) >= 0, device=h.device)
@@ -117,31 +112,19 @@ def _msa_share(handle: ModelHandle, enc: Encoder, src: str, tgt: str, text: str,
 
 
 def translate_text(handle: ModelHandle, codes: list[str], text: str, src: str, tgt: str, *, max_len: int,
-                   max_new_tokens: int, subspaces: Mapping[str, object] | None = None, alpha: float = 0.0,
-                   on: bool = False) -> Translation:
-    """Greedy translation of one checked text with ``handle``'s model, optionally under the projection.
+                   max_new_tokens: int, projection: Projection | None = None) -> Translation:
+    """Greedy translation of one checked text with ``handle``'s model, under ``projection`` (off by default).
 
-    ``codes``: the experiment's variety codes (the encoder's label order); ``subspaces``: site -> Subspace, used
-    for the projection when ``on`` and for the MSA-share readout either way."""
+    ``codes``: the experiment's variety codes (the encoder's label order). The projection's subspaces also give
+    the MSA-share readout, whether the switch is on or off."""
+    projection = projection or Projection()
     tok = handle.tokenizer
     text, n_tokens = check_input(text, src, tgt, tokenizer=tok, max_len=max_len)
-    enc = Encoder.for_model(handle.model, tok, list(codes), max_len)
-    ctx = intervention(handle.model, subspaces, alpha, on)
-    applied = alpha if ctx is not contextlib.nullcontext else 0.0
+    enc = encoder_for(handle.model, tok, list(codes), max_len)
     t0 = time.perf_counter()
     with handle.lock:
         out = translate(handle.model, tok, enc, [(src, tgt, text)], max_new_tokens=max_new_tokens, batch_size=1,
-                        intervention=None if ctx is contextlib.nullcontext else ctx)[0]
-        share = _msa_share(handle, enc, src, tgt, text, subspaces, ctx)
-    return Translation(out, handle.name, handle.step, applied, tuple(subspaces or ()) if applied else (), share,
+                        projection=projection)[0]
+        share = _msa_share(handle, enc, src, tgt, text, projection)
+    return Translation(out, handle.name, handle.step, projection.applied_alpha, projection.sites, share,
                        round(time.perf_counter() - t0, 3), n_tokens, min(n_tokens, max_len))
-
-
-def subspaces_at(view, step: int, sites: tuple[str, ...] | list[str], arm: str = "decoupled") -> dict[str, object]:
-    """site -> the MSA subspace the decoupled arm had estimated by ``step`` (empty when it has none)."""
-    out = {}
-    for site in sites:
-        sub = view.subspace(step, site, arm=arm)
-        if sub is not None:
-            out[site] = sub
-    return out

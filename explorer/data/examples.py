@@ -1,4 +1,4 @@
-"""Translation examples, their token encoding (with a variety label per token) and the batch schedule.
+"""Translation examples, their token encoding (with a variety label per token), padding and the batch schedule.
 
 A training sequence is ``<src> source <tgt> target </s>``: the tags are variety tags such as
 ``<arz>``; the loss covers only the target and ``</s>``. Every token also carries the variety of
@@ -8,15 +8,16 @@ and what selects the tokens the decoupling penalty counts.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from .corpus import ENG, HR
-from .model import target_position, variety_tag
+from .varieties import ENG, HR, variety_tag
 
 IGNORE = -100
+MODEL_INPUTS = ("input_ids", "attention_mask", "position_ids")  # batch keys a forward pass takes
 
 
 @dataclass(frozen=True)
@@ -63,9 +64,10 @@ class Encoder:
     """Turns examples into token ids with per-token variety labels. Works with any HF tokenizer:
     for a tokenizer without our tags, the tag is simply encoded as text.
 
-    With ``target_position`` (models trained with aligned positions, see ``model.target_position``)
-    every encoded sequence also carries position ids: contiguous over ``[bos] <src> source``, then
-    the target tag and the target from ``target_position`` on."""
+    With ``target_position`` (models trained with aligned positions, see ``model.small.target_position``;
+    ``model.small.encoder_for`` builds the right encoder for a model) every encoded sequence also carries
+    position ids: contiguous over ``[bos] <src> source``, then the target tag and the target from
+    ``target_position`` on."""
 
     def __init__(self, tokenizer, codes: list[str], max_len: int, target_position: int | None = None):
         self.tok = tokenizer
@@ -74,10 +76,6 @@ class Encoder:
         self.max_len = max_len
         self.target_position = target_position
         self._tag_cache: dict[str, list[int]] = {}
-
-    @classmethod
-    def for_model(cls, model, tokenizer, codes: list[str], max_len: int) -> Encoder:
-        return cls(tokenizer, codes, max_len, target_position(model))
 
     @property
     def aligned(self) -> bool:
@@ -104,25 +102,31 @@ class Encoder:
             self._tag_cache[code] = self._ids(variety_tag(code))
         return self._tag_cache[code]
 
+    def _layout(self, src: str, tgt: str, s_ids: list[int], t_ids: list[int] | None) -> tuple:
+        """The one place a sequence is laid out. Without ``t_ids``: (ids, variety labels) of the prompt
+        ``[bos] <src> source <tgt>``; with them: (ids, LM labels, variety labels[, positions]) of the whole
+        training sequence, the target followed by ``</s>``."""
+        bos = [self.tok.bos_token_id] if self.tok.bos_token_id is not None else []
+        st, tt = self.tag(src), self.tag(tgt)
+        s_ids = s_ids[: self.max_len]
+        p_ids = bos + st + s_ids + tt
+        p_var = [-1] * (len(bos) + len(st)) + [self.index.get(src, -1)] * len(s_ids) + [-1] * len(tt)
+        if t_ids is None:
+            return p_ids, p_var
+        t_ids = t_ids[: self.max_len] + [self.tok.eos_token_id]
+        var = p_var + [self.index.get(tgt, -1)] * (len(t_ids) - 1) + [-1]
+        row = (p_ids + t_ids, [IGNORE] * len(p_ids) + t_ids, var)
+        if self.aligned:
+            row += (self.positions(len(p_ids) - len(tt), len(tt) + len(t_ids)),)
+        return row
+
     def prompt(self, src: str, tgt: str, text: str) -> tuple[list[int], list[int]]:
         """Token ids and variety labels of ``[bos] <src> text <tgt>`` (what generation continues)."""
-        bos = [self.tok.bos_token_id] if self.tok.bos_token_id is not None else []
-        body = self._ids(" " + text.strip())[: self.max_len]
-        ids = bos + self.tag(src) + body + self.tag(tgt)
-        lab = [-1] * (len(bos) + len(self.tag(src))) + [self.index.get(src, -1)] * len(body) + [-1] * len(self.tag(tgt))
-        return ids, lab
+        return self._layout(src, tgt, self._ids(" " + text.strip()), None)
 
     def example(self, ex: Example) -> tuple:
         """(input_ids, labels for the LM loss, variety label per token[, position ids when aligned])."""
-        p_ids, p_lab = self.prompt(ex.src, ex.tgt, ex.src_text)
-        t_ids = self._ids(" " + ex.tgt_text.strip())[: self.max_len] + [self.tok.eos_token_id]
-        ids = p_ids + t_ids
-        labels = [IGNORE] * len(p_ids) + t_ids
-        var = p_lab + [self.index.get(ex.tgt, -1)] * (len(t_ids) - 1) + [-1]
-        if not self.aligned:
-            return ids, labels, var
-        n_tag = len(self.tag(ex.tgt))
-        return ids, labels, var, self.positions(len(p_ids) - n_tag, n_tag + len(t_ids))
+        return self.encode_all([ex])[0]
 
     def encode_all(self, examples: list[Example]) -> list[tuple]:
         """``example`` for many at once: one batched tokenizer call per side (fast tokenizers run it in Rust)."""
@@ -130,47 +134,33 @@ class Encoder:
             return []
         src = self.tok([" " + e.src_text.strip() for e in examples], add_special_tokens=False)["input_ids"]
         tgt = self.tok([" " + e.tgt_text.strip() for e in examples], add_special_tokens=False)["input_ids"]
-        bos = [self.tok.bos_token_id] if self.tok.bos_token_id is not None else []
-        eos = self.tok.eos_token_id
-        out = []
-        for e, s_ids, t_ids in zip(examples, src, tgt):
-            s_ids = s_ids[: self.max_len]
-            t_ids = t_ids[: self.max_len] + [eos]
-            st, tt = self.tag(e.src), self.tag(e.tgt)
-            p_ids = bos + st + s_ids + tt
-            si, ti = self.index.get(e.src, -1), self.index.get(e.tgt, -1)
-            var = [-1] * (len(bos) + len(st)) + [si] * len(s_ids) + [-1] * len(tt) + [ti] * (len(t_ids) - 1) + [-1]
-            row = (p_ids + t_ids, [IGNORE] * len(p_ids) + t_ids, var)
-            if self.aligned:
-                row += (self.positions(len(p_ids) - len(tt), len(tt) + len(t_ids)),)
-            out.append(row)
-        return out
+        return [self._layout(e.src, e.tgt, s, t) for e, s, t in zip(examples, src, tgt)]
+
+
+def pad(rows: Sequence[Sequence[int | float]], value: float, *, side: str = "right",
+        dtype: torch.dtype = torch.long) -> torch.Tensor:
+    """(B, T) tensor of ``rows`` padded with ``value`` to the longest row, on the ``right`` (training, pooling)
+    or on the ``left`` (prompts that generation continues)."""
+    T = max((len(r) for r in rows), default=0)
+    out = torch.full((len(rows), T), value, dtype=dtype)
+    for i, r in enumerate(rows):
+        if len(r):
+            if side == "right":
+                out[i, :len(r)] = torch.tensor(r, dtype=dtype)
+            else:
+                out[i, T - len(r):] = torch.tensor(r, dtype=dtype)
+    return out
 
 
 def collate(encoded: list[tuple], pad_id: int) -> dict[str, torch.Tensor]:
     """Right-pad a batch for training: input_ids, attention_mask, labels, variety (B, T), and
     position_ids when the rows carry them (aligned positions; padding continues each row's count)."""
     T = max(len(e[0]) for e in encoded)
-    B = len(encoded)
-    ids = torch.full((B, T), pad_id, dtype=torch.long)
-    lab = torch.full((B, T), IGNORE, dtype=torch.long)
-    var = torch.full((B, T), -1, dtype=torch.long)
-    att = torch.zeros((B, T), dtype=torch.long)
-    aligned = len(encoded[0]) > 3
-    pos = torch.zeros((B, T), dtype=torch.long) if aligned else None
-    for i, row in enumerate(encoded):
-        a, b, c = row[:3]
-        n = len(a)
-        ids[i, :n] = torch.tensor(a)
-        lab[i, :n] = torch.tensor(b)
-        var[i, :n] = torch.tensor(c)
-        att[i, :n] = 1
-        if pos is not None:
-            pos[i, :n] = torch.tensor(row[3])
-            pos[i, n:] = torch.arange(row[3][-1] + 1, row[3][-1] + 1 + T - n)
-    out = {"input_ids": ids, "attention_mask": att, "labels": lab, "variety": var}
-    if pos is not None:
-        out["position_ids"] = pos
+    out = {"input_ids": pad([r[0] for r in encoded], pad_id), "attention_mask": pad([[1] * len(r[0]) for r in encoded], 0),
+           "labels": pad([r[1] for r in encoded], IGNORE), "variety": pad([r[2] for r in encoded], -1)}
+    if len(encoded[0]) > 3:
+        out["position_ids"] = pad([list(r[3]) + list(range(r[3][-1] + 1, r[3][-1] + 1 + T - len(r[0])))
+                                   for r in encoded], 0)
     return out
 
 

@@ -1,54 +1,65 @@
-"""The headline of an experiment: chrF++ per direction for every model, Δ vs baseline with its 95% interval,
-and the per-city frame the home page's map draws (DESIGN.md §6.1).
-
-Inputs are ``ExperimentView.scores()`` (model, direction, src, tgt, chrf, n) and ``.deltas()`` (system,
-direction, src, tgt, delta, low, high, p_value; the bootstrap of ``evaluate.paired_bootstrap``).
+"""What an experiment shows: the summary (CLI table and ``summary --json``) and the app's headline table and map.
 """
 
 from __future__ import annotations
 
 import pandas as pd
 
-from .corpus import ENG, HR, VARIETIES, variety
+from ..data.varieties import KINDS, VARIETIES, dialect_of, direction_kind, direction_label, variety
+from ..evaluation.chrf import chrf_signature
+from ..files import read_json
+from .layout import Experiment
+
+
+def summary(exp: Experiment) -> dict:
+    """Results as one JSON-ready dict: per model and direction chrF++, Δ vs baseline with CI, refits."""
+    m = exp.manifest()
+    cfg = exp.config()
+    out = {"experiment": str(exp.root), "code_version": m["code_version"], "config": m["config"],
+           "signature": chrf_signature(), "models": {}, "deltas": {}, "refits": {}, "complete": False}
+    for key in ["base", *cfg.arms]:
+        p = exp.scores_path(key)
+        if p.exists():
+            out["models"][key] = read_json(p)["directions"]
+    if exp.deltas_path.exists():
+        out["deltas"] = read_json(exp.deltas_path)["systems"]
+    cp = exp.copy_source_path
+    out["copy_source"] = read_json(cp)["directions"] if cp.exists() else {}
+    for arm in cfg.arms:
+        out["refits"][arm] = len(exp.refits(arm))
+    out["stages"] = {k: v for k, v in m.get("stages", {}).items()}
+    out["complete"] = all(exp.stage_done(f"eval:{k}") for k in ["base", *cfg.arms])
+    return out
+
+
+def summary_table(s: dict) -> str:
+    """A readable table: one row per direction, one column per model, plus Δ(decoupled) [CI]."""
+    models = list(s["models"])
+    dirs = sorted({d for m in s["models"].values() for d in m})
+    copy = s.get("copy_source", {})
+    head = (f"{'direction':<12}" + "".join(f"{m:>11}" for m in models) + (f"{'copy src':>11}" if copy else "")
+            + "   Δ decoupled [95% CI]")
+    lines = [head, "-" * len(head)]
+    for d in dirs:
+        row = f"{d:<12}" + "".join(f"{s['models'][m].get(d, {}).get('chrf', float('nan')):>11.2f}" for m in models)
+        if copy:
+            row += f"{copy.get(d, {}).get('chrf', float('nan')):>11.2f}"
+        dd = s.get("deltas", {}).get("decoupled", {}).get(d)
+        if dd:
+            row += f"   {dd['delta']:+6.2f} [{dd['low']:+.2f}, {dd['high']:+.2f}]"
+        lines.append(row)
+    lines.append(f"chrF++ signature: {s['signature']}")
+    lines.append("95% CI: paired bootstrap over test sentences (it does not include training noise)")
+    if copy:
+        lines.append("copy src: the source itself as the output (the bar a model must clear between close varieties)")
+    lines.append("probe refits: " + ", ".join(f"{a}={n}" for a, n in s["refits"].items()))
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- the app's headline
+
 
 _RANK = {v.code: i for i, v in enumerate(VARIETIES)}
-KINDS = ("MSA → dialect", "dialect → MSA", "English → MSA", "MSA → English", "other")
-
-
-def short_name(code: str) -> str:
-    """'Egyptian' for arz, 'MSA' for arb: the label used in direction names."""
-    if code == HR:
-        return "MSA"
-    if code == ENG:
-        return "English"
-    try:
-        return variety(code).name.split(" Arabic")[0].split(" (")[0]
-    except ValueError:
-        return code
-
-
-def direction_kind(src: str, tgt: str) -> str:
-    if src == HR and tgt not in (HR, ENG):
-        return KINDS[0]
-    if tgt == HR and src not in (HR, ENG):
-        return KINDS[1]
-    if src == ENG and tgt == HR:
-        return KINDS[2]
-    if src == HR and tgt == ENG:
-        return KINDS[3]
-    return KINDS[4]
-
-
-def direction_label(src: str, tgt: str) -> str:
-    return f"{short_name(src)} → {short_name(tgt)}"
-
-
-def dialect_of(src: str, tgt: str) -> str:
-    """The variety a direction is about: the dialect side, else the non-MSA side, else the target."""
-    for c in (tgt, src):
-        if c not in (HR, ENG):
-            return c
-    return src if src != HR else tgt
 
 
 def _order_key(src: str, tgt: str) -> tuple:

@@ -16,7 +16,6 @@ problem, and only ``quarantine`` (called after the user confirms) moves it aside
 
 from __future__ import annotations
 
-import fcntl
 import json
 import time
 from collections.abc import Iterator
@@ -24,10 +23,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .store import atomic_write_text
+from ..files import atomic_write_text, locked
+from .layout import Experiment
 
 FORMAT = 1
-FILENAME = "annotations.json"
 DEFAULT_TAGS = ("MSA leakage", "wrong lexeme", "orthography", "wrong variety", "hallucination", "good")
 MAX_COMMENT = 5000
 
@@ -99,7 +98,7 @@ class AnnotationStore:
     """Reads and writes ``annotations.json`` in one experiment folder."""
 
     def __init__(self, experiment_root: str | Path):
-        self.path = Path(experiment_root) / FILENAME
+        self.path = Experiment(experiment_root).annotations_path
 
     def load(self) -> Annotations:
         """The annotations (empty ones when there is no file yet); AnnotationsError for a damaged file."""
@@ -114,13 +113,8 @@ class AnnotationStore:
 
     @contextmanager
     def _locked(self) -> Iterator[Annotations]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_name(f".{FILENAME}.lock"), "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield self.load()   # raises for a damaged file: nothing is written
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        with locked(self.path.with_name(f".{self.path.name}.lock")):
+            yield self.load()   # raises for a damaged file: nothing is written
 
     def save_note(self, key: str, tags: list[str] | tuple[str, ...], comment: str) -> Annotations:
         """Set (or clear, when both are empty) the note of one example; returns the annotations as saved."""
@@ -159,10 +153,10 @@ class AnnotationStore:
         Call only after the user has agreed; returns the new path (None when there was no file)."""
         if not self.path.exists():
             return None
-        dest = self.path.with_name(f"{FILENAME}.bad-{time.strftime('%Y%m%d-%H%M%S')}")
+        dest = self.path.with_name(f"{self.path.name}.bad-{time.strftime('%Y%m%d-%H%M%S')}")
         n = 1
         while dest.exists():
-            dest = self.path.with_name(f"{FILENAME}.bad-{time.strftime('%Y%m%d-%H%M%S')}-{n}")
+            dest = self.path.with_name(f"{self.path.name}.bad-{time.strftime('%Y%m%d-%H%M%S')}-{n}")
             n += 1
         self.path.rename(dest)
         return dest

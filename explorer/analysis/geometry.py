@@ -1,6 +1,6 @@
 """Representation geometry: how close each dialect sits to the standard variety, and how subspaces move.
 
-Everything here is pure numpy on plain arrays (DESIGN.md §2.8): pooled sentence vectors of shape (n, d) with paired
+Everything here is numpy on plain arrays (DESIGN.md §2.8): pooled sentence vectors of shape (n, d) with paired
 rows where a function says so, subspace bases of shape (d, k). Distances and CKA are computed in float64; the 2-D
 layouts (PCA, UMAP) are returned as float32 plot coordinates.
 
@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+
+from ..method.subspace import energy_share, principal_angles_deg
 
 __all__ = [
     "UmapParams",
@@ -159,76 +161,10 @@ def paired_cosine(a: np.ndarray, b: np.ndarray) -> float:
 # Subspaces
 
 
-def _check_orthonormal(basis: np.ndarray, atol: float = 1e-4) -> None:
-    gram = basis.T @ basis  # (k, k)
-    if not np.allclose(gram, np.eye(basis.shape[1]), atol=atol):
-        err = float(np.abs(gram - np.eye(basis.shape[1])).max())
-        raise ValueError(
-            f"basis must have orthonormal columns (UᵀU = I); max |UᵀU − I| = {err:.2e}. "
-            "Orthonormalise it first, e.g. np.linalg.qr(basis)[0]"
-        )
-
-
-def energy_share(h: np.ndarray, basis: np.ndarray) -> np.ndarray:
-    """Share of each vector's norm inside the subspace spanned by `basis`: ||Uᵀh|| / ||h||, in [0, 1].
-
-    DESIGN.md §2.8 (the "MSA-subspace energy" of a variety; the same ||Uᵀh|| the decoupling penalty of §2.4 uses).
-    h has shape (..., d), typically (n, d); basis U has shape (d, k) with orthonormal columns (checked). Returns
-    shape (...) float64; NaN for a zero vector.
-    """
-    u = np.asarray(basis, dtype=np.float64)
-    if u.ndim == 1:
-        u = u[:, None]
-    if u.ndim != 2:
-        raise ValueError(f"basis must have shape (d, k); got {u.shape}")
-    _check_orthonormal(u)
-    hv = np.asarray(h, dtype=np.float64)
-    if hv.shape[-1] != u.shape[0]:
-        raise ValueError(f"h has {hv.shape[-1]} features but basis has {u.shape[0]} rows; they must match")
-    inside = np.linalg.norm(hv @ u, axis=-1)  # (...,)
-    total = np.linalg.norm(hv, axis=-1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        share = np.where(total > 0, inside / np.where(total > 0, total, 1.0), np.nan)
-    return np.clip(share, 0.0, 1.0)
-
-
 def mean_energy_share(h: np.ndarray, basis: np.ndarray) -> float:
-    """Mean of `energy_share` over the rows of h (n, d): one number per variety for tables and heatmaps."""
+    """Mean of ``energy_share`` (||Uᵀh||/||h||, ``method.subspace``) over the rows of h (n, d): one number per variety
+    for tables and heatmaps."""
     return float(np.mean(energy_share(h, basis)))
-
-
-def _orthonormal_columns(a: np.ndarray, name: str) -> np.ndarray:
-    arr = np.asarray(a, dtype=np.float64)
-    m = _as_matrix(arr[:, None] if arr.ndim == 1 else arr, name)
-    d, k = m.shape
-    if k == 0 or k > d:
-        raise ValueError(
-            f"{name} must have shape (d, k) with 1 <= k <= d columns spanning a subspace; got {m.shape}"
-        )
-    q, r = np.linalg.qr(m)  # q (d, k)
-    diag = np.abs(np.diag(r))
-    if diag.min() <= max(d, k) * np.finfo(np.float64).eps * diag.max() or diag.max() == 0:
-        raise ValueError(
-            f"{name} has linearly dependent columns, so it does not span a {k}-dimensional subspace"
-        )
-    return q
-
-
-def principal_angles_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Principal angles between span(a) and span(b), in degrees, ascending (smallest first).
-
-    Björck & Golub 1973: with orthonormal bases Q_a, Q_b (here by QR), cos θ_i = σ_i(Q_aᵀ Q_b). a is (d, k_a) and
-    b is (d, k_b) (a 1-D vector is a rank-1 subspace); returns min(k_a, k_b) angles in [0, 90]. Same angles as
-    `scipy.linalg.subspace_angles`, which returns radians in *descending* order: ours equal
-    `np.degrees(subspace_angles(a, b))[::-1]`. scipy switches to sines for small angles; through arccos, an angle
-    near 0 is accurate to about 1e-6 degrees, which is ample for plotting drift between refits.
-    """
-    qa = _orthonormal_columns(a, "a")
-    qb = _orthonormal_columns(b, "b")
-    if qa.shape[0] != qb.shape[0]:
-        raise ValueError(f"a and b live in different spaces: {qa.shape[0]} vs {qb.shape[0]} rows")
-    sigma = np.linalg.svd(qa.T @ qb, compute_uv=False)  # descending cosines -> ascending angles
-    return np.degrees(np.arccos(np.clip(sigma, -1.0, 1.0)))
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -5,41 +5,45 @@
     xy = view.umap("decoupled", 400, "layer.02")                 # (n_rows, 2), cached on disk
     view.geometry("baseline", 400, "layer.02")                   # one row per variety
 
-Everything is read lazily from the files the pipeline and ``explorer.represent`` wrote. Arrays are never kept in
-memory here (the app caches them with ``st.cache_data``); small tables are memoised per instance and reread when
-their file changes. A damaged or incompatible cache raises ``StoreError`` saying what to run, never returns garbage.
+A view is a snapshot: it reads the folder's small metadata (manifest, data notes, representation manifest,
+checkpoints) once when it is made and never changes afterwards, so the app can share one between sessions
+(``st.cache_resource``) and make a new one when the manifest changes. Everything else (tables, arrays) is read
+from the files on each call; the app caches those with ``st.cache_data``. A damaged or incompatible cache raises
+``StoreError`` saying what to run, never returns garbage.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from . import represent as rep
-from . import store
-from .config import RunConfig
-from .corpus import HR
-from .geometry import UmapParams, pca_2d, umap_2d
-from .probe import Subspace
-from .store import Experiment, StoreError, read_json, read_jsonl
+from ..analysis import repcache
+from ..analysis.geometry import UmapParams, pca_2d, umap_2d
+from ..config import RunConfig
+from ..data.varieties import HR
+from ..evaluation import dialect_id
+from ..files import StoreError, read_json, read_jsonl, save_npy, write_json
+from ..method.hooks import Projection
+from ..method.subspace import Subspace
+from ..model.sites import site_name
+from .layout import CACHE_ROOT, Experiment, list_experiments
+from .models import base_model_path, load_arm
+from .represent import penalised_sites, subspace_at
 
 __all__ = ["ExperimentView", "list_experiment_dirs", "load_experiment"]
 
 REFIT_COLUMNS = ["index", "step", "site", "rank", "angle_prev_deg", "angle_first_deg", "accuracy",
                  "code_length_bits", "compression", "mi_lower_bound_bits", "seconds"]
 REFIT_VARIETY_COLUMNS = ["index", "step", "site", "variety", "n", "accuracy", "code_length_bits", "compression"]
-GEOMETRY_COLUMNS = ["model", "step", "site", "variety", *rep.GEOMETRY_METRICS, "subspace_step", "subspace_refit"]
+GEOMETRY_COLUMNS = ["model", "step", "site", "variety", *repcache.GEOMETRY_METRICS, "subspace_step",
+                    "subspace_refit"]
 SCORE_COLUMNS = ["model", "direction", "src", "tgt", "chrf", "n"]
-DEFAULT_UMAP = UmapParams()
 DELTA_COLUMNS = ["system", "direction", "src", "tgt", "delta", "low", "high", "p_value"]
+DEFAULT_UMAP = UmapParams()
 
 
 def load_experiment(path: str | Path) -> ExperimentView:
@@ -53,9 +57,9 @@ def load_experiment(path: str | Path) -> ExperimentView:
     return ExperimentView(Experiment(p))
 
 
-def list_experiment_dirs(root: Path = store.CACHE_ROOT) -> list[Path]:
+def list_experiment_dirs(root: Path = CACHE_ROOT) -> list[Path]:
     """Experiment folders (those with a manifest.json) directly under ``root``, sorted by name."""
-    return store.list_experiments(Path(root))
+    return list_experiments(Path(root))
 
 
 class ExperimentView:
@@ -63,86 +67,57 @@ class ExperimentView:
 
     Models are ``"base"`` (the stage-1 model, step 0) and the arms that have at least one checkpoint; sites are
     named ``layer.NN`` as everywhere else; varieties are HR first, then the run's dialects (English is not in the
-    analysis set)."""
+    analysis set). What is read at construction (manifest, data notes, checkpoints, representation manifest) is a
+    snapshot: nothing here changes after ``__init__``."""
 
     def __init__(self, exp: Experiment):
         self.exp = exp
         self.root: Path = exp.root
         self.name: str = exp.root.name
-        m = exp.manifest()  # StoreError for a non-experiment or another format version
+        self.manifest: dict = exp.manifest()  # StoreError for a non-experiment or another format version
         try:
-            self.config: RunConfig = RunConfig.from_dict(m["config"])
+            self.config: RunConfig = RunConfig.from_dict(self.manifest["config"])
         except (KeyError, TypeError) as e:
             raise StoreError(f"{exp.manifest_path} has no usable config ({e}); rerun the experiment into a new "
                              "folder.") from e
-        self._memo: dict[str, tuple[Any, Any]] = {}
-
-    # ------------------------------------------------------------ memoisation keyed by file state
-
-    def _memoised(self, name: str, paths: list[Path], load: Callable[[], Any]) -> Any:
-        """``load()``, recomputed only when one of ``paths`` changed (mtime, size) since the last call."""
-        state = []
-        for p in paths:
-            try:
-                st = p.stat()
-                state.append((st.st_mtime_ns, st.st_size))
-            except FileNotFoundError:
-                state.append(None)
-        state_t = tuple(state)
-        hit = self._memo.get(name)
-        if hit is not None and hit[0] == state_t:
-            return hit[1]
-        value = load()
-        self._memo[name] = (state_t, value)
-        return value
+        try:
+            self._data_info: dict = read_json(exp.data_info_path)
+        except FileNotFoundError:
+            self._data_info = {}
+        self._checkpoints: dict[str, tuple[int, ...]] = {a: tuple(exp.checkpoints(a)) for a in self.config.arms}
+        self._rep_manifest, self._rep_problem = self._read_rep_manifest()
+        self.arms: tuple[str, ...] = tuple(a for a in self.config.arms if self._checkpoints[a])
+        self.models: tuple[str, ...] = ("base", *self.arms)
+        self.dialects: tuple[str, ...] = self._find_dialects()
+        self.varieties: tuple[str, ...] = (HR, *self.dialects)
+        self.sites: tuple[str, ...] = (tuple(self._rep_manifest["sites"]) if self._rep_manifest
+                                       else self._model_sites())
+        self.penalised_sites: tuple[str, ...] = penalised_sites(exp, self.config)
 
     # ------------------------------------------------------------ what is there
 
-    @property
-    def manifest(self) -> dict:
-        return self._memoised("manifest", [self.exp.manifest_path], self.exp.manifest)
+    def _read_rep_manifest(self) -> tuple[dict | None, str]:
+        hint = f"`python -m explorer represent {self.root}`"
+        try:
+            man = repcache.read_represent_manifest(self.exp.represent_dir)
+        except StoreError as e:
+            return None, f"the representation cache in {self.root} cannot be used: {e}. Rebuild it with {hint}."
+        if man is None:
+            return None, f"{self.root} has no representation cache yet. Build it with {hint}."
+        why = repcache.incompatibility(man, self.config)
+        if why:
+            return None, f"the representation cache in {self.root} cannot be used: {why}. Rebuild it with {hint}."
+        return man, ""
 
-    def _data_info(self) -> dict:
-        def load() -> dict:
-            try:
-                return read_json(self.root / "data.json")
-            except FileNotFoundError:
-                return {}
-        return self._memoised("data", [self.root / "data.json"], load)
-
-    @property
-    def dialects(self) -> tuple[str, ...]:
-        d = self._data_info().get("dialects")
+    def _find_dialects(self) -> tuple[str, ...]:
+        d = self._data_info.get("dialects")
         if d:
             return tuple(d)
-        man = self._rep_manifest_or_none()
-        if man:
-            return tuple(v for v in man["varieties"] if v != HR)
+        if self._rep_manifest:
+            return tuple(v for v in self._rep_manifest["varieties"] if v != HR)
         return tuple(self.config.varieties)
 
-    @property
-    def varieties(self) -> tuple[str, ...]:
-        return (HR, *self.dialects)
-
-    @property
-    def arms(self) -> tuple[str, ...]:
-        return tuple(a for a in self.config.arms if self.exp.checkpoints(a))
-
-    @property
-    def models(self) -> tuple[str, ...]:
-        return ("base", *self.arms)
-
-    @property
-    def sites(self) -> tuple[str, ...]:
-        """Decoder-layer sites in the representation cache (before it exists: every layer of the base model)."""
-        man = self._rep_manifest_or_none()
-        if man:
-            return tuple(man["sites"])
-        return self._model_sites()
-
     def _model_sites(self) -> tuple[str, ...]:
-        from .model import site_name
-        from .pipeline import base_model_path
         try:
             cfg = json.loads((base_model_path(self.exp, self.config) / "config.json").read_text())
         except (OSError, json.JSONDecodeError):
@@ -152,10 +127,6 @@ class ExperimentView:
         return tuple(site_name(i) for i in range(int(n)))
 
     @property
-    def penalised_sites(self) -> tuple[str, ...]:
-        return rep.penalised_sites(self.exp, self.config)
-
-    @property
     def complete(self) -> bool:
         stages = self.manifest.get("stages", {})
         need = ["prepare", *([] if self.config.base_steps == 0 else ["base"]),
@@ -163,45 +134,32 @@ class ExperimentView:
                 "represent"]
         return all(stages.get(s, {}).get("done", False) for s in need)
 
+    def has_stage(self, stage: str) -> bool:
+        return bool(self.manifest.get("stages", {}).get(stage, {}).get("done"))
+
     def checkpoints(self, model: str) -> list[int]:
         """Steps with weights (and representations, once built): ``"base"`` -> [0]."""
         if model == "base":
             return [0]
         if model not in self.config.arms:
             raise ValueError(f"unknown model {model!r}; this experiment has {list(self.models)}")
-        return self.exp.checkpoints(model)
+        return list(self._checkpoints[model])
 
     def progress(self) -> dict | None:
         return self.exp.progress()
 
     # ------------------------------------------------------------ representation cache
 
-    def _rep_manifest(self) -> dict:
-        path = rep.represent_dir(self.exp) / "manifest.json"
-
-        def load() -> dict | None:
-            return rep.read_represent_manifest(self.exp)
-        man = self._memoised("rep_manifest", [path], load)
-        if man is None:
-            raise StoreError(f"{self.root} has no representation cache yet. Build it with "
-                             f"`python -m explorer represent {self.root}`.")
-        why = rep.incompatibility(man, self.config)
-        if why:
-            raise StoreError(f"the representation cache in {self.root} cannot be used: {why}. Rebuild it with "
-                             f"`python -m explorer represent {self.root}`.")
-        return man
-
-    def _rep_manifest_or_none(self) -> dict | None:
-        try:
-            return self._rep_manifest()
-        except StoreError:
-            return None
+    def _rep(self) -> dict:
+        if self._rep_manifest is None:
+            raise StoreError(self._rep_problem)
+        return self._rep_manifest
 
     def _entry(self, model: str, step: int, site: str) -> tuple[dict, dict]:
-        man = self._rep_manifest()
+        man = self._rep()
         if site not in man["sites"]:
             raise ValueError(f"unknown site {site!r}; the cache has {man['sites'][0]} to {man['sites'][-1]}")
-        entry = man["entries"].get(rep.entry_key(model, step))
+        entry = man["entries"].get(repcache.entry_key(model, step))
         if entry is None:
             have = [k for k in man["entries"] if k.startswith(model + "/")]
             raise StoreError(f"no representations for {model} at step {step} in {self.root} (cached: "
@@ -210,47 +168,26 @@ class ExperimentView:
 
     def index(self) -> pd.DataFrame:
         """The analysis rows: row, sent_id, variety, split, text (row i of every variety is the same sentence)."""
-        path = rep.represent_dir(self.exp) / "index.jsonl"
-        self._rep_manifest()
-
-        def load() -> pd.DataFrame:
-            return pd.DataFrame(read_jsonl(path), columns=["row", "sent_id", "variety", "split", "text"])
-        return self._memoised("index", [path], load).copy()
+        self._rep()
+        return repcache.read_index(self.exp.represent_dir)
 
     def representations(self, model: str, step: int, site: str) -> np.ndarray:
         """(n_rows, d) float32 pooled sentence vectors, read lazily (one tensor) and checked against its checksum."""
         man, entry = self._entry(model, step, site)
-        path = rep.represent_dir(self.exp) / entry["file"]
-        hint = f"Rebuild it with `python -m explorer represent {self.root}`."
-        try:
-            size = path.stat().st_size
-        except FileNotFoundError:
-            raise StoreError(f"{path} is missing. {hint}") from None
-        if size != entry["bytes"]:
-            raise StoreError(f"{path} is truncated or was replaced ({size} bytes, expected {entry['bytes']}). {hint}")
-        from safetensors import safe_open
-        try:
-            with safe_open(str(path), framework="np") as f:
-                a = f.get_tensor(site)
-        except Exception as e:  # safetensors raises several types for damaged files
-            raise StoreError(f"{path} is damaged ({e}). {hint}") from e
-        if a.shape != (man["n_rows"], man["d"]) or rep.tensor_sha256(a) != entry["sha256"].get(site):
-            raise StoreError(f"{path}[{site}] does not match its checksum (damaged). {hint}")
-        return a.astype(np.float32)
+        return repcache.read_matrix(self.exp.represent_dir, man, entry, site,
+                                    f"Rebuild it with `python -m explorer represent {self.root}`.")
 
     # ------------------------------------------------------------ geometry
 
     def geometry_long(self) -> pd.DataFrame:
         """Every geometry record: model, step, site, variety, centroid_cosine, centroid_l2, paired_cosine, cka,
         energy_share_mean (None where the site has no MSA subspace), subspace_step, subspace_refit."""
-        path = rep.represent_dir(self.exp) / "geometry.jsonl"
-        self._rep_manifest()
-
-        def load() -> pd.DataFrame:
-            if not path.exists():
-                raise StoreError(f"{path} is missing. Run `python -m explorer represent {self.root}`.")
-            return pd.DataFrame(read_jsonl(path)).reindex(columns=GEOMETRY_COLUMNS)
-        return self._memoised("geometry", [path], load).copy()
+        self._rep()
+        try:
+            rows = repcache.read_geometry(self.exp.represent_dir)
+        except StoreError as e:
+            raise StoreError(f"{e} Run `python -m explorer represent {self.root}`.") from None
+        return pd.DataFrame(rows).reindex(columns=GEOMETRY_COLUMNS)
 
     def geometry(self, model: str, step: int, site: str) -> pd.DataFrame:
         """The ``geometry.geometry_table`` records of one (model, step, site), one row per variety."""
@@ -275,7 +212,7 @@ class ExperimentView:
     def pca(self, model: str, step: int, site: str) -> np.ndarray:
         """(n_rows, 2) float32 PCA coordinates (cached by the represent stage; recomputed if the cache is bad)."""
         man, entry = self._entry(model, step, site)
-        cached = _read_pca(rep.represent_dir(self.exp), man, entry, site)
+        cached = repcache.read_pca(self.exp.represent_dir, man, entry, site)
         return cached if cached is not None else pca_2d(self.representations(model, step, site))
 
     def umap(self, model: str, step: int, site: str, params: UmapParams = DEFAULT_UMAP) -> np.ndarray:
@@ -286,8 +223,7 @@ class ExperimentView:
         man, entry = self._entry(model, step, site)
         src = entry["sha256"][site]
         pkey = hashlib.sha256(json.dumps(params.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
-        stem = rep.represent_dir(self.exp) / "umap" / f"{model}-step-{step:06d}-{site}-{pkey}"
-        meta_path, npy_path = stem.with_name(stem.name + ".json"), stem.with_name(stem.name + ".npy")
+        meta_path, npy_path = repcache.umap_files(self.exp.represent_dir, model, step, site, pkey)
         want = {"params": params.to_dict(), "source_sha256": src, "shape": [man["n_rows"], 2]}
         try:
             meta = json.loads(meta_path.read_text())
@@ -298,10 +234,10 @@ class ExperimentView:
         except (OSError, ValueError, json.JSONDecodeError):
             pass  # missing or damaged: recompute
         emb = umap_2d(self.representations(model, step, site), params)
-        _atomic_save_npy(npy_path, emb)
+        save_npy(npy_path, emb)
         import umap as umap_lib
-        store.write_json(meta_path, {**want, "umap_version": umap_lib.__version__, "model": model, "step": step,
-                                     "site": site})
+        write_json(meta_path, {**want, "umap_version": umap_lib.__version__, "model": model, "step": step,
+                               "site": site})
         return emb
 
     # ------------------------------------------------------------ subspaces and probes
@@ -335,8 +271,18 @@ class ExperimentView:
 
     def subspace(self, step: int, site: str, arm: str = "decoupled") -> Subspace | None:
         """The arm's subspace at ``site`` current at ``step`` (latest refit at or before it), or None."""
-        found = rep.subspace_at(self.exp, step, site, arm)
+        found = subspace_at(self.exp, step, site, arm)
         return None if found is None else found[0]
+
+    def projection(self, step: int, alpha: float, arm: str = "decoupled") -> Projection:
+        """The decoupling switch at strength ``alpha`` with the subspaces ``arm`` had estimated by ``step`` at the
+        penalised sites (off, with no subspace, when it has none)."""
+        subs = {}
+        for site in self.penalised_sites:
+            sub = self.subspace(step, site, arm=arm)
+            if sub is not None:
+                subs[site] = sub
+        return Projection(subs, alpha)
 
     # ------------------------------------------------------------ evaluation and logs
 
@@ -344,7 +290,7 @@ class ExperimentView:
         """chrF++ per model and direction (eval/<model>/scores.json)."""
         rows = []
         for model in ("base", *self.config.arms):
-            path = self.exp.eval_dir / model / "scores.json"
+            path = self.exp.scores_path(model)
             if not path.exists():
                 continue
             for d, s in read_json(path)["directions"].items():
@@ -354,14 +300,14 @@ class ExperimentView:
 
     def copy_source(self) -> dict[str, float]:
         """direction -> chrF++ of outputting the source unchanged (eval/copy_source.json; empty if absent)."""
-        path = self.exp.eval_dir / "copy_source.json"
+        path = self.exp.copy_source_path
         if not path.exists():
             return {}
         return {d: s["chrf"] for d, s in read_json(path)["directions"].items()}
 
     def deltas(self) -> pd.DataFrame:
         """Δ chrF++ of each system against the baseline with its 95% bootstrap interval (eval/deltas.json)."""
-        path = self.exp.eval_dir / "deltas.json"
+        path = self.exp.deltas_path
         rows = []
         if path.exists():
             for system, dirs in read_json(path).get("systems", {}).items():
@@ -374,66 +320,46 @@ class ExperimentView:
     def hypotheses(self) -> pd.DataFrame:
         """One row per (direction, sent_id): direction, src, tgt, sent_id, source, ref, then hyp_<model> and
         chrf_<model> for every evaluated model."""
-        models = [m for m in ("base", *self.config.arms) if (self.exp.eval_dir / m / "hyps.jsonl").exists()]
-        paths = [self.exp.eval_dir / m / "hyps.jsonl" for m in models]
-
-        def load() -> pd.DataFrame:
-            keys = ["direction", "src", "tgt", "sent_id", "source", "ref"]
-            out: pd.DataFrame | None = None
-            for m, p in zip(models, paths):
-                f = pd.DataFrame(read_jsonl(p))
-                f = f[keys + ["hyp", "chrf"]].rename(columns={"hyp": f"hyp_{m}", "chrf": f"chrf_{m}"})
-                out = f if out is None else out.merge(f.drop(columns=["src", "tgt", "source", "ref"]),
-                                                      on=["direction", "sent_id"], how="outer")
-            return out if out is not None else pd.DataFrame(columns=keys)
-        return self._memoised("hyps", paths, load).copy()
+        keys = ["direction", "src", "tgt", "sent_id", "source", "ref"]
+        out: pd.DataFrame | None = None
+        for m in ("base", *self.config.arms):
+            path = self.exp.hyps_path(m)
+            if not path.exists():
+                continue
+            f = pd.DataFrame(read_jsonl(path))
+            f = f[keys + ["hyp", "chrf"]].rename(columns={"hyp": f"hyp_{m}", "chrf": f"chrf_{m}"})
+            out = f if out is None else out.merge(f.drop(columns=["src", "tgt", "source", "ref"]),
+                                                  on=["direction", "sent_id"], how="outer")
+        return out if out is not None else pd.DataFrame(columns=keys)
 
     def train_log(self, model: str) -> pd.DataFrame:
         """The training log of an arm (or of the base stage): step, loss, lr, grad_norm, penalty, elapsed."""
-        path = self.exp.base_dir / "log.jsonl" if model == "base" else self.exp.arm_dir(model) / "log.jsonl"
         if model != "base" and model not in self.config.arms:
             raise ValueError(f"unknown model {model!r}; this experiment has {list(self.models)}")
-        return pd.DataFrame(read_jsonl(path))
+        return pd.DataFrame(self.exp.train_log(model))
 
     def load_model(self, model: str, step: int | None = None):
         """(model in eval mode, tokenizer) of ``model`` at ``step`` (default: its last checkpoint)."""
-        from .pipeline import load_arm
         if model == "base" and step not in (None, 0):
             raise ValueError(f"the base model has only step 0, not {step}")
         m, tok = load_arm(self.exp, self.config, model, None if model == "base" else step)
         return m.eval(), tok
 
+    def classifier(self) -> dialect_id.DialectClassifier:
+        """The experiment's dialect classifier: read from its folder, or fitted (seconds) and stored there.
+
+        It sees the same corpus and split as the models did."""
+        varieties = list(self.varieties)
+        key = dialect_id.key_for(self.config, varieties)
+        model = dialect_id.load(self.exp.dialect_id_dir, key)
+        if model is not None:
+            return model
+        model = dialect_id.fit_for(self.config, varieties)
+        try:
+            dialect_id.save(model, self.exp.dialect_id_dir, key)
+        except OSError:
+            pass  # a read-only experiment folder still gets predictions, just not a stored classifier
+        return model
+
     def __repr__(self) -> str:
         return f"ExperimentView({str(self.root)!r})"
-
-
-def _read_pca(root: Path, man: dict, entry: dict, site: str) -> np.ndarray | None:
-    """The cached PCA coordinates of one site, or None if the cache file is missing, stale or damaged."""
-    pca = entry.get("pca")
-    if not pca:
-        return None
-    path = root / pca["file"]
-    from safetensors import safe_open
-    try:
-        if path.stat().st_size != pca["bytes"]:
-            return None
-        with safe_open(str(path), framework="np") as f:
-            if (f.metadata() or {}).get("digest") != entry["digest"]:
-                return None
-            a = f.get_tensor(site)
-    except Exception:  # noqa: BLE001 - any damage means "recompute"
-        return None
-    ok = a.shape == (man["n_rows"], 2) and np.isfinite(a).all()
-    return a.astype(np.float32) if ok else None
-
-
-def _atomic_save_npy(path: Path, a: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, a, allow_pickle=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

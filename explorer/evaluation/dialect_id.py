@@ -4,13 +4,13 @@ TF-IDF over character n-grams inside word boundaries (``char_wb``, 1–4 charact
 multinomial naive Bayes, the classic strong baseline for Arabic dialect identification (the MADAR shared task's
 best systems were character n-gram NB/linear models, Salameh et al. 2018, Bouamor et al. 2019). On the FLORES
 split it matches a logistic regression (about 0.66 test accuracy over 9 varieties) and fits in a second instead
-of a minute. It is trained on the
-*training* split of the experiment's corpus for the experiment's varieties and scored on the *test* split, so
-the accuracy shown next to a prediction is an honest one.
+of a minute. It is trained on the *training* split of the experiment's corpus for the experiment's varieties and
+scored on the *test* split, so the accuracy shown next to a prediction is an honest one.
 
-The fitted classifier is stored in the experiment folder as JSON (vocabulary, classes, scores) plus an ``.npz``
-of plain float arrays (idf, coefficients): no pickle, so a folder handed over by someone else cannot run code.
-Prediction re-implements sklearn's TF-IDF transform on those arrays (checked against sklearn in the tests).
+A fitted classifier is stored (in a folder the experiment layout chooses) as JSON (vocabulary, classes, scores)
+plus an ``.npz`` of plain float arrays (idf, coefficients): no pickle, so a folder handed over by someone else
+cannot run code. Prediction re-implements sklearn's TF-IDF transform on those arrays (checked against sklearn in
+the tests).
 """
 
 from __future__ import annotations
@@ -24,13 +24,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .corpus import HR, load_corpus
-from .store import atomic_write_text
+from ..data.sources import load_corpus
+from ..data.varieties import HR
+from ..files import atomic_write_text, save_npz
 
 FORMAT = 1
-FOLDER = "dialect_id"
+
+
 NGRAMS = (1, 4)
+
+
 MAX_FEATURES = 60_000
+
+
 OTHER_SCRIPT = "non-Arabic"  # the label of a text that is not mostly in Arabic script (English outputs)
 
 
@@ -98,9 +104,6 @@ class DialectClassifier:
         return self.predict([text])[0]
 
 
-# ---------------------------------------------------------------- fitting
-
-
 def _long(frame: pd.DataFrame, varieties: list[str]) -> tuple[list[str], list[str]]:
     texts, labels = [], []
     for v in varieties:
@@ -134,9 +137,6 @@ def fit(train: pd.DataFrame, test: pd.DataFrame, varieties: list[str], *, corpus
     return dataclasses.replace(model, test_accuracy=float((pred == truth).mean()), per_variety_accuracy=per)
 
 
-# ---------------------------------------------------------------- persistence (JSON + npz, no pickle)
-
-
 def _key(cfg, varieties: list[str]) -> dict:
     return {"format": FORMAT, "data": cfg.data, "dev_size": cfg.dev_size, "test_size": cfg.test_size,
             "seed": cfg.seed, "varieties": list(varieties), "ngrams": list(NGRAMS), "max_features": MAX_FEATURES,
@@ -144,13 +144,10 @@ def _key(cfg, varieties: list[str]) -> dict:
 
 
 def save(model: DialectClassifier, folder: Path, key: dict) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
     vocab = [""] * len(model.vocabulary)
     for term, i in model.vocabulary.items():
         vocab[i] = term
-    tmp = folder / ".weights.tmp.npz"
-    np.savez(tmp, idf=model.idf, coef=model.coef, intercept=model.intercept)
-    tmp.replace(folder / "weights.npz")
+    save_npz(folder / "weights.npz", idf=model.idf, coef=model.coef, intercept=model.intercept)
     atomic_write_text(folder / "model.json", json.dumps({
         "key": key, "classes": list(model.classes), "vocabulary": vocab, "test_accuracy": model.test_accuracy,
         "per_variety_accuracy": model.per_variety_accuracy, "n_train": model.n_train, "n_test": model.n_test,
@@ -176,23 +173,16 @@ def load(folder: Path, key: dict | None = None) -> DialectClassifier | None:
         return None
 
 
-def load_or_fit(experiment_root: Path, cfg, varieties: list[str]) -> DialectClassifier:
-    """The experiment's classifier: read from ``<experiment>/dialect_id/`` or fitted (seconds) and saved there.
-
-    ``cfg`` is the experiment's RunConfig: the classifier sees the same corpus and split as the models did."""
-    folder = Path(experiment_root) / FOLDER
-    key = _key(cfg, varieties)
-    model = load(folder, key)
-    if model is not None:
-        return model
+def fit_for(cfg, varieties: list[str]) -> DialectClassifier:
+    """A classifier for an experiment: ``cfg`` (its RunConfig) names the corpus and split the models saw."""
     corpus = load_corpus(cfg.data, dev=cfg.dev_size, test=cfg.test_size, seed=cfg.seed)
     missing = [v for v in varieties if v not in corpus.frame.columns]
     if missing:
         raise ValueError(f"the {corpus.name} corpus has no column for {missing}; cannot train dialect ID")
     ordered = [HR, *[v for v in varieties if v != HR]] if HR in varieties else list(varieties)
-    model = fit(corpus.split("train"), corpus.split("test"), ordered, corpus=corpus.name)
-    try:
-        save(model, folder, key)
-    except OSError:
-        pass  # a read-only experiment folder still gets predictions, just not a stored classifier
-    return model
+    return fit(corpus.split("train"), corpus.split("test"), ordered, corpus=corpus.name)
+
+
+def key_for(cfg, varieties: list[str]) -> dict:
+    """What a stored classifier must have been fitted on to be reused for ``cfg``."""
+    return _key(cfg, varieties)

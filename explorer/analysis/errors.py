@@ -2,8 +2,8 @@
 
 The table is built from ``ExperimentView.hypotheses()`` (direction, src, tgt, sent_id, source, ref,
 hyp_<model>, chrf_<model>) plus, for each output, the variety the dialect-identification classifier thinks it
-is (``dialect_id``). Δ is the sentence chrF++ of decoupled minus baseline (sacrebleu ``CHRF(word_order=2)``
-sentence scores, computed by the evaluation stage).
+is (``evaluation.dialect_id``). Δ is the sentence chrF++ of decoupled minus baseline (sacrebleu
+``CHRF(word_order=2)`` sentence scores, computed by the evaluation stage).
 """
 
 from __future__ import annotations
@@ -15,10 +15,12 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from .dialect_id import DialectClassifier
-from .headline import dialect_of, direction_kind, direction_label
+from ..data.varieties import dialect_of, direction_kind, direction_label
+from ..evaluation.dialect_id import DialectClassifier
 
 INS = "background:#c6f6d5;color:#14532d;text-decoration:none;border-radius:2px"
+
+
 DEL = "background:#fecaca;color:#7f1d1d;text-decoration:line-through;border-radius:2px"
 
 

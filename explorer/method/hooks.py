@@ -1,36 +1,26 @@
 """Forward hooks on decoder-layer outputs, only ever inside context managers that remove them.
 
-Three uses (DESIGN.md §2.4, §2.6):
+Two uses (DESIGN.md §2.4, §2.6):
 - ``capture``: keep each site's output (with its graph, for the decoupling penalty; or detached);
 - ``project``: replace h by h − α·P·h at each site (training ``project`` mode and the
-  inference-time "decoupling switch");
-- ``penalty``: the decoupling term λ-free, mean over selected tokens of ‖Uᵀh‖ (or its square).
+  inference-time "decoupling switch", ``Projection``).
 
-With no hook (the toggle off: ``nullcontext()``) the model is untouched, so outputs are
+With no hook (the switch off: ``nullcontext()``) the model is untouched, so outputs are
 bit-identical to the plain model.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from .model import find_decoder_layers, parse_site
-
-
-def _site_modules(model: nn.Module, sites: Sequence[str]) -> dict[str, nn.Module]:
-    layers = find_decoder_layers(model)
-    out = {}
-    for s in sites:
-        i = parse_site(s)
-        if not 0 <= i < len(layers):
-            raise ValueError(f"site {s} does not exist: the model has {len(layers)} decoder layers "
-                             f"(layer.00 to layer.{len(layers) - 1:02d})")
-        out[s] = layers[i]
-    return out
+from ..model.sites import site_modules
+from .subspace import Subspace
 
 
 def _main(output):
@@ -67,12 +57,12 @@ def capture(model: nn.Module, sites: Sequence[str], *, detach: bool = False) -> 
             store[site] = h.detach() if detach else h
         return hook
 
-    with _hooks(_site_modules(model, sites), make):
+    with _hooks(site_modules(model, sites), make):
         yield store
 
 
 @contextmanager
-def project(model: nn.Module, subspaces: Mapping[str, object], alpha: float = 1.0) -> Iterator[None]:
+def project(model: nn.Module, subspaces: Mapping[str, Subspace], alpha: float = 1.0) -> Iterator[None]:
     """h ← h − α·U Uᵀ h at each site (``subspaces``: site -> Subspace). α = 0 changes nothing."""
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"projection strength alpha must be in [0, 1], got {alpha}")
@@ -85,27 +75,43 @@ def project(model: nn.Module, subspaces: Mapping[str, object], alpha: float = 1.
             return _replace(output, sub.project_out(h, alpha))
         return hook
 
-    with _hooks(_site_modules(model, list(subspaces)), make):
+    with _hooks(site_modules(model, list(subspaces)), make):
         yield
-
-
-def penalty(states: Mapping[str, torch.Tensor], subspaces: Mapping[str, object], token_mask: torch.Tensor,
-            *, squared: bool = False) -> torch.Tensor:
-    """Mean over selected tokens of ‖Uᵀh‖₂ (or ‖Uᵀh‖²), averaged over sites (DESIGN.md §2.4).
-
-    states: site -> (B, T, d); token_mask: (B, T) bool, the tokens that count."""
-    terms = []
-    m = token_mask.to(torch.float32)
-    denom = m.sum().clamp_min(1.0)
-    for site, sub in subspaces.items():
-        h = states[site]
-        c = sub.coords(h).float()                       # (B, T, k)
-        sq = (c * c).sum(-1)                             # (B, T)
-        per_tok = sq if squared else torch.sqrt(sq + 1e-12)
-        terms.append((per_tok * m).sum() / denom)
-    return torch.stack(terms).mean()
 
 
 def count_hooks(model: nn.Module) -> int:
     """Forward hooks currently registered anywhere in the model (tests check this returns to 0)."""
     return sum(len(m._forward_hooks) for m in model.modules())
+
+
+@dataclass(frozen=True)
+class Projection:
+    """The inference-time decoupling switch (DESIGN.md §2.6): h ← h − α·U Uᵀ h with each site's subspace.
+
+    "Off" is decided here and nowhere else: with α = 0 or no subspace, ``context`` is ``nullcontext()`` and no
+    hook touches the model, so its outputs are bit-identical to the plain model's."""
+
+    subspaces: Mapping[str, Subspace] = field(default_factory=dict)
+    alpha: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"projection strength alpha must be in [0, 1], got {self.alpha}")
+
+    @property
+    def active(self) -> bool:
+        return self.alpha > 0.0 and bool(self.subspaces)
+
+    @property
+    def applied_alpha(self) -> float:
+        """The strength actually applied: α when active, else 0."""
+        return self.alpha if self.active else 0.0
+
+    @property
+    def sites(self) -> tuple[str, ...]:
+        """Where it acts (empty when off)."""
+        return tuple(self.subspaces) if self.active else ()
+
+    def context(self, model: nn.Module) -> contextlib.AbstractContextManager:
+        """A fresh context that applies the projection to ``model`` (``nullcontext()`` when off)."""
+        return project(model, self.subspaces, self.alpha) if self.active else contextlib.nullcontext()

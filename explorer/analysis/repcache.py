@@ -1,0 +1,320 @@
+"""The representation cache: pooled vectors, PCA coordinates and geometry of every model and checkpoint, on disk.
+
+The one owner of the layout under an experiment's ``represent/`` folder (the experiment layout hands its root
+here); every read checks what it reads. All writes are atomic::
+
+    manifest.json                        format version, config fingerprint, code version, n_rows, d, sites, and
+                                         every entry written (bytes, per-tensor sha256)
+    index.jsonl                          row, sent_id, variety, split, text; rows grouped by variety (HR, then
+                                         dialects), ids in the same order in every group
+    <model>/step-XXXXXX.safetensors      one float16 (n_rows, d) tensor per site ("layer.00", ...)
+    pca/<model>-step-XXXXXX.safetensors  float32 (n_rows, 2) PCA coordinates per site
+    geometry.jsonl                       long table: model, step, site, variety, geometry metrics
+    umap/<model>-step-XXXXXX-<site>-<key>.npy/.json   UMAP, computed on demand
+
+The *analysis set* is the first ``cfg.analysis_size`` sentence ids of the corpus test split, in HR and every
+dialect of the run (English is left out: the geometry compares dialects with MSA). ``model`` is ``base`` (step 0)
+or an arm. A file is trusted only if its size, header, shapes and content hashes match the manifest; anything else
+is rebuilt, never read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..config import RunConfig
+from ..data.varieties import HR
+from ..files import StoreError, read_json, read_jsonl, save_tensors, write_json, write_jsonl
+from ..method.subspace import Subspace
+from ..version import code_version
+from .geometry import geometry_table, pca_2d
+from .pooling import pool_representations
+
+REPRESENT_VERSION = 1
+
+
+GEOMETRY_METRICS = ("centroid_cosine", "centroid_l2", "paired_cosine", "cka", "energy_share_mean")
+
+
+
+# ---------------------------------------------------------------- names
+
+MANIFEST, INDEX, GEOMETRY = "manifest.json", "index.jsonl", "geometry.jsonl"
+INDEX_COLUMNS = ["row", "sent_id", "variety", "split", "text"]
+
+
+def entry_key(model: str, step: int) -> str:
+    return f"{model}/step-{step:06d}"
+
+
+def rep_relpath(model: str, step: int) -> str:
+    return f"{model}/step-{step:06d}.safetensors"
+
+
+def pca_relpath(model: str, step: int) -> str:
+    return f"pca/{model}-step-{step:06d}.safetensors"
+
+
+def tensor_sha256(a: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(a).view(np.uint8)).hexdigest()
+
+
+
+# ---------------------------------------------------------------- the analysis set
+
+
+def analysis_index(cfg: RunConfig, data) -> pd.DataFrame:
+    """Rows of the analysis set: row, sent_id, variety, split, text. Row ``v*n + i`` is sentence i in variety v."""
+    test = data.corpus.split("test")
+    if cfg.analysis_size:
+        test = test.iloc[: cfg.analysis_size]
+    ids = test["sent_id"].tolist()
+    varieties = [HR, *data.dialects]
+    rows = [{"sent_id": sid, "variety": v, "split": "test", "text": text}
+            for v in varieties for sid, text in zip(ids, test[v].tolist())]
+    frame = pd.DataFrame(rows, columns=["sent_id", "variety", "split", "text"])
+    frame.insert(0, "row", np.arange(len(frame)))
+    return frame
+
+
+def index_sha(index: pd.DataFrame) -> str:
+    blob = "\n".join(f"{r.row}\t{r.sent_id}\t{r.variety}\t{r.split}\t{r.text}" for r in index.itertuples())
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+
+# ---------------------------------------------------------------- manifest and validation
+
+
+def read_represent_manifest(root: Path) -> dict | None:
+    """The cache's manifest (``root`` is the ``represent/`` folder), or None when there is none yet."""
+    path = root / MANIFEST
+    try:
+        return read_json(path)
+    except FileNotFoundError:
+        return None
+
+
+def write_manifest(root: Path, man: dict) -> None:
+    write_json(root / MANIFEST, man)
+
+
+def read_index(root: Path) -> pd.DataFrame:
+    """The analysis rows: row, sent_id, variety, split, text (row i of every variety is the same sentence)."""
+    return pd.DataFrame(read_jsonl(root / INDEX), columns=INDEX_COLUMNS)
+
+
+def write_index(root: Path, index: pd.DataFrame) -> None:
+    write_jsonl(root / INDEX, index.to_dict("records"))
+
+
+def read_geometry(root: Path) -> list[dict]:
+    """Every geometry record (``geometry_rows``); StoreError when the file is missing or damaged."""
+    path = root / GEOMETRY
+    if not path.exists():
+        raise StoreError(f"{path} is missing.")
+    return read_jsonl(path)
+
+
+def write_geometry(root: Path, rows: list[dict]) -> None:
+    write_jsonl(root / GEOMETRY, rows)
+
+
+def has_tables(root: Path) -> bool:
+    """Whether the index and geometry tables exist (a cheap check of a finished cache)."""
+    return (root / INDEX).exists() and (root / GEOMETRY).exists()
+
+
+def umap_files(root: Path, model: str, step: int, site: str, params_key: str) -> tuple[Path, Path]:
+    """(json, npy) of one cached UMAP layout."""
+    stem = f"{model}-step-{step:06d}-{site}-{params_key}"
+    return root / "umap" / f"{stem}.json", root / "umap" / f"{stem}.npy"
+
+
+def incompatibility(man: dict, cfg: RunConfig) -> str | None:
+    """Why a representation manifest cannot be used with this config, or None."""
+    v = man.get("format_version")
+    if v != REPRESENT_VERSION:
+        return f"it was written by representation format version {v}, this code writes {REPRESENT_VERSION}"
+    missing = [k for k in ("n_rows", "d", "sites", "varieties", "index", "entries") if k not in man]
+    if missing:
+        return f"its manifest lacks {missing}"
+    if man.get("fingerprint") != cfg.fingerprint():
+        return (f"it was made for config {man.get('fingerprint')}, this experiment's config is "
+                f"{cfg.fingerprint()}")
+    return None
+
+
+def _check_tensor(name: str, a: np.ndarray, man: dict, entry: dict, site: str) -> str | None:
+    """Why one site's stored matrix cannot be trusted (shape, dtype, checksum), or None."""
+    if a.shape != (man["n_rows"], man["d"]) or a.dtype != np.float16:
+        return f"{name}[{site}] is {a.dtype} {a.shape}, expected float16 {(man['n_rows'], man['d'])}"
+    if tensor_sha256(a) != entry["sha256"].get(site):
+        return f"{name}[{site}] does not match its checksum"
+    return None
+
+
+def check_rep_file(root: Path, man: dict, entry: dict | None, *, deep: bool,
+                   source: list | None = None) -> str | None:
+    """Why an entry's representation file cannot be trusted, or None. ``deep`` also reads and hashes every tensor;
+    ``source`` (a ``source_stamp``) must equal the one recorded when the file was written."""
+    if not entry:
+        return "not written yet"
+    if source is not None and entry.get("source") != source:
+        return "its checkpoint was written again after it"
+    path = root / entry["file"]
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return f"{path.name} is missing"
+    if size != entry.get("bytes"):
+        return f"{path.name} has {size} bytes, the manifest says {entry.get('bytes')} (truncated or replaced)"
+    if not deep:
+        return None
+    from safetensors import safe_open
+    try:
+        with safe_open(str(path), framework="np") as f:
+            if sorted(f.keys()) != sorted(man["sites"]):
+                return f"{path.name} holds {sorted(f.keys())}, expected {man['sites']}"
+            for site in man["sites"]:
+                why = _check_tensor(path.name, f.get_tensor(site), man, entry, site)
+                if why:
+                    return why
+    except Exception as e:  # noqa: BLE001 - safetensors raises several types for damaged files
+        return f"{path.name} is damaged ({e})"
+    return None
+
+
+def read_matrix(root: Path, man: dict, entry: dict, site: str, hint: str) -> np.ndarray:
+    """(n_rows, d) float32: one site's pooled vectors, read lazily (one tensor) and checked as
+    ``check_rep_file`` checks them; StoreError naming the file, with ``hint`` (what to run), if anything is off."""
+    path = root / entry["file"]
+    why = check_rep_file(root, man, entry, deep=False)
+    if why:
+        raise StoreError(f"{path}: {why}. {hint}")
+    from safetensors import safe_open
+    try:
+        with safe_open(str(path), framework="np") as f:
+            a = f.get_tensor(site)
+    except Exception as e:
+        raise StoreError(f"{path} is damaged ({e}). {hint}") from e
+    why = _check_tensor(path.name, a, man, entry, site)
+    if why:
+        raise StoreError(f"{path.parent}/{why} (damaged). {hint}")
+    return a.astype(np.float32)
+
+
+def new_manifest(cfg: RunConfig, index: pd.DataFrame, d: int, sites: list[str], varieties: list[str]) -> dict:
+    """An empty manifest for the cache of ``cfg``'s experiment (entries are added as files are written)."""
+    return {"format_version": REPRESENT_VERSION, "fingerprint": cfg.fingerprint(), "code_version": code_version(),
+            "n_rows": len(index), "d": d, "sites": list(sites), "varieties": list(varieties),
+            "n_per_variety": len(index) // len(varieties), "index": {"file": INDEX, "sha256": index_sha(index)},
+            "entries": {}}
+
+
+def check_pca_file(root: Path, man: dict, entry: dict, *, deep: bool) -> str | None:
+    pca = entry.get("pca")
+    if not pca:
+        return "not written yet"
+    path = root / pca["file"]
+    try:
+        if path.stat().st_size != pca["bytes"]:
+            return f"{path.name} has the wrong size"
+    except FileNotFoundError:
+        return f"{path.name} is missing"
+    if not deep:
+        return None
+    from safetensors import safe_open
+    try:
+        with safe_open(str(path), framework="np") as f:
+            if (f.metadata() or {}).get("digest") != entry["digest"]:
+                return f"{path.name} was computed from other representations"
+            for site in man["sites"]:
+                a = f.get_tensor(site)
+                if a.shape != (man["n_rows"], 2) or not np.isfinite(a).all():
+                    return f"{path.name}[{site}] is malformed"
+    except Exception as e:  # noqa: BLE001
+        return f"{path.name} is damaged ({e})"
+    return None
+
+
+def load_matrices(root: Path, man: dict, entry: dict) -> dict[str, np.ndarray]:
+    from safetensors import safe_open
+    with safe_open(str(root / entry["file"]), framework="np") as f:
+        return {s: f.get_tensor(s).astype(np.float32) for s in man["sites"]}
+
+
+def read_pca(root: Path, man: dict, entry: dict, site: str) -> np.ndarray | None:
+    """The cached PCA coordinates of one site, or None if the cache file is missing, stale or damaged."""
+    pca = entry.get("pca")
+    if not pca:
+        return None
+    path = root / pca["file"]
+    from safetensors import safe_open
+    try:
+        if path.stat().st_size != pca["bytes"]:
+            return None
+        with safe_open(str(path), framework="np") as f:
+            if (f.metadata() or {}).get("digest") != entry["digest"]:
+                return None
+            a = f.get_tensor(site)
+    except Exception:  # noqa: BLE001 - any damage means "recompute"
+        return None
+    ok = a.shape == (man["n_rows"], 2) and np.isfinite(a).all()
+    return a.astype(np.float32) if ok else None
+
+
+
+# ---------------------------------------------------------------- writing
+
+
+def geometry_key(digest: str, subs: dict[str, tuple[Subspace, int] | None]) -> str:
+    refs = ",".join(f"{s}:{'-' if v is None else v[1]}" for s, v in sorted(subs.items()))
+    return hashlib.sha256(f"{digest}|{refs}".encode()).hexdigest()[:16]
+
+
+def geometry_rows(mats: dict[str, np.ndarray], n: int, varieties: Sequence[str], model: str, step: int,
+                  subs: dict[str, tuple[Subspace, int] | None], key: str = "") -> list[dict[str, Any]]:
+    """The long-format geometry records of one representation file (``geometry.geometry_table`` per site)."""
+    rows = []
+    for site, x in mats.items():
+        reps = {v: x[i * n:(i + 1) * n] for i, v in enumerate(varieties)}
+        sub = subs.get(site)
+        basis = None if sub is None else sub[0].basis.double().numpy()
+        for rec in geometry_table(reps, hr=HR, basis=basis):
+            rows.append({"model": model, "step": step, "site": site, **rec,
+                         "subspace_step": None if sub is None else sub[0].step,
+                         "subspace_refit": None if sub is None else sub[1], "key": key})
+    return rows
+
+
+def write_representations(root: Path, cfg: RunConfig, model, tok, index: pd.DataFrame, encoded: list[list[int]],
+                          sites: list[str], model_name: str, step: int, autocast=None
+                          ) -> tuple[dict, dict[str, np.ndarray]]:
+    """Pool, store as float16 and checksum one model's representations; returns its manifest entry and the
+    matrices exactly as a reader will get them back (float16 values as float32)."""
+    pooled = pool_representations(model, tok, index["text"].tolist(), sites, max_len=cfg.max_len,
+                                  encoded=encoded, autocast=autocast)
+    half = {s: torch.from_numpy(pooled[s]).to(torch.float16) for s in sites}
+    path = root / rep_relpath(model_name, step)
+    meta = {"format_version": str(REPRESENT_VERSION), "fingerprint": cfg.fingerprint(), "model": model_name,
+            "step": str(step)}
+    save_tensors(path, half, meta)
+    sha = {s: tensor_sha256(half[s].numpy()) for s in sites}
+    digest = hashlib.sha256("".join(sha[s] for s in sites).encode()).hexdigest()[:16]
+    entry = {"model": model_name, "step": step, "file": rep_relpath(model_name, step),
+             "bytes": path.stat().st_size, "sha256": sha, "digest": digest}
+    return entry, {s: half[s].float().numpy() for s in sites}
+
+
+def write_pca(root: Path, mats: dict[str, np.ndarray], entry: dict, model_name: str, step: int) -> dict:
+    path = root / pca_relpath(model_name, step)
+    save_tensors(path, {s: torch.from_numpy(pca_2d(x)) for s, x in mats.items()}, {"digest": entry["digest"]})
+    return {"file": pca_relpath(model_name, step), "bytes": path.stat().st_size}

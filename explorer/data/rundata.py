@@ -1,0 +1,80 @@
+"""Everything one run trains and evaluates on, built from its config: corpus, dialects, examples per stage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..config import RunConfig
+from .corpus import ParallelCorpus
+from .embedded import load_base_pairs
+from .examples import Example, pair_examples, parallel_examples
+from .sources import load_corpus
+from .varieties import ENG, HR
+
+
+@dataclass
+class RunData:
+    corpus: ParallelCorpus
+    dialects: list[str]
+    codes: list[str]              # variety index used for per-token labels: [HR, *dialects, ENG]
+    base_train: list[Example]
+    stage2_train: list[Example]
+    probe_pool: list[Example]     # MSA<->dialect training examples (the probe's buffers come from here)
+    test: list[Example]           # every evaluated (direction, sentence)
+
+
+def load_run_data(cfg: RunConfig) -> RunData:
+    corpus = load_corpus(cfg.data, dev=cfg.dev_size, test=cfg.test_size, seed=cfg.seed)
+    dialects = list(corpus.dialects)
+    if cfg.varieties:
+        unknown = [v for v in cfg.varieties if v not in dialects]
+        if unknown:
+            raise ValueError(f"--varieties {','.join(unknown)} not in the {corpus.name} corpus; "
+                             f"available dialects: {','.join(dialects)}")
+        dialects = [v for v in dialects if v in cfg.varieties]
+    codes = [HR, *dialects, ENG]
+    pairs = load_base_pairs(seed=cfg.seed)
+    base_frame = pairs.frame[pairs.frame["split"] == "train"]
+    base_train = pair_examples(base_frame)
+    train = corpus.split("train")
+    if corpus.has_english:  # FLORES' own train split also teaches EN<->MSA
+        base_train += pair_examples(train.assign(sent_id=train["sent_id"]))
+    base_train += copy_examples(base_train, cfg.base_copy, seed=cfg.seed)
+    md = [(HR, d) for d in dialects] + [(d, HR) for d in dialects]
+    probe_pool = parallel_examples(train, md)
+    rng = np.random.default_rng([cfg.seed, 17])
+    n_replay = round(len(probe_pool) * cfg.replay / max(1e-9, 1 - cfg.replay)) if cfg.replay > 0 else 0
+    replay = [base_train[i] for i in rng.choice(len(base_train), size=min(n_replay, len(base_train)),
+                                                replace=False)] if n_replay else []
+    stage2 = probe_pool + replay
+    test_frame = corpus.split("test")
+    if cfg.eval_size:
+        test_frame = test_frame.iloc[: cfg.eval_size]
+    test = parallel_examples(test_frame, md)
+    if corpus.has_english:
+        test += parallel_examples(test_frame, [(ENG, HR), (HR, ENG)])
+    else:
+        pt = pairs.frame[pairs.frame["split"] == "test"]
+        pt = pt.iloc[: cfg.eval_size] if cfg.eval_size else pt
+        test += pair_examples(pt)
+    return RunData(corpus, dialects, codes, base_train, stage2, probe_pool, test)
+
+
+def copy_examples(base_train: list[Example], share: float, *, seed: int) -> list[Example]:
+    """MSA→MSA examples making up ``share`` of the base stage (drawn, seeded, from its MSA sides).
+
+    A pre-trained LM arrives knowing MSA well; a model trained from scratch on EN↔MSA alone never learns
+    to reproduce Arabic text, so every MSA→dialect output starts from nothing. Copying MSA gives the base
+    that competence cheaply, and makes "the model answers in MSA when asked for a dialect" (the entanglement
+    the paper is about) the starting point of stage 2."""
+    if share <= 0:
+        return []
+    if share >= 1:
+        raise ValueError("--base-copy must be below 1 (it is the share of copy examples in stage 1)")
+    msa = {e.tgt_text: e.sent_id for e in base_train if e.tgt == HR}
+    texts = sorted(msa)
+    n = min(len(texts), round(len(base_train) * share / (1 - share)))
+    idx = np.random.default_rng([seed, 23]).choice(len(texts), size=n, replace=False)
+    return [Example(HR, HR, texts[i], texts[i], f"copy:{msa[texts[i]]}") for i in sorted(idx)]

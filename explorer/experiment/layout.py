@@ -1,0 +1,332 @@
+"""The experiment folder: every path in it, its manifest, progress and run lock. The one owner of the layout.
+
+Layout of one experiment (``cache/<name>/``)::
+
+    manifest.json              format version, code version, config, stage status
+    progress.json              live progress (the app follows it), rewritten atomically
+    run.lock                   pid of the process running the experiment (one run at a time)
+    run.log                    output of a run started from the app
+    data.json                  the corpus a run used: dialects, codes, example counts, loader notes
+    summary.json               the results as one JSON document (``python -m explorer summary --json``)
+    tokenizer/  base/model/    stage 1 (save_pretrained folders)
+    base/log.jsonl, base/state/                        stage 1's training log and resume state
+    arms/<arm>/checkpoints/step-000100/weights.safetensors   fp16 weights at that step (self-describing)
+    arms/<arm>/state/          resume state of an unfinished arm (fp32 weights, optimiser, step)
+    arms/<arm>/refits/refit-0003.safetensors + arms/<arm>/refits.jsonl   every probe refit
+    arms/<arm>/log.jsonl       training log (step, losses, time)
+    eval/<model>/hyps.jsonl    every decoded test sentence; eval/<model>/scores.json
+    eval/copy_source.json, eval/deltas.json
+    represent/                 representation and geometry caches (format owned by ``analysis.repcache``)
+    dialect_id/                the fitted dialect classifier (format owned by ``evaluation.dialect_id``)
+    annotations.json           a linguist's tags and comments (``experiment.annotations``)
+
+Stages never spell a path: they ask this module (``Experiment``) or hand what they produce to a
+``StageFolder``, which stores it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from ..config import RunConfig
+from ..files import (
+    StoreError,
+    append_jsonl,
+    atomic_write_text,
+    load_tensors,
+    read_json,
+    read_jsonl,
+    save_tensors,
+    write_json,
+    write_jsonl,
+)
+from ..method.decoupler import Refit
+from ..training.resume import ResumeState
+from ..version import REPO_ROOT, code_version
+
+FORMAT_VERSION = 1
+CACHE_ROOT = REPO_ROOT / "cache"
+CHECKPOINT_FORMAT = "dde-checkpoint/1"
+WEIGHTS = "weights.safetensors"
+
+
+class Experiment:
+    """Paths and manifest of one experiment folder. Cheap to construct; reads lazily."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root).expanduser().resolve()
+
+    # ------------------------------------------------------------ whole-run files
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / "manifest.json"
+
+    @property
+    def progress_path(self) -> Path:
+        return self.root / "progress.json"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.root / "run.lock"
+
+    @property
+    def launch_lock_path(self) -> Path:
+        """Held while the app starts a run of this folder (beside the folder: it may not exist yet)."""
+        return self.root.parent / f".{self.root.name}.launch.lock"
+
+    @property
+    def run_log_path(self) -> Path:
+        return self.root / "run.log"
+
+    @property
+    def data_info_path(self) -> Path:
+        return self.root / "data.json"
+
+    @property
+    def summary_path(self) -> Path:
+        return self.root / "summary.json"
+
+    @property
+    def tokenizer_dir(self) -> Path:
+        return self.root / "tokenizer"
+
+    @property
+    def base_model_dir(self) -> Path:
+        return self.root / "base" / "model"
+
+    @property
+    def represent_dir(self) -> Path:
+        return self.root / "represent"
+
+    @property
+    def dialect_id_dir(self) -> Path:
+        return self.root / "dialect_id"
+
+    @property
+    def annotations_path(self) -> Path:
+        return self.root / "annotations.json"
+
+    # ------------------------------------------------------------ training stages
+    def _stage_dir(self, name: str) -> Path:
+        return self.root / "base" if name == "base" else self.root / "arms" / name
+
+    def stage(self, name: str) -> StageFolder:
+        """Where stage ``name`` ("base" or an arm) stores its log, checkpoints, refits and resume state."""
+        return StageFolder(self, name)
+
+    def checkpoint_file(self, arm: str, step: int) -> Path:
+        return self._stage_dir(arm) / "checkpoints" / f"step-{step:06d}" / WEIGHTS
+
+    def checkpoints(self, arm: str) -> list[int]:
+        """Steps of the complete checkpoints of an arm, ascending."""
+        d = self._stage_dir(arm) / "checkpoints"
+        if not d.exists():
+            return []
+        return sorted(int(c.name[5:]) for c in d.iterdir() if c.name.startswith("step-") and (c / WEIGHTS).exists())
+
+    def load_checkpoint(self, arm: str, step: int) -> dict[str, torch.Tensor]:
+        return load_tensors(self.checkpoint_file(arm, step))
+
+    def refits(self, arm: str) -> list[dict]:
+        return read_jsonl(self._stage_dir(arm) / "refits.jsonl")
+
+    def refit_file(self, arm: str, index: int) -> Path:
+        return self._stage_dir(arm) / "refits" / f"refit-{index:04d}.safetensors"
+
+    def train_log(self, name: str) -> list[dict]:
+        return read_jsonl(self._stage_dir(name) / "log.jsonl")
+
+    # ------------------------------------------------------------ evaluation
+    @property
+    def eval_dir(self) -> Path:
+        return self.root / "eval"
+
+    def hyps_path(self, model: str) -> Path:
+        return self.eval_dir / model / "hyps.jsonl"
+
+    def scores_path(self, model: str) -> Path:
+        return self.eval_dir / model / "scores.json"
+
+    @property
+    def copy_source_path(self) -> Path:
+        return self.eval_dir / "copy_source.json"
+
+    @property
+    def deltas_path(self) -> Path:
+        return self.eval_dir / "deltas.json"
+
+    # ------------------------------------------------------------ manifest
+    def exists(self) -> bool:
+        return self.manifest_path.exists()
+
+    def manifest(self) -> dict:
+        if not self.manifest_path.exists():
+            raise StoreError(f"{self.root} is not an experiment folder (no manifest.json). "
+                             "Create one with `python -m explorer run --out DIR`.")
+        m = read_json(self.manifest_path)
+        v = m.get("format_version")
+        if v != FORMAT_VERSION:
+            raise StoreError(f"{self.root} was written by format version {v}; this code reads version "
+                             f"{FORMAT_VERSION}. Rerun the experiment into a new folder (--out NEW).")
+        return m
+
+    def config(self) -> RunConfig:
+        return RunConfig.from_dict(self.manifest()["config"])
+
+    def init(self, config: RunConfig) -> dict:
+        """Create the manifest, or check that an existing one was made by the same config."""
+        if self.manifest_path.exists():
+            m = self.manifest()
+            if m["fingerprint"] != config.fingerprint():
+                old = m["config"]
+                diff = {k: (old.get(k), v) for k, v in config.to_dict().items() if old.get(k) != v}
+                raise StoreError(
+                    f"{self.root} holds an experiment made with different settings {diff} "
+                    "(old, new). Use --out with a new folder, or delete this one to start over.")
+            return m
+        m = {"format_version": FORMAT_VERSION, "code_version": code_version(), "fingerprint": config.fingerprint(),
+             "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "config": config.to_dict(), "stages": {}}
+        write_json(self.manifest_path, m)
+        return m
+
+    def stage_done(self, stage: str) -> bool:
+        return self.exists() and self.manifest().get("stages", {}).get(stage, {}).get("done", False)
+
+    def mark_stage(self, stage: str, **info) -> None:
+        m = self.manifest()
+        m.setdefault("stages", {})[stage] = {"done": True, "code_version": code_version(),
+                                             "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), **info}
+        write_json(self.manifest_path, m)
+
+    # ------------------------------------------------------------ progress
+    def write_progress(self, **fields) -> None:
+        fields.setdefault("updated", time.time())
+        fields.setdefault("pid", os.getpid())
+        write_json(self.progress_path, fields)
+
+    def progress(self) -> dict | None:
+        try:
+            return read_json(self.progress_path)
+        except (FileNotFoundError, StoreError):
+            return None
+
+    # ------------------------------------------------------------ lock
+    def running_pid(self) -> int | None:
+        """The pid of a live process running this experiment, or None."""
+        try:
+            pid = int(self.lock_path.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+        return pid if pid_alive(pid) else None
+
+    def claim(self, pid: int) -> None:
+        """Record ``pid`` as the process running this folder (the app does this for the run it starts)."""
+        atomic_write_text(self.lock_path, str(pid))
+
+
+class StageFolder:
+    """One training stage's products (``training.loop.Sink``): log, checkpoints, refits and resume state.
+
+    Checkpoints and refit files describe themselves in their safetensors metadata (format, kind, stage, step,
+    config fingerprint, code version), so one file can be understood without its neighbours."""
+
+    def __init__(self, exp: Experiment, name: str):
+        self.exp = exp
+        self.name = name
+        self.root = exp._stage_dir(name)
+        self.resume = ResumeState(self.root / "state")
+
+    @property
+    def _log_path(self) -> Path:
+        return self.root / "log.jsonl"
+
+    @property
+    def _refits_path(self) -> Path:
+        return self.root / "refits.jsonl"
+
+    def _meta(self, **extra) -> dict[str, str]:
+        return {"format": CHECKPOINT_FORMAT, "stage": self.name, "fingerprint": self.exp.manifest()["fingerprint"],
+                "code_version": code_version(), **{k: str(v) for k, v in extra.items()}}
+
+    def begin(self, resume_step: int | None) -> None:
+        if resume_step is None:       # a fresh start: nothing a previous attempt left may survive
+            for stale in (self._log_path, self._refits_path):
+                stale.unlink(missing_ok=True)
+            shutil.rmtree(self.root / "refits", ignore_errors=True)
+            shutil.rmtree(self.root / "checkpoints", ignore_errors=True)
+            return
+        # resuming: what was recorded from the resume point on will be redone
+        write_jsonl(self._log_path, [r for r in read_jsonl(self._log_path) if r["step"] < resume_step])
+        write_jsonl(self._refits_path, [r for r in read_jsonl(self._refits_path) if r["step"] < resume_step])
+
+    def log(self, record: dict) -> None:
+        append_jsonl(self._log_path, record)
+
+    def checkpoint(self, step: int, tensors: dict[str, torch.Tensor]) -> None:
+        """fp16 weights for analysis and evaluation (half the disk of fp32; resume uses the fp32 state)."""
+        kind = "base" if self.name == "base" else "arm"
+        save_tensors(self.exp.checkpoint_file(self.name, step), tensors, self._meta(kind=kind, step=step))
+
+    def refit(self, refit: Refit) -> dict:
+        index = len(read_jsonl(self._refits_path))
+        record = {"index": index, **refit.record}
+        save_tensors(self.exp.refit_file(self.name, index), refit.tensors,
+                     self._meta(kind=record["kind"], step=record["step"], index=index,
+                                sites=",".join(record["sites"]), arm=record["arm"]))
+        append_jsonl(self._refits_path, record)
+        return record
+
+    def finish(self) -> None:
+        """The stage is done: its resume state is no longer needed."""
+        self.resume.drop()
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie child still "exists"; treat it as dead
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except OSError:
+        return True
+
+
+class RunLock:
+    """One run per experiment folder: a second ``run`` while one is alive is refused."""
+
+    def __init__(self, exp: Experiment):
+        self.exp = exp
+
+    def __enter__(self):
+        pid = self.exp.running_pid()
+        if pid is not None and pid != os.getpid():
+            raise StoreError(f"{self.exp.root} is already being run by process {pid}; "
+                             "wait for it or stop it first.")
+        self.exp.root.mkdir(parents=True, exist_ok=True)
+        self.exp.claim(os.getpid())
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            if self.exp.lock_path.read_text().strip() == str(os.getpid()):
+                self.exp.lock_path.unlink()
+        except FileNotFoundError:
+            pass
+        return False
+
+
+def list_experiments(root: Path = CACHE_ROOT) -> list[Path]:
+    """Experiment folders (those with a manifest.json) directly under ``root``, sorted by name."""
+    if not root.exists():
+        return []
+    return sorted(p for p in root.iterdir() if (p / "manifest.json").exists())

@@ -1,0 +1,278 @@
+"""The representation stage: pooled representations, PCA and geometry of every model and checkpoint (DESIGN.md
+§2.8), written into the cache that ``analysis.repcache`` owns, inside the current MSA subspace of each checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+
+from ..analysis.pooling import encode_texts
+from ..analysis.repcache import (
+    analysis_index,
+    check_pca_file,
+    check_rep_file,
+    entry_key,
+    geometry_key,
+    geometry_rows,
+    has_tables,
+    incompatibility,
+    index_sha,
+    load_matrices,
+    new_manifest,
+    read_geometry,
+    read_represent_manifest,
+    write_geometry,
+    write_index,
+    write_manifest,
+    write_pca,
+    write_representations,
+)
+from ..config import RunConfig
+from ..data.varieties import HR
+from ..files import StoreError, load_tensors
+from ..method.subspace import Subspace
+from ..model.sites import all_sites, hidden_size
+from ..model.weights import load_weights
+from ..training.loop import autocast_for
+from .layout import Experiment, RunLock
+from .models import base_model_path, load_arm
+
+
+def plan(exp: Experiment, cfg: RunConfig) -> list[tuple[str, int]]:
+    """Every (model, step) with representations: the base at step 0, then each checkpoint of each arm."""
+    out = [("base", 0)]
+    for arm in cfg.arms:
+        out += [(arm, s) for s in exp.checkpoints(arm)]
+    return out
+
+
+def source_stamp(exp: Experiment, cfg: RunConfig, model: str, step: int) -> list[list]:
+    """(name, bytes, mtime_ns) of the weight files a representation was computed from. A checkpoint written again
+    (an arm retrained in place) changes it, so its representations are rebuilt rather than trusted."""
+    if model == "base":
+        folder = base_model_path(exp, cfg)
+        files = sorted([*folder.glob("*.safetensors"), *folder.glob("*.bin")])
+    else:
+        files = [exp.checkpoint_file(model, step)]
+    out = []
+    for f in files:
+        try:
+            st = f.stat()
+        except FileNotFoundError:
+            continue
+        out.append([f.name, st.st_size, st.st_mtime_ns])
+    return out
+
+
+def subspace_at(exp: Experiment, step: int, site: str, arm: str = "decoupled",
+                refits: list[dict] | None = None) -> tuple[Subspace, int] | None:
+    """The arm's subspace at ``site`` current at ``step`` (latest refit at or before it; the first refit for steps
+    before any), with its refit index; None when the arm never fitted that site."""
+    records = [r for r in (exp.refits(arm) if refits is None else refits) if site in r.get("sites", {})]
+    if not records:
+        return None
+    records.sort(key=lambda r: (r["step"], r["index"]))
+    chosen = records[0]
+    for r in records:
+        if r["step"] <= step:
+            chosen = r
+    path = exp.refit_file(arm, chosen["index"])
+    tensors = load_tensors(path)
+    key = f"{site}.basis"
+    if key not in tensors:
+        raise StoreError(f"{path} has no {key!r} tensor; the refit record and its file disagree. "
+                         "Rerun the arm into a new folder.")
+    kind = chosen.get("kind") or ("random" if arm == "random" else "probe")   # records before 'kind' was stored
+    return Subspace(tensors[key].float(), site=site, step=int(chosen["step"]), kind=kind), int(chosen["index"])
+
+
+def penalised_sites(exp: Experiment, cfg: RunConfig) -> tuple[str, ...]:
+    """The sites the decoupling acted on: recorded by the arm stages, else in the refits, else the config."""
+    stages = exp.manifest().get("stages", {}) if exp.exists() else {}
+    for arm in ("decoupled", "random"):
+        sites = stages.get(f"arm:{arm}", {}).get("sites")
+        if sites:
+            return tuple(sites)
+    for arm in ("decoupled", "random"):
+        for r in exp.refits(arm):
+            if r.get("sites"):
+                return tuple(r["sites"])
+    return tuple(cfg.sites)
+
+
+@contextlib.contextmanager
+def _lock_if_free(exp: Experiment) -> Iterator[bool]:
+    """Hold the run lock unless this process already holds it (inside ``run``); refuse if another process does.
+
+    Yields True when this call took the lock, i.e. the stage is the whole job (``python -m explorer represent``)."""
+    if exp.running_pid() == os.getpid():
+        yield False
+        return
+    with RunLock(exp):
+        yield True
+
+
+def _blas_single_thread():
+    """numpy's BLAS threads and torch's OpenMP threads fight for the same cores right after a forward pass: on 2
+    cores a (900, 256) SVD took 0.9 s instead of 0.03 s. The geometry matrices are small; one thread is fastest."""
+    try:
+        from threadpoolctl import threadpool_limits  # installed with scikit-learn (umap-learn needs it)
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def _fast_check(exp: Experiment, cfg: RunConfig, todo: list[tuple[str, int]]) -> bool:
+    """Cheap test that a finished stage is still whole: compatible manifest, every file present with its size."""
+    root = exp.represent_dir
+    try:
+        man = read_represent_manifest(root)
+    except StoreError:
+        return False
+    if man is None or incompatibility(man, cfg) or not has_tables(root):
+        return False
+    for model, step in todo:
+        entry = man["entries"].get(entry_key(model, step))
+        if check_rep_file(root, man, entry, deep=False, source=source_stamp(exp, cfg, model, step)) \
+                or check_pca_file(root, man, entry, deep=False):
+            return False
+    return True
+
+
+def stage_represent(exp: Experiment, cfg: RunConfig, data, progress, force_check: bool = False) -> None:
+    """Write (or repair) the representation, PCA and geometry caches of every model and checkpoint.
+
+    Without ``force_check`` a finished stage is only checked cheaply (file sizes); with it every file's header,
+    shapes and checksums are verified. Whatever fails is rebuilt; an incompatible manifest rebuilds everything."""
+    t0 = time.perf_counter()
+    todo = plan(exp, cfg)
+    if exp.stage_done("represent") and not force_check and _fast_check(exp, cfg, todo):
+        return
+    with _lock_if_free(exp) as whole_job:
+        try:
+            built, why = _build(exp, cfg, data, progress, todo)
+            if built or not exp.stage_done("represent"):
+                man = read_represent_manifest(exp.represent_dir) or {}
+                exp.mark_stage("represent", seconds=round(time.perf_counter() - t0, 2), files=len(todo),
+                               rebuilt=built, n_rows=man.get("n_rows"), sites=man.get("sites"),
+                               **({"rebuilt_all_because": why} if why else {}))
+            progress.finish_stage("represent")
+        except BaseException as e:
+            if whole_job:
+                progress.end("interrupted" if isinstance(e, KeyboardInterrupt) else "failed",
+                             f"{type(e).__name__}: {e}")
+            raise
+        if whole_job:
+            note = f"; rebuilding every representation: {why}" if why else ""
+            progress.end("done", f"representations: {len(todo)} files checked, {built} (re)built{note}")
+
+
+def _build(exp: Experiment, cfg: RunConfig, data, progress,
+           todo: list[tuple[str, int]]) -> tuple[int, str | None]:
+    """The body of the stage; returns how many files it (re)wrote, and why it rebuilt everything (or None)."""
+    root = exp.represent_dir
+    index = analysis_index(cfg, data)
+    varieties = [HR, *data.dialects]
+    n = len(index) // len(varieties)
+    digest = index_sha(index)
+    try:
+        man = read_represent_manifest(root)
+    except StoreError as e:
+        man, why = None, f"its manifest is damaged ({e})"
+    else:
+        why = None if man is None else incompatibility(man, cfg)
+        if why is None and man is not None and man.get("index", {}).get("sha256") != digest:
+            why = "the analysis set changed"
+    message = None
+    if why:
+        message = f"rebuilding every representation: {why}"
+        print(f"represent: {message}", file=sys.stderr)
+        shutil.rmtree(root, ignore_errors=True)
+        man = None
+    progress.stage("represent", total=len(todo), **({"message": message} if message else {}))
+    if man is None or not has_tables(root):
+        write_index(root, index)
+
+    try:
+        geo = read_geometry(root)
+    except StoreError:
+        geo = []
+    geo_by: dict[tuple[str, int], list[dict]] = {}
+    for r in geo:
+        geo_by.setdefault((r["model"], r["step"]), []).append(r)
+
+    refits = exp.refits("decoupled") if "decoupled" in cfg.arms else []
+    pen = penalised_sites(exp, cfg)
+    sub_cache: dict[tuple[int, str], tuple[Subspace, int] | None] = {}
+    loaded: dict = {}
+    built = 0
+
+    for model_name, step in todo:
+        key = entry_key(model_name, step)
+        entry = None if man is None else man["entries"].get(key)
+        source = source_stamp(exp, cfg, model_name, step)
+        problem = "not written yet" if man is None else check_rep_file(root, man, entry, deep=True, source=source)
+        mats = None
+        if problem:
+            if entry is not None:
+                print(f"represent: rebuilding {key}: {problem}", file=sys.stderr)
+            model, tok = _set_weights(exp, cfg, loaded, model_name, step)
+            if man is None:
+                man = new_manifest(cfg, index, hidden_size(model), list(all_sites(model)), varieties)
+            if "encoded" not in loaded:  # one tokenizer for every model of the experiment
+                loaded["encoded"] = encode_texts(tok, index["text"].tolist(), cfg.max_len)
+            entry, mats = write_representations(root, cfg, model, tok, index, loaded["encoded"], man["sites"],
+                                                model_name, step, autocast_for(model, cfg.bf16 and model.device.type == "cuda"))
+            entry["source"] = source
+            built += 1
+        # geometry inside the current MSA subspace (the decoupled arm's) at every penalised site
+        subs = {}
+        for site in man["sites"]:
+            if site in pen and (step, site) not in sub_cache:
+                sub_cache[(step, site)] = subspace_at(exp, step, site, "decoupled", refits) if refits else None
+            subs[site] = sub_cache[(step, site)] if site in pen else None
+        gkey = geometry_key(entry["digest"], subs)
+        rows = geo_by.get((model_name, step), [])
+        with _blas_single_thread():
+            geo_stale = not rows or any(r.get("key") != gkey for r in rows) \
+                or {r["site"] for r in rows} != set(man["sites"])
+            if geo_stale:
+                mats = mats if mats is not None else load_matrices(root, man, entry)
+                geo_by[(model_name, step)] = geometry_rows(mats, n, varieties, model_name, step, subs, gkey)
+            if check_pca_file(root, man, entry, deep=True):
+                mats = mats if mats is not None else load_matrices(root, man, entry)
+                entry["pca"] = write_pca(root, mats, entry, model_name, step)
+        man["entries"][key] = entry
+        # after each file, so that an interrupted stage keeps what it did and a reader sees consistent files
+        if geo_stale or not has_tables(root):
+            write_geometry(root, [r for k in todo for r in geo_by.get(k, [])])
+        write_manifest(root, man)
+        progress({"event": "count", "n": 1})
+
+    wanted = {(m, s) for m, s in todo}
+    final = [r for k in todo for r in geo_by.get(k, [])]
+    if final != geo:  # rows of checkpoints that no longer exist are dropped
+        write_geometry(root, final)
+    stale = [k for k, e in man["entries"].items() if (e["model"], e["step"]) not in wanted]
+    for k in stale:  # checkpoints that no longer exist
+        man["entries"].pop(k)
+    if stale:
+        write_manifest(root, man)
+    return built, why
+
+
+def _set_weights(exp: Experiment, cfg: RunConfig, loaded: dict, model_name: str, step: int):
+    """The model with the weights of (model_name, step): the base is loaded once with ``models.load_arm`` and each
+    checkpoint is laid over it (checkpoints hold every weight), instead of reading the base again for each one."""
+    if loaded.get("model") is None or (model_name == "base" and loaded.get("at") != ("base", 0)):
+        loaded["model"], loaded["tok"] = load_arm(exp, cfg, "base")
+        loaded["at"] = ("base", 0)
+    if model_name != "base":
+        load_weights(loaded["model"], exp.load_checkpoint(model_name, step))
+        loaded["at"] = (model_name, step)
+    return loaded["model"], loaded["tok"]

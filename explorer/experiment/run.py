@@ -1,0 +1,69 @@
+"""The whole experiment as resumable stages: prepare → base → arms → eval → represent → summary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..config import RunConfig
+from ..data.rundata import load_run_data
+from ..files import write_json
+from ..training.distributed import current as current_dist
+from ..training.distributed import setup as setup_dist
+from .evaluate import stage_eval
+from .layout import Experiment, RunLock
+from .progress import NullProgress, Progress
+from .report import summary
+from .represent import stage_represent
+from .stages import stage_arm, stage_base, stage_prepare
+
+
+def run_experiment(cfg: RunConfig, out: str | Path, *, bar: bool = True, stop_after: dict | None = None,
+                   represent: bool = True) -> Experiment:
+    """Run (or resume) every stage. ``stop_after={"decoupled": 5}`` interrupts an arm after 5 steps (tests)."""
+    cfg.validate()
+    exp = Experiment(out)
+    torch.manual_seed(cfg.seed)
+    dist = setup_dist()            # a no-op unless started by a launcher (distributed.py)
+    if not dist.is_main:
+        dist.barrier()             # rank 0 checks the folder and writes the manifest first
+        _run_training_rank(exp, cfg, stop_after or {})
+        return exp
+    with RunLock(exp):
+        exp.init(cfg)
+        progress = Progress(exp, bar=bar)
+        try:
+            dist.barrier()
+            progress.stage("prepare")
+            data = load_run_data(cfg)
+            stage_prepare(exp, cfg, data)
+            progress.finish_stage("prepare")
+            dist.barrier()
+            stop_after = stop_after or {}
+            stage_base(exp, cfg, data, progress, stop_after=stop_after.get("base"))
+            for arm in cfg.arms:
+                stage_arm(exp, cfg, data, arm, progress, stop_after=stop_after.get(arm))
+            stage_eval(exp, cfg, data, progress)
+            if represent:
+                stage_represent(exp, cfg, data, progress)
+            write_json(exp.summary_path, summary(exp))
+            progress.end("done")
+        except KeyboardInterrupt as e:
+            progress.end("interrupted", str(e))
+            raise
+        except Exception as e:
+            progress.end("failed", f"{type(e).__name__}: {e}")
+            raise
+    return exp
+
+
+def _run_training_rank(exp: Experiment, cfg: RunConfig, stop_after: dict) -> None:
+    """A rank other than 0: train its share of every batch of every stage; rank 0 does all the rest."""
+    data = load_run_data(cfg)
+    dist = current_dist()
+    dist.barrier()                 # rank 0 has prepared (tokenizer)
+    progress = NullProgress()
+    stage_base(exp, cfg, data, progress, stop_after=stop_after.get("base"))
+    for arm in cfg.arms:
+        stage_arm(exp, cfg, data, arm, progress, stop_after=stop_after.get(arm))
