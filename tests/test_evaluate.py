@@ -30,3 +30,24 @@ def test_score_hypotheses_groups_by_direction():
     recs += [{"direction": "arz-arb", "hyp": h, "ref": r} for h, r in zip(BAD, REFS)]
     s = score_hypotheses(recs)
     assert s["arb-arz"]["n"] == 4 and s["arb-arz"]["chrf"] > s["arz-arb"]["chrf"]
+
+
+def test_resampling_statistics_give_sacrebleus_corpus_score():
+    """The bootstrap scores resamples from per-sentence statistics; any subset's sum must equal sacrebleu's own
+    corpus chrF++ of that subset (punctuation split off words, empty outputs, English and Arabic alike)."""
+    import numpy as np
+
+    from explorer.evaluation.chrf import chrf_from_statistics, chrf_statistics
+
+    hyps = [*GOOD, *BAD, "", "(quoted), text!", "a", "مرحبا، يا صديقي.", "x y z"]
+    refs = [*REFS, *REFS, "something", "quoted text", "a", "مرحبا يا صديقي", "x  y\tz"]
+    stats = chrf_statistics(hyps, refs)
+    rng = np.random.default_rng(0)
+    for _ in range(25):
+        idx = rng.choice(len(hyps), size=rng.integers(1, len(hyps) + 1), replace=True)
+        ours = float(chrf_from_statistics(stats[idx].sum(0)))
+        want = CHRF(word_order=2).corpus_score([hyps[i] for i in idx], [[refs[i] for i in idx]]).score
+        assert ours == pytest.approx(want, abs=1e-9)
+    # vectorised over resamples, as the bootstrap uses it
+    many = chrf_from_statistics(np.stack([stats[:4].sum(0), stats[4:8].sum(0)]))
+    assert many.shape == (2,) and many[0] == pytest.approx(corpus_chrf(GOOD, REFS))

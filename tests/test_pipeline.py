@@ -58,6 +58,17 @@ def test_tiny_run_produces_every_artefact(tiny_experiment):
             assert rec["angle_prev_deg"] is not None and 0 <= rec["angle_prev_deg"] <= 90
     assert len(exp.refits("random")) == 1 and exp.refits("random")[0]["sites"]
     assert exp.refits("baseline") == []
+    # checkpoints and refit files describe themselves (one file is understood without its neighbours)
+    from safetensors import safe_open
+    with safe_open(str(exp.checkpoint_file("decoupled", cfg.steps)), framework="pt") as f:
+        meta = f.metadata()
+    assert meta["stage"] == "decoupled" and meta["kind"] == "arm" and meta["step"] == str(cfg.steps)
+    assert meta["fingerprint"] == cfg.fingerprint() and meta["format"].startswith("dde-checkpoint")
+    for arm, kind in (("decoupled", "probe"), ("random", "random")):
+        with safe_open(str(exp.refit_file(arm, 0)), framework="pt") as f:
+            meta = f.metadata()
+        assert meta["kind"] == kind == exp.refits(arm)[0]["kind"] and meta["sites"] == ",".join(cfg.sites or ["layer.01"])
+        assert meta["fingerprint"] == cfg.fingerprint() and meta["step"] == "0"
     # the penalty was applied in the decoupled arm and not in the baseline
     assert all(r["penalty"] is not None for r in exp.train_log("decoupled"))
     assert all(r["penalty"] is None for r in exp.train_log("baseline"))
