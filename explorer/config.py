@@ -25,7 +25,9 @@ class RunConfig:
     data: str = "flores"                 # "flores" (embedded) or "madar:/path/to/folder"
     model: str = ""                      # local HF causal-LM folder; empty = train the small default model
     varieties: tuple[str, ...] = ()      # dialects to use (empty = all in the corpus)
-    seed: int = 0
+    n_dialects: int = 0                  # use only the first N dialects of the corpus, in table order (0 = all)
+    seed: int = 0                        # the data split, the tokenizer and stage 1
+    seeds: tuple[int, ...] = (0,)        # stage 2: every arm is trained once per seed (batch order, probe draws)
     # --- data ---
     dev_size: int = 100                  # FLORES sentences held out for dev (per variety, same ids)
     test_size: int = 100                 # FLORES sentences held out for test
@@ -65,6 +67,11 @@ class RunConfig:
     squared: bool = False                # penalise ||U^T h||^2 instead of ||U^T h||
     penalty_tokens: str = "all"          # "all" tokens or only "non_hr" (dialect) tokens
     mode: str = "penalty"                # "penalty" (the paper) or "project" (hard h <- (I-P)h during training)
+    penalty_form: str = "norm"           # "norm" ||U^T h|| (the paper), "normalised" ||U^T h||/||h||, or
+                                         # "centred" ||U^T (h - mean h)|| (the spread along U, not its offset)
+    gate: float = 0.01                   # a refit replaces U only if its held-out accuracy beats chance at this
+                                         # one-sided binomial level (0 = accept every refit)
+    sweep: tuple[float, ...] = ()        # extra decoupled arms at these λ values ("decoupled-lam0.1", ...)
     # --- evaluation ---
     max_new_tokens: int = 64
     num_beams: int = 1
@@ -78,6 +85,17 @@ class RunConfig:
         bad = [a for a in self.arms if a not in ARMS]
         if bad:
             raise ValueError(f"unknown arm(s) {bad}; choose from {list(ARMS)}")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
+            raise ValueError(f"--seeds must name distinct non-negative seeds, e.g. --seeds 3 (= 0,1,2) or "
+                             f"--seeds 0,5,7; got {self.seeds}")
+        if self.penalty_form not in ("norm", "normalised", "centred"):
+            raise ValueError("--penalty-form must be 'norm' (the paper), 'normalised' or 'centred'")
+        if not 0.0 <= self.gate < 0.5:
+            raise ValueError(f"--gate is a significance level in [0, 0.5) (0 = no gate, 0.01 default); got {self.gate}")
+        if any(x < 0 for x in self.sweep):
+            raise ValueError(f"--sweep takes non-negative λ values, e.g. --sweep 0,0.1,1; got {self.sweep}")
+        if self.n_dialects < 0:
+            raise ValueError("--n-dialects must be 0 (all) or a positive number of dialects")
         if self.penalty_tokens not in ("all", "non_hr"):
             raise ValueError("--penalty-tokens must be 'all' or 'non_hr'")
         if self.mode not in ("penalty", "project"):
@@ -98,6 +116,15 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @property
+    def all_arms(self) -> tuple[str, ...]:
+        """The arms trained per seed: ``arms`` then one decoupled arm per ``sweep`` value (``sweep_arm``)."""
+        return (*self.arms, *(sweep_arm(lam) for lam in self.sweep))
+
+    def arm_lam(self, arm: str) -> float:
+        """λ of an arm: the sweep value for a sweep arm, else ``lam``."""
+        return float(arm.removeprefix("decoupled-lam")) if arm.startswith("decoupled-lam") else self.lam
+
     def fingerprint(self) -> str:
         """Short hash of the result-determining settings (used to refuse mixing two configs in one folder)."""
         blob = json.dumps(self.to_dict(), sort_keys=True).encode()
@@ -105,6 +132,7 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunConfig:
+        """The config a manifest holds; fields it lacks (written by older code) take their defaults."""
         known = {f.name: f for f in fields(cls)}
         kwargs = {}
         for k, v in d.items():
@@ -113,17 +141,27 @@ class RunConfig:
         return cls(**kwargs)
 
 
+def sweep_arm(lam: float) -> str:
+    """The name of the decoupled arm trained at λ = ``lam`` in a sweep, e.g. ``decoupled-lam0.1``."""
+    return f"decoupled-lam{lam:g}"
+
+
+def arm_kind(arm: str) -> str:
+    """"baseline", "decoupled" (any λ) or "random": what an arm does."""
+    return "decoupled" if arm.startswith("decoupled") else arm
+
+
 PRESETS: dict[str, dict[str, Any]] = {
     # CI and tests: the whole pipeline in well under a minute on 2 CPU cores.
     "tiny": {
-        "varieties": ("arz", "ary"), "dev_size": 20, "test_size": 20, "eval_size": 8, "max_len": 40,
+        "n_dialects": 2, "seeds": (0, 1), "dev_size": 20, "test_size": 20, "eval_size": 8, "max_len": 40,
         "vocab_size": 600, "d_model": 64, "n_layers": 2, "n_heads": 4, "d_ff": 128,
         "base_steps": 30, "base_copy_warmup": 10, "steps": 16, "batch_size": 16, "warmup": 4, "ckpt_every": 8, "probe_every": 8,
         "probe_tokens": 1500, "probe_steps": 60, "max_new_tokens": 24, "eval_batch_size": 16,
         "bootstrap_samples": 200, "analysis_size": 16, "bf16": False, "lam": 0.01,
     },
-    # The teaching demo: all 8 FLORES dialects, about ten minutes on a 2-core CPU (see README benchmarks).
-    "default": {},
+    # The teaching demo: all 8 FLORES dialects, three seeds, about ten minutes on a 2-core CPU (README benchmarks).
+    "default": {"seeds": (0, 1, 2)},
     # A researcher's starting point on a GPU (the paper refits every 500 steps on full-size runs).
     "full": {"steps": 5000, "base_steps": 5000, "probe_every": 500, "ckpt_every": 500, "eval_size": 0, "max_len": 128,
                  "max_new_tokens": 128, "probe_tokens": 20000, "probe_steps": 300, "analysis_size": 200},
@@ -149,6 +187,20 @@ def preset_config(name: str, **overrides: Any) -> RunConfig:
     return cfg
 
 
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """``"3"`` -> (0, 1, 2) (that many seeds); ``"0,5,7"`` -> those seeds (``"5,"`` is the single seed 5)."""
+    text = text.strip()
+    try:
+        if "," not in text:
+            n = int(text)
+            if n < 1:
+                raise ValueError
+            return tuple(range(n))
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise ValueError(f"--seeds takes a count (e.g. 3 for seeds 0,1,2) or a list (e.g. 0,5,7); got {text!r}") from None
+
+
 def add_config_options(parser) -> None:
     """Add one ``--option`` per RunConfig field (default None = keep the preset's value)."""
     for f in fields(RunConfig):
@@ -160,6 +212,11 @@ def add_config_options(parser) -> None:
             parser.add_argument(flag, dest=f.name, default=None,
                                 type=lambda s: s.lower() in ("1", "true", "yes", "on"),
                                 metavar="true|false")
+        elif f.name == "seeds":
+            parser.add_argument(flag, dest=f.name, default=None, type=parse_seeds, metavar="N|A,B,...")
+        elif f.name == "sweep":
+            parser.add_argument(flag, dest=f.name, default=None, metavar="LAM,LAM,...",
+                                type=lambda s: tuple(float(x) for x in s.split(",") if x.strip()))
         elif isinstance(default, tuple):
             parser.add_argument(flag, dest=f.name, default=None,
                                 type=lambda s: tuple(x for x in s.split(",") if x), metavar="A,B,...")

@@ -34,6 +34,8 @@ def load_run_data(cfg: RunConfig) -> RunData:
             raise ValueError(f"--varieties {','.join(unknown)} not in the {corpus.name} corpus; "
                              f"available dialects: {','.join(dialects)}")
         dialects = [v for v in dialects if v in cfg.varieties]
+    if cfg.n_dialects:
+        dialects = dialects[: cfg.n_dialects]      # the first N in table order, whatever the corpus
     codes = [HR, *dialects, ENG]
     pairs = load_base_pairs(seed=cfg.seed)
     base_frame = pairs.frame[pairs.frame["split"] == "train"]
