@@ -47,6 +47,7 @@ class RunConfig:
                                          # competence a pre-trained model brings (0 = translation only)
     base_copy_warmup: int = 250          # stage 1 starts with this many copy-only steps (a curriculum)
     # --- stage 2: arms (MSA<->dialect) ---
+    tag_init: bool = True                # start every dialect tag from the MSA tag's embedding (model.small)
     arms: tuple[str, ...] = ARMS
     steps: int = 200
     lr: float = 1e-3
@@ -156,9 +157,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {
         "n_dialects": 2, "seeds": (0, 1), "dev_size": 20, "test_size": 20, "eval_size": 8, "max_len": 40,
         "vocab_size": 600, "d_model": 64, "n_layers": 2, "n_heads": 4, "d_ff": 128,
-        "base_steps": 30, "base_copy_warmup": 10, "steps": 16, "batch_size": 16, "warmup": 4, "ckpt_every": 8, "probe_every": 8,
+        # enough stage 1 for the base to copy MSA (chrF++ ~15 on MSA→dialect): the tests need real text
+        "base_steps": 250, "base_copy_warmup": 150, "base_lr": 3e-3,
+        "steps": 16, "batch_size": 16, "warmup": 4, "ckpt_every": 8, "probe_every": 8,
         "probe_tokens": 1500, "probe_steps": 60, "max_new_tokens": 24, "eval_batch_size": 16,
         "bootstrap_samples": 200, "analysis_size": 16, "bf16": False, "lam": 0.01,
+        # a model this small does not separate MSA from dialects beyond chance, so the gate would keep the decoupled
+        # arm identical to the baseline; the tests need the machinery running (the gate is tested on its own)
+        "gate": 0.0,
     },
     # The teaching demo: all 8 FLORES dialects, three seeds, about ten minutes on a 2-core CPU (README benchmarks).
     "default": {"seeds": (0, 1, 2)},

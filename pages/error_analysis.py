@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from explorer.analysis.errors import char_diff_html, diff_ratio, filter_table
+from explorer.analysis.errors import char_diff_html, diff_ratio, filter_table, first_of
 from explorer.data.varieties import variety_label
 from explorer.experiment.annotations import item_key
 from explorer.ui import cache, notes, widgets
@@ -66,8 +66,8 @@ row = rows[key]
 widgets.sentence(row["source"], row["src"], label="Source")
 widgets.sentence(row["ref"], row["tgt"], label="Reference")
 a, b = st.columns(2)
-ma = a.selectbox("Output A", models, index=models.index("baseline") if "baseline" in models else 0, key="ea_a")
-mb = b.selectbox("Output B", models, index=models.index("decoupled") if "decoupled" in models else 0, key="ea_b")
+ma = a.selectbox("Output A", models, index=models.index(first_of(models, "baseline") or models[0]), key="ea_a")
+mb = b.selectbox("Output B", models, index=models.index(first_of(models, "decoupled") or models[0]), key="ea_b")
 for col, m in ((a, ma), (b, mb)):
     with col:
         widgets.diff_box(char_diff_html(row[f"hyp_{m}"], row["ref"]), row["tgt"])

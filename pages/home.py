@@ -53,7 +53,7 @@ if table.empty:
     st.info("This experiment has no evaluation results yet; they appear when its run reaches the eval stage.")
     st.stop()
 
-models = [m for m in view.models if f"chrF++ {m}" in table.columns]
+models = [c.removeprefix("chrF++ ") for c in table.columns if c.startswith("chrF++ ") and c != "chrF++ copy src"]
 fmt = {f"chrF++ {m}": st.column_config.NumberColumn(f"chrF++ {m}", format="%.2f")
        for m in [*models, "copy src"]}
 fmt |= {c: st.column_config.NumberColumn(c, format="%+.2f") for c in table.columns if c.startswith("Δ ")}

@@ -2,13 +2,15 @@
 
 import streamlit as st
 
+from explorer.analysis.errors import first_of
+from explorer.config import arm_kind
 from explorer.ui import cache, figures, widgets
 
 st.title("The MSA subspace over training")
 exp = widgets.current_experiment() or widgets.no_experiment()
 view = cache.view(exp)
 
-probed = [a for a in view.arms if a != "baseline"]
+probed = [m for m in view.arms if arm_kind(view.arm_of(m)) != "baseline"]
 if not probed:
     st.info("This experiment has no decoupled or random arm with a checkpoint yet.")
     st.stop()
@@ -38,7 +40,7 @@ else:
 
 widgets.require(exp, "represent", "geometry tables")
 st.subheader("MSA-subspace energy per variety, over checkpoints")
-names = [m for m in ("baseline", "decoupled") if m in view.models] or list(view.arms)[:2]
+names = [m for m in (first_of(view.arms, "baseline"), first_of(view.arms, "decoupled")) if m] or list(view.arms)[:2]
 heats = {name: cache.energy_heatmap(exp, name, site) for name in names}
 zrange = figures.shared_range(list(heats.values()))
 for col, (name, heat) in zip(st.columns(2), heats.items()):

@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from explorer.analysis.errors import first_of
 from explorer.data.varieties import ENG, HR, variety_label
 from explorer.evaluation.chrf import sentence_chrf
 from explorer.ui import cache, widgets
@@ -46,7 +47,7 @@ if reference is not None:
 side = st.sidebar
 left = widgets.model_picker(exp, "tr_left", label="Left model", default="baseline")
 right = widgets.model_picker(exp, "tr_right", label="Right model", default="decoupled")
-step = widgets.checkpoint_slider(exp, "decoupled" if "decoupled" in view.arms else view.arms[0], "tr_step")
+step = widgets.checkpoint_slider(exp, first_of(view.arms, "decoupled") or view.arms[0], "tr_step")
 st.sidebar.divider()
 on = side.toggle("Inference-time decoupling", key="tr_on",
                  help="Remove the MSA subspace from the hidden states while decoding: h ← h − α·U Uᵀ h at "

@@ -91,7 +91,7 @@ def test_home_renders_headline_and_map(app):
 def test_embeddings_react_to_widgets(app, app_root):
     from explorer.experiment.view import load_experiment
 
-    steps = [str(s) for s in load_experiment(app_root / "tiny").checkpoints("decoupled")]
+    steps = [str(s) for s in load_experiment(app_root / "tiny").checkpoints("decoupled.s0")]
     at = app("pages/embeddings.py")
     before = charts(at)
     assert len(before) == 2                               # baseline and decoupled side by side
@@ -160,8 +160,8 @@ def test_translate_input_is_checked(app):
 def test_error_analysis_table_filters_and_export(app):
     at = app("pages/error_analysis.py")
     table = at.dataframe[0].value
-    assert {"variety", "source", "hyp_baseline", "hyp_decoupled", "chrf_decoupled", "delta", "length",
-            "pred_baseline", "pred_decoupled"} <= set(table.columns)
+    assert {"variety", "source", "hyp_baseline.s0", "hyp_decoupled.s1", "chrf_decoupled.s0", "delta", "length",
+            "pred_baseline.s0", "pred_decoupled.s1"} <= set(table.columns)
     n = len(table)
     at.multiselect(key="ea_dirs").select("arb-arz").run()
     assert_ok(at)
@@ -407,8 +407,8 @@ def test_damaged_annotations_are_never_overwritten(tmp_path, content):
 def handle(view):
     from explorer.evaluation.single import ModelHandle
 
-    model, tok = view.load_model("decoupled")
-    return ModelHandle(model, tok, "decoupled", view.checkpoints("decoupled")[-1])
+    model, tok = view.load_model("decoupled.s0")
+    return ModelHandle(model, tok, "decoupled.s0", view.checkpoints("decoupled.s0")[-1])
 
 
 @pytest.mark.parametrize("text,src,message", [
@@ -435,7 +435,7 @@ def test_switch_off_is_bit_identical(view, handle):
     from explorer.model.small import encoder_for
 
     model, tok = handle.model, handle.tokenizer
-    subs = view.projection(handle.step, 1.0).subspaces
+    subs = view.projection("decoupled.s0", handle.step, 1.0).subspaces
     assert set(subs) == set(view.penalised_sites)
     ids = torch.tensor([tok(" مرحبا بالعالم", add_special_tokens=False)["input_ids"]])
     with torch.no_grad():

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from explorer.experiment.layout import Experiment
+from explorer.experiment.layout import Experiment, arm_models
 from explorer.files import read_jsonl
 
 pytestmark = pytest.mark.slow
@@ -35,16 +35,18 @@ def _launch(args: list[str], tmp_path: Path, timeout: int = 300) -> subprocess.C
 
 def test_two_process_tiny_run_writes_each_artefact_once(tmp_path):
     out = tmp_path / "ddp"
-    done = _launch(["-m", "explorer", "run", "--preset", "tiny", "--out", str(out), "--no-bar"], tmp_path)
+    done = _launch(["-m", "explorer", "run", "--preset", "tiny", "--out", str(out), "--no-bar", "--seeds", "0,"],
+                   tmp_path)
     assert done.stdout.count("chrF++ signature") == 1            # rank 0 alone reports
     exp = Experiment(out)
     cfg = exp.config()
-    for stage in ["prepare", "base", *[f"arm:{a}" for a in cfg.arms], *[f"eval:{k}" for k in ["base", *cfg.arms]]]:
+    models = arm_models(cfg)
+    for stage in ["prepare", "base", *[f"arm:{a}" for a in models], *[f"eval:{k}" for k in ["base", *models]]]:
         assert exp.stage_done(stage), stage
-    for arm in cfg.arms:
-        assert len(exp.train_log(arm)) == cfg.steps   # one line per step, not two
-        assert exp.checkpoints(arm)[-1] == cfg.steps
-    refits = exp.refits("decoupled")
+    for model in models:
+        assert len(exp.train_log(model)) == cfg.steps   # one line per step, not two
+        assert exp.checkpoints(model)[-1] == cfg.steps
+    refits = exp.refits("decoupled.s0")
     assert [r["step"] for r in refits] == list(range(0, cfg.steps, cfg.probe_every))
     assert [r["index"] for r in refits] == list(range(len(refits)))
     # the base saw the global batches: as many tokens as a one-process run of the same schedule
@@ -75,7 +77,7 @@ def test_refits_are_broadcast_so_every_rank_penalises_the_same_subspace(tmp_path
         for arm in ("decoupled", "random"):
             s = DecoupleSettings(arm=arm, kind="random" if arm == "random" else "probe", sites=("layer.01",),
                                  lam=0.01, rank=1, probe_every=1, probe_tokens=500, probe_steps=20, squared=False,
-                                 penalty_tokens="all", mode="penalty", seed=dist.rank)
+                                 penalty_tokens="all", penalty_form="norm", mode="penalty", gate=0.0, seed=dist.rank)
             d = Decoupler(s, 32, codes, lambda step: batches, dist=dist)
             refit = d.refit(model, 0, None)
             if refit is not None:                     # only rank 0 gets something to store

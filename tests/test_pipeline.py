@@ -17,7 +17,7 @@ from sacrebleu.metrics import CHRF
 
 from explorer.__main__ import main as cli_main
 from explorer.config import preset_config
-from explorer.experiment.layout import Experiment
+from explorer.experiment.layout import Experiment, arm_models
 from explorer.experiment.report import summary
 from explorer.experiment.run import run_experiment
 from explorer.files import StoreError, load_tensors, read_json, read_jsonl
@@ -35,20 +35,28 @@ def test_tiny_run_produces_every_artefact(tiny_experiment):
     exp = Experiment(tiny_experiment)
     cfg = exp.config()
     m = exp.manifest()
-    for stage in ["prepare", "base", *[f"arm:{a}" for a in cfg.arms], "eval:base", *[f"eval:{a}" for a in cfg.arms]]:
+    assert m["format_version"] == 2 and len(cfg.seeds) == 2
+    models = arm_models(cfg)
+    assert len(models) == len(cfg.arms) * len(cfg.seeds)
+    for stage in ["prepare", "base", *[f"arm:{a}" for a in models], "eval:base", *[f"eval:{a}" for a in models]]:
         assert m["stages"][stage]["done"], stage
     assert (exp.base_model_dir / "config.json").exists() and (exp.tokenizer_dir / "tokenizer.json").exists()
     want_ckpts = list(range(cfg.ckpt_every, cfg.steps + 1, cfg.ckpt_every))
-    for arm in cfg.arms:
-        assert exp.checkpoints(arm) == want_ckpts
-        assert exp.stage(arm).resume.location() is None, "finished arms drop their resume state"
-        assert len(exp.train_log(arm)) == cfg.steps
-    # every probe refit is saved: basis, rank, step, per-variety metrics
-    refits = exp.refits("decoupled")
+    for model in models:
+        assert exp.checkpoints(model) == want_ckpts
+        assert exp.stage(model).resume.location() is None, "finished arms drop their resume state"
+        assert [r["step"] for r in exp.train_log(model)] == list(range(1, cfg.steps + 1))
+        assert (tiny_experiment / "arms" / model.split(".s")[0] / f"seed-{model.split('.s')[1]}").is_dir()
+    # seeds differ only in the stage-2 batch order: same arm, different seeds -> different weights
+    a, b = (exp.load_checkpoint(f"baseline.s{s}", cfg.steps) for s in cfg.seeds)
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+    # every probe refit is saved: basis, rank, step, the gate's decision, per-variety metrics
+    refits = exp.refits("decoupled.s0")
     assert [r["step"] for r in refits] == list(range(0, cfg.steps, cfg.probe_every))
     for r in refits:
         site, rec = next(iter(r["sites"].items()))
-        U = load_tensors(exp.refit_file("decoupled", r["index"]))[f"{site}.basis"]
+        assert rec["gate"]["accepted"] and r["accepted"]           # the tiny preset runs without a gate
+        U = load_tensors(exp.refit_file("decoupled.s0", r["index"]))[f"{site}.basis"]
         assert U.shape[1] == rec["rank"] == cfg.rank
         assert torch.allclose(U.T @ U, torch.eye(U.shape[1]), atol=1e-4)
         probe = rec["probe"]
@@ -56,73 +64,106 @@ def test_tiny_run_produces_every_artefact(tiny_experiment):
         assert set(probe["per_variety"]) == {"arb", "arz", "ary"}
         if r["index"] > 0:
             assert rec["angle_prev_deg"] is not None and 0 <= rec["angle_prev_deg"] <= 90
-    assert len(exp.refits("random")) == 1 and exp.refits("random")[0]["sites"]
-    assert exp.refits("baseline") == []
+    # the matched control redraws exactly when its decoupled arm accepted a new U, one independent draw per site
+    for seed in cfg.seeds:
+        accepted = [r["step"] for r in exp.refits(f"decoupled.s{seed}") if r["accepted"]]
+        assert [r["step"] for r in exp.refits(f"random.s{seed}")] == accepted
+    u0, u8 = (load_tensors(exp.refit_file("random.s0", i))["layer.01.basis"] for i in (0, 1))
+    assert not torch.allclose(u0, u8), "the random control is redrawn at every refit of the decoupled arm"
+    assert exp.refits("baseline.s0") == []
     # checkpoints and refit files describe themselves (one file is understood without its neighbours)
     from safetensors import safe_open
-    with safe_open(str(exp.checkpoint_file("decoupled", cfg.steps)), framework="pt") as f:
+    with safe_open(str(exp.checkpoint_file("decoupled.s1", cfg.steps)), framework="pt") as f:
         meta = f.metadata()
-    assert meta["stage"] == "decoupled" and meta["kind"] == "arm" and meta["step"] == str(cfg.steps)
-    assert meta["fingerprint"] == cfg.fingerprint() and meta["format"].startswith("dde-checkpoint")
-    for arm, kind in (("decoupled", "probe"), ("random", "random")):
-        with safe_open(str(exp.refit_file(arm, 0)), framework="pt") as f:
+    assert meta["stage"] == "decoupled.s1" and meta["kind"] == "arm" and meta["step"] == str(cfg.steps)
+    assert meta["fingerprint"] == exp.fingerprint and meta["format"].startswith("dde-checkpoint")
+    for model, kind in (("decoupled.s0", "probe"), ("random.s0", "random")):
+        with safe_open(str(exp.refit_file(model, 0)), framework="pt") as f:
             meta = f.metadata()
-        assert meta["kind"] == kind == exp.refits(arm)[0]["kind"] and meta["sites"] == ",".join(cfg.sites or ["layer.01"])
-        assert meta["fingerprint"] == cfg.fingerprint() and meta["step"] == "0"
-    # the penalty was applied in the decoupled arm and not in the baseline
-    assert all(r["penalty"] is not None for r in exp.train_log("decoupled"))
-    assert all(r["penalty"] is None for r in exp.train_log("baseline"))
+        assert meta["kind"] == kind == exp.refits(model)[0]["kind"] and meta["sites"] == ",".join(cfg.sites or ["layer.01"])
+        assert meta["fingerprint"] == exp.fingerprint and meta["step"] == "0"
+    # the penalty was applied in the decoupled and random arms and not in the baseline
+    assert all(r["penalty"] is not None for m in ("decoupled.s0", "random.s1") for r in exp.train_log(m))
+    assert all(r["penalty"] is None for r in exp.train_log("baseline.s0"))
 
 
 def test_stored_chrf_equals_sacrebleu_on_saved_hypotheses(tiny_experiment):
     exp = Experiment(tiny_experiment)
     cfg = exp.config()
     directions = {"arb-arz", "arz-arb", "arb-ary", "ary-arb", "eng-arb", "arb-eng"}
-    for key in ["base", *cfg.arms]:
+    nonzero = 0
+    for key in ["base", *arm_models(cfg)]:
         recs = read_jsonl(exp.hyps_path(key))
         scores = read_json(exp.scores_path(key))
         assert set(scores["directions"]) == directions
         assert scores["signature"].startswith("nrefs:1|case:mixed|eff:yes|nc:6|nw:2")
+        assert sum(bool(r["hyp"]) for r in recs) > len(recs) / 2, f"{key}: the models must write real text"
         for d in directions:
             rows = [r for r in recs if r["direction"] == d]
             assert len(rows) == cfg.eval_size
             expect = CHRF(word_order=2).corpus_score([r["hyp"] for r in rows], [[r["ref"] for r in rows]]).score
             assert scores["directions"][d]["chrf"] == pytest.approx(expect, abs=1e-3)
+            nonzero += expect > 1.0
+    assert nonzero > len(directions), "stored-vs-recomputed must compare real scores, not 0.00 = 0.00"
+    base = read_json(exp.scores_path("base"))["directions"]
+    assert base["arb-arz"]["chrf"] > 5 and base["arb-ary"]["chrf"] > 5, "the tiny base copies MSA"
     # the copy-the-source reference: chrF++ of each source against its reference, per direction
     copy = read_json(exp.copy_source_path)["directions"]
     rows = [r for r in read_jsonl(exp.hyps_path("base")) if r["direction"] == "arb-arz"]
     expect = CHRF(word_order=2).corpus_score([r["source"] for r in rows], [[r["ref"] for r in rows]]).score
     assert set(copy) == directions and copy["arb-arz"]["chrf"] == pytest.approx(expect, abs=1e-3)
     assert summary(exp)["copy_source"]["arb-arz"] == copy["arb-arz"]
-    deltas = read_json(exp.deltas_path)["systems"]
+    doc = read_json(exp.deltas_path)
+    deltas = doc["systems"]
+    assert doc["interval"] == "seeds+sentences" and doc["seeds"] == list(cfg.seeds)
     for key in ("decoupled", "random", "base"):
         for d in directions:
             x = deltas[key][d]
             assert x["low"] <= x["delta"] + 1e-6 and x["delta"] <= x["high"] + 1e-6
+            assert len(x["per_seed"]) == len(cfg.seeds) and x["reading"] in ("better", "worse", "within noise")
+            assert x["delta"] == pytest.approx(sum(x["per_seed"]) / len(x["per_seed"]), abs=1e-3)
+    # the noise floor: the two baseline seeds' chrF++ apart, per direction
+    for d in directions:
+        s0, s1 = (read_json(exp.scores_path(f"baseline.s{s}"))["directions"][d]["chrf"] for s in cfg.seeds)
+        assert doc["noise_floor"][d]["max_abs"] == pytest.approx(abs(s1 - s0), abs=1e-3)
 
 
 def test_summary_json_cli(tiny_experiment, capsys):
     assert cli_main(["summary", str(tiny_experiment), "--json"]) == 0
     s = json.loads(capsys.readouterr().out)
-    assert s["complete"] and s["refits"]["decoupled"] >= 1
-    assert set(s["models"]) == {"base", "baseline", "decoupled", "random"}
+    assert s["complete"] and s["refits"]["decoupled.s0"]["total"] >= 1
+    assert set(s["models"]) == {"base", *(f"{a}.s{i}" for a in ("baseline", "decoupled", "random") for i in (0, 1))}
+    assert set(s["arms"]) == {"baseline", "decoupled", "random"} and s["arms"]["baseline"]["arb-arz"]["sd"] is not None
     assert "delta" in s["deltas"]["decoupled"]["arb-arz"] and s["signature"].startswith("nrefs:1")
+    assert s["noise_floor"]["arb-arz"]["max_abs"] >= 0 and s["interval"] == "seeds+sentences"
+    looks = s["looks_like"]["baseline.s0"]["directions"]["arb-arz"]
+    assert 0 <= looks["as_requested"] <= 1 and 0 <= looks["called_msa"] <= 1
+    assert s["classifiers"]["msa_vs_dialect"]["balanced_accuracy"] > 0.5
 
 
 def test_resume_after_interrupt_gives_the_same_numbers(tiny_experiment, tmp_path):
     cfg = preset_config("tiny")
     out = tmp_path / "interrupted"
     with pytest.raises(KeyboardInterrupt):
-        run_experiment(cfg, out, bar=False, stop_after={"decoupled": 10})
+        run_experiment(cfg, out, bar=False, stop_after={"decoupled.s1": 10})
     exp = Experiment(out)
     assert exp.progress()["status"] == "interrupted"
-    assert exp.stage("decoupled").resume.location() is not None
+    assert exp.stage("decoupled.s1").resume.location() is not None
     run_experiment(cfg, out, bar=False)
-    assert exp.manifest()["stages"]["arm:decoupled"]["resumed_from"] == 8
+    stage = exp.manifest()["stages"]["arm:decoupled.s1"]
+    assert stage["resumed_from"] == 8
     assert _results(out) == _results(tiny_experiment)
-    a = exp.load_checkpoint("decoupled", cfg.steps)
-    b = Experiment(tiny_experiment).load_checkpoint("decoupled", cfg.steps)
+    assert any(v["chrf"] > 1.0 for v in _results(out)["models"]["decoupled.s1"].values()), "compare real numbers"
+    ref = Experiment(tiny_experiment)
+    a = exp.load_checkpoint("decoupled.s1", cfg.steps)
+    b = ref.load_checkpoint("decoupled.s1", cfg.steps)
     assert all(torch.equal(a[k], b[k]) for k in a)
+    # identical in every recorded field, timings aside: the log, the refits, the token count
+    untimed = [{k: v for k, v in r.items() if k != "elapsed"} for r in exp.train_log("decoupled.s1")]
+    assert untimed == [{k: v for k, v in r.items() if k != "elapsed"} for r in ref.train_log("decoupled.s1")]
+    assert [{k: v for k, v in r.items() if k != "seconds"} for r in exp.refits("decoupled.s1")] == \
+        [{k: v for k, v in r.items() if k != "seconds"} for r in ref.refits("decoupled.s1")]
+    assert stage["tokens"] == ref.manifest()["stages"]["arm:decoupled.s1"]["tokens"]
 
 
 def test_killed_process_resumes_with_the_same_numbers(tmp_path):
@@ -130,7 +171,7 @@ def test_killed_process_resumes_with_the_same_numbers(tmp_path):
 
     The arms run 96 steps here so that the kill lands inside the decoupled arm even on a fast machine
     (progress.json is rewritten at most twice a second)."""
-    extra = ["--steps", "96", "--arms", "baseline,decoupled"]
+    extra = ["--steps", "96", "--arms", "baseline,decoupled", "--seeds", "0,"]
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "explorer", "run", "--preset", "tiny", "--out", str(out), "--no-bar", *extra]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -139,7 +180,7 @@ def test_killed_process_resumes_with_the_same_numbers(tmp_path):
     try:
         while time.time() < deadline:
             p = Experiment(out).progress() or {}
-            if p.get("stage") == "decoupled" and (p.get("step") or 0) >= 20:
+            if p.get("stage") == "decoupled.s0" and (p.get("step") or 0) >= 20:
                 break
             if proc.poll() is not None:
                 pytest.fail("the run ended before it could be killed")
@@ -147,13 +188,14 @@ def test_killed_process_resumes_with_the_same_numbers(tmp_path):
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.wait()
-    assert not Experiment(out).stage_done("arm:decoupled")
+    assert not Experiment(out).stage_done("arm:decoupled.s0")
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert Experiment(out).manifest()["stages"]["arm:decoupled"]["resumed_from"] > 0
-    ref = run_experiment(preset_config("tiny", steps=96, arms=("baseline", "decoupled")), tmp_path / "ref",
+    assert Experiment(out).manifest()["stages"]["arm:decoupled.s0"]["resumed_from"] > 0
+    ref = run_experiment(preset_config("tiny", steps=96, arms=("baseline", "decoupled"), seeds=(0,)), tmp_path / "ref",
                          bar=False, represent=False)
     assert _results(out) == _results(ref.root)
+    assert any(v["chrf"] > 1.0 for v in _results(out)["models"]["decoupled.s0"].values()), "compare real numbers"
 
 
 def test_second_run_in_the_same_folder_is_refused_and_other_settings_rejected(tiny_experiment, tmp_path):
@@ -208,22 +250,22 @@ def _invented_madar(folder: Path, n: int = 60) -> Path:
 def test_madar_folder_runs_end_to_end(tmp_path):
     folder = _invented_madar(tmp_path / "MADAR_Corpus")
     cfg = preset_config("tiny", data=f"madar:{folder}", varieties=(), base_steps=8, steps=8, ckpt_every=4,
-                        probe_every=4, eval_size=4)
+                        probe_every=4, eval_size=4, seeds=(0,))
     exp = run_experiment(cfg, tmp_path / "exp", bar=False, represent=False)
     s = summary(exp)
-    assert set(s["models"]["decoupled"]) >= {"arb-cai", "cai-arb", "arb-rab", "rab-arb", "eng-arb", "arb-eng"}
-    per_var = exp.refits("decoupled")[0]["sites"]
+    assert set(s["models"]["decoupled.s0"]) >= {"arb-cai", "cai-arb", "arb-rab", "rab-arb", "eng-arb", "arb-eng"}
+    per_var = exp.refits("decoupled.s0")[0]["sites"]
     assert set(next(iter(per_var.values()))["probe"]["per_variety"]) == {"arb", "cai", "rab"}
 
 
 def test_bring_your_own_model_skips_stage_one(tiny_models, tmp_path):
     for arch in ("llama", "gpt2"):
         cfg = preset_config("tiny", model=str(tiny_models[arch]), steps=4, ckpt_every=2, probe_every=2,
-                            eval_size=2, max_new_tokens=4, arms=("baseline", "decoupled"))
+                            eval_size=2, max_new_tokens=4, arms=("baseline", "decoupled"), seeds=(0,))
         assert cfg.base_steps == 0
         exp = run_experiment(cfg, tmp_path / arch, bar=False, represent=False)
         assert not exp.base_model_dir.exists()
-        assert exp.checkpoints("decoupled") == [2, 4]
+        assert exp.checkpoints("decoupled.s0") == [2, 4]
         assert summary(exp)["complete"]
 
 

@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 import torch
 
-from explorer.analysis.geometry import UmapParams, geometry_table
-from explorer.analysis.repcache import REPRESENT_VERSION, entry_key
+from explorer.analysis.geometry import UmapParams, geometry_table, mean_energy_share
+from explorer.analysis.repcache import REPRESENT_VERSION, entry_key, read_probe_bases
 from explorer.config import preset_config
 from explorer.data.rundata import load_run_data
 from explorer.data.varieties import HR
@@ -25,7 +25,7 @@ from explorer.experiment import view as experiment_mod
 from explorer.experiment.layout import Experiment
 from explorer.experiment.models import load_arm
 from explorer.experiment.progress import Progress
-from explorer.experiment.represent import stage_represent
+from explorer.experiment.represent import stage_represent, subspace_at
 from explorer.experiment.view import ExperimentView, list_experiment_dirs, load_experiment
 from explorer.files import StoreError, read_json
 from explorer.method.hooks import capture
@@ -36,6 +36,7 @@ pytestmark = pytest.mark.slow
 
 _TINY = preset_config("tiny")
 FIRST, LAST = _TINY.ckpt_every, _TINY.steps  # the first and the last checkpoint of every arm
+MODELS = ("base", *(f"{a}.s{s}" for a in ("baseline", "decoupled", "random") for s in _TINY.seeds))
 PEN = site_name(_TINY.n_layers // 2)  # the default penalised site: the middle layer
 OTHER = site_name(0)  # not penalised (the middle layer is never layer 0 with 2+ layers)
 assert FIRST < LAST
@@ -69,8 +70,8 @@ def _all_matrices(v: ExperimentView) -> dict[tuple[str, int, str], np.ndarray]:
 
 def test_files_for_every_model_and_checkpoint(view):
     cfg = view.config
-    assert view.models == ("base", "baseline", "decoupled", "random")
-    assert view.varieties == (HR, *cfg.varieties) and "eng" not in view.varieties
+    assert view.models == MODELS
+    assert view.varieties == (HR, "arz", "ary") and "eng" not in view.varieties   # --n-dialects 2: table order
     assert view.sites == tuple(site_name(i) for i in range(cfg.n_layers))
     n_rows = len(view.varieties) * cfg.analysis_size
     for model in view.models:
@@ -84,8 +85,10 @@ def test_files_for_every_model_and_checkpoint(view):
                 assert x.shape == (n_rows, cfg.d_model) and x.dtype == np.float32
                 assert np.isfinite(x).all()
     man = read_json(view.exp.represent_dir / "manifest.json")
-    assert man["format_version"] == REPRESENT_VERSION and man["fingerprint"] == cfg.fingerprint()
-    assert len(man["entries"]) == 1 + 3 * len(view.checkpoints("decoupled"))
+    assert man["format_version"] == REPRESENT_VERSION and man["fingerprint"] == view.exp.fingerprint
+    assert len(man["entries"]) == 1 + (len(MODELS) - 1) * len(view.checkpoints("decoupled.s0"))
+    # every (model, checkpoint) has its post-hoc probe at every site
+    assert all(set(e["probes"]["sites"]) == set(view.sites) for e in man["entries"].values())
     assert all(e["bytes"] == (view.exp.represent_dir / e["file"]).stat().st_size for e in man["entries"].values())
 
 
@@ -111,7 +114,7 @@ def test_index_rows_are_aligned_translations(view):
 def test_values_equal_a_direct_recomputation(view, tiny_experiment):
     """One sentence at a time, no padding: layer.00 from output_hidden_states, the middle layer through a hook."""
     exp = Experiment(tiny_experiment)
-    model, tok = load_arm(exp, view.config, "decoupled", LAST, device="cpu")
+    model, tok = load_arm(exp, view.config, "decoupled.s0", LAST, device="cpu")
     model.eval()
     texts = view.index()["text"].tolist()
     by_hand = {OTHER: [], PEN: []}
@@ -125,7 +128,7 @@ def test_values_equal_a_direct_recomputation(view, tiny_experiment):
             by_hand[PEN].append(st[PEN][0, 1:].mean(0).numpy())
     for site, rows in by_hand.items():
         want = np.stack(rows)
-        got = view.representations("decoupled", LAST, site)
+        got = view.representations("decoupled.s0", LAST, site)
         scale = np.abs(want).max()
         np.testing.assert_allclose(got, want, rtol=2e-3, atol=2e-3 * scale)  # float16 storage
 
@@ -134,6 +137,8 @@ def test_values_equal_a_direct_recomputation(view, tiny_experiment):
 
 
 def test_cached_geometry_equals_recomputed(view):
+    """Every geometry number equals a direct recomputation: energy in the model's own (post-hoc) subspace at every
+    site, and for decoupled and random arms also in the subspace they were trained against at the penalised site."""
     n = view.config.analysis_size
     pen = view.penalised_sites
     assert pen == (PEN,)
@@ -143,47 +148,68 @@ def test_cached_geometry_equals_recomputed(view):
             for site in view.sites:
                 x = view.representations(model, step, site)
                 reps = {v: x[i * n:(i + 1) * n] for i, v in enumerate(view.varieties)}
-                sub = view.subspace(step, site) if site in pen else None
-                want = pd.DataFrame(geometry_table(reps, hr=HR, basis=None if sub is None else sub.basis.numpy()))
+                own = view.subspace(model, step, site) if view.arm_of(model) != "decoupled" else None
+                entry = read_json(view.exp.represent_dir / "manifest.json")["entries"][entry_key(model, step)]
+                basis = read_probe_bases(view.exp.represent_dir, entry)[site]
+                if own is not None:   # the switch's subspace for these models is their post-hoc probe
+                    assert own.kind == "posthoc" and own.rank == basis.shape[1]
+                want = pd.DataFrame(geometry_table(reps, hr=HR, basis=basis))
                 got = view.geometry(model, step, site)
                 assert got["variety"].tolist() == want["variety"].tolist()
                 for col in ("centroid_cosine", "centroid_l2", "paired_cosine", "cka", "energy_share_mean"):
                     np.testing.assert_allclose(got[col].astype(float), want[col].astype(float), rtol=1e-9,
                                                atol=1e-12, err_msg=f"{model} {step} {site} {col}")
-                if sub is not None:
+                trained = view.arm_of(model) in ("decoupled", "random") and site in pen
+                assert got["energy_share_train"].notna().all() == trained, (model, site)
+                if trained:
+                    sub = subspace_at(view.exp, step, site, model)[0]
+                    want_train = [mean_energy_share(reps[v], sub.basis.double().numpy()) for v in got["variety"]]
+                    np.testing.assert_allclose(got["energy_share_train"].astype(float), want_train, rtol=1e-9)
                     assert (got["subspace_step"] == sub.step).all()
                 checked += 1
     assert checked == len(view.sites) * sum(len(view.checkpoints(m)) for m in view.models)
 
 
-def test_subspace_is_the_latest_refit_at_or_before_the_step(view):
-    refits = view.refits()
+def test_subspace_is_the_latest_accepted_refit_at_or_before_the_step(view):
+    refits = view.refits("decoupled.s0")
     steps = refits["step"].tolist()
-    assert steps == sorted(steps) and steps[0] == 0
+    assert steps == sorted(steps) and steps[0] == 0 and refits["accepted"].all()
     for step in (0, FIRST - 1, FIRST, FIRST + 1, LAST):
-        sub = view.subspace(step, PEN)
-        assert isinstance(sub, Subspace) and sub.step == max(s for s in steps if s <= step)
-    assert view.subspace(8, OTHER) is None  # not a penalised site
-    assert view.subspace(0, PEN, arm="random").kind == "random"
+        sub = view.subspace("decoupled.s0", step, PEN)
+        assert isinstance(sub, Subspace) and sub.kind == "probe" and sub.step == max(s for s in steps if s <= step)
+    # other models (and sites without a training subspace) use their own post-hoc probe at that checkpoint
+    assert view.subspace("decoupled.s0", LAST, OTHER).kind == "posthoc"
+    assert view.subspace("baseline.s1", LAST, PEN).kind == "posthoc"
+    assert view.subspace("random.s0", FIRST, PEN).kind == "posthoc"
+    p = view.projection("baseline.s0", LAST, 1.0)
+    assert p.active and p.sites == (PEN,) and p.subspaces[PEN].kind == "posthoc"
+    assert not view.projection("baseline.s0", LAST, 0.0).active
+
+
+def test_posthoc_probes_are_recorded_per_model_checkpoint_and_site(view):
+    ph = view.posthoc()
+    assert len(ph) == len(view.sites) * sum(len(view.checkpoints(m)) for m in view.models)
+    assert ((ph["accuracy"] >= 0) & (ph["accuracy"] <= 1)).all() and (ph["chance"] == 0.5).all()
+    assert (ph["n_heldout"] > 0).all() and set(ph["seed"].dropna()) == set(view.seeds)
 
 
 def test_energy_share_in_unit_interval(view):
     g = view.geometry_long()
-    at_pen = g[g["site"].isin(view.penalised_sites)]
-    assert len(at_pen) and at_pen["energy_share_mean"].notna().all()
-    assert ((at_pen["energy_share_mean"] > 0) & (at_pen["energy_share_mean"] <= 1)).all()
-    assert set(at_pen["variety"]) == set(view.varieties)  # HR has its own energy row
-    assert g[~g["site"].isin(view.penalised_sites)]["energy_share_mean"].isna().all()
+    assert g["energy_share_mean"].notna().all()          # every site has the model's own subspace
+    assert ((g["energy_share_mean"] > 0) & (g["energy_share_mean"] <= 1)).all()
+    assert set(g["variety"]) == set(view.varieties)  # HR has its own energy row
+    trained = g[g["model"].str.startswith(("decoupled", "random")) & g["site"].isin(view.penalised_sites)]
+    assert len(trained) and trained["energy_share_train"].between(0, 1).all()
+    assert g.loc[~g.index.isin(trained.index), "energy_share_train"].isna().all()
 
 
 def test_energy_heatmap(view):
-    hm = view.energy_heatmap("decoupled", PEN)
+    hm = view.energy_heatmap("decoupled.s1", PEN)
     assert list(hm.index) == list(view.varieties)
-    assert list(hm.columns) == [0, *view.checkpoints("decoupled")]
+    assert list(hm.columns) == [0, *view.checkpoints("decoupled.s1")]
     assert hm.notna().all().all()
     base = view.geometry("base", 0, PEN).set_index("variety")["energy_share_mean"]
     np.testing.assert_allclose(hm[0].to_numpy(), base.loc[list(view.varieties)].to_numpy())
-    assert view.energy_heatmap("baseline", OTHER).isna().all().all()  # no subspace at that site
 
 
 # ---------------------------------------------------------------- damage and versions
@@ -193,16 +219,16 @@ def test_damaged_files_are_detected_and_rebuilt(tiny_experiment, tmp_path):
     root = _copy(tiny_experiment, tmp_path)
     before = _all_matrices(load_experiment(root))
     rdir = root / "represent"
-    truncated = rdir / "decoupled" / f"step-{LAST:06d}.safetensors"
-    garbage = rdir / "baseline" / f"step-{FIRST:06d}.safetensors"
-    flipped = rdir / "random" / f"step-{LAST:06d}.safetensors"  # header intact, data changed: only a checksum sees it
+    truncated = rdir / "decoupled.s0" / f"step-{LAST:06d}.safetensors"
+    garbage = rdir / "baseline.s1" / f"step-{FIRST:06d}.safetensors"
+    flipped = rdir / "random.s0" / f"step-{LAST:06d}.safetensors"  # header intact, data changed: only a checksum sees it
     truncated.write_bytes(truncated.read_bytes()[:-100])
     garbage.write_bytes(os.urandom(garbage.stat().st_size))
     raw = bytearray(flipped.read_bytes())
     raw[-64:] = bytes(64)
     flipped.write_bytes(bytes(raw))
     v = load_experiment(root)
-    for model, step in (("decoupled", LAST), ("baseline", FIRST), ("random", LAST)):
+    for model, step in (("decoupled.s0", LAST), ("baseline.s1", FIRST), ("random.s0", LAST)):
         with pytest.raises(StoreError, match="explorer represent"):
             v.representations(model, step, PEN)
     untouched = rdir / "base" / "step-000000.safetensors"
@@ -218,18 +244,18 @@ def test_damaged_files_are_detected_and_rebuilt(tiny_experiment, tmp_path):
 
 def test_truncated_file_caught_even_without_force_check(tiny_experiment, tmp_path):
     root = _copy(tiny_experiment, tmp_path)
-    path = root / "represent" / "random" / f"step-{FIRST:06d}.safetensors"
+    path = root / "represent" / "random.s1" / f"step-{FIRST:06d}.safetensors"
     path.write_bytes(path.read_bytes()[:1000])
     _rebuild(root, force_check=False)
-    assert load_experiment(root).representations("random", FIRST, OTHER).shape[0] > 0
+    assert load_experiment(root).representations("random.s1", FIRST, OTHER).shape[0] > 0
 
 
 def test_rewritten_checkpoint_invalidates_its_representations(tiny_experiment, tmp_path):
     root = _copy(tiny_experiment, tmp_path)
-    ckpt = root / "arms" / "baseline" / "checkpoints" / f"step-{LAST:06d}" / "weights.safetensors"
+    ckpt = Experiment(root).checkpoint_file("baseline.s0", LAST)
     ckpt.write_bytes(ckpt.read_bytes())  # same weights, written again: an arm retrained in place
-    rep_file = root / "represent" / "baseline" / f"step-{LAST:06d}.safetensors"
-    other = root / "represent" / "baseline" / f"step-{FIRST:06d}.safetensors"
+    rep_file = root / "represent" / "baseline.s0" / f"step-{LAST:06d}.safetensors"
+    other = root / "represent" / "baseline.s0" / f"step-{FIRST:06d}.safetensors"
     stamps = rep_file.stat().st_mtime_ns, other.stat().st_mtime_ns
     exp = _rebuild(root, force_check=False)
     assert exp.manifest()["stages"]["represent"]["rebuilt"] == 1
@@ -315,24 +341,24 @@ def test_cli_rebuilds_a_deleted_cache_identically(tiny_experiment, tmp_path):
 def test_umap_is_computed_once_and_cached_per_params(tiny_experiment, tmp_path, monkeypatch):
     root = _copy(tiny_experiment, tmp_path)
     v = load_experiment(root)
-    first = v.umap("decoupled", LAST, PEN)
+    first = v.umap("decoupled.s0", LAST, PEN)
     assert first.shape == (len(v.index()), 2) and first.dtype == np.float32
     files = sorted((root / "represent" / "umap").glob("*.npy"))
-    assert len(files) == 1 and files[0].name.startswith(f"decoupled-step-{LAST:06d}-{PEN}-")
+    assert len(files) == 1 and files[0].name.startswith(f"decoupled.s0-step-{LAST:06d}-{PEN}-")
     meta = json.loads(files[0].with_name(files[0].name[:-4] + ".json").read_text())
     assert meta["params"] == UmapParams().to_dict()
 
     def boom(*a, **k):
         raise AssertionError("UMAP recomputed although it is cached")
     monkeypatch.setattr(experiment_mod, "umap_2d", boom)
-    np.testing.assert_array_equal(load_experiment(root).umap("decoupled", LAST, PEN), first)
+    np.testing.assert_array_equal(load_experiment(root).umap("decoupled.s0", LAST, PEN), first)
     monkeypatch.undo()
 
-    other = v.umap("decoupled", LAST, PEN, UmapParams(n_neighbors=5, random_state=1))
+    other = v.umap("decoupled.s0", LAST, PEN, UmapParams(n_neighbors=5, random_state=1))
     assert other.shape == first.shape
     assert len(list((root / "represent" / "umap").glob("*.npy"))) == 2
     files[0].write_bytes(b"garbage")  # a damaged cache entry is recomputed, not read
-    np.testing.assert_array_equal(v.umap("decoupled", LAST, PEN), first)
+    np.testing.assert_array_equal(v.umap("decoupled.s0", LAST, PEN), first)
 
 
 # ---------------------------------------------------------------- the API surface
@@ -342,25 +368,32 @@ def test_every_view_method(view, tiny_experiment):
     v = view
     n_rows = len(v.varieties) * v.config.analysis_size
     assert v.root == Path(tiny_experiment).resolve() and v.name == "tiny"
-    assert v.manifest["format_version"] and v.complete and v.arms == ("baseline", "decoupled", "random")
-    assert v.dialects == tuple(v.config.varieties)
+    assert v.manifest["format_version"] == 2 and v.complete and v.arms == MODELS[1:]
+    assert v.dialects == ("arz", "ary") and v.seeds == (0, 1)
     assert Path(tiny_experiment).resolve() in [p.resolve() for p in list_experiment_dirs(tiny_experiment.parent)]
-    assert v.pca("random", FIRST, OTHER).shape == (n_rows, 2)
+    assert v.pca("random.s0", FIRST, OTHER).shape == (n_rows, 2)
     assert v.geometry("base", 0, PEN).shape[0] == len(v.varieties)
-    assert v.geometry("base", 0, OTHER).shape[0] == len(v.dialects)
+    assert v.geometry("base", 0, OTHER).shape[0] == len(v.varieties)   # every site has the model's own subspace
     g = v.geometry_long()
-    assert len(g) == sum(len(v.checkpoints(m)) for m in v.models) * (2 * len(v.dialects) + 1)
-    r = v.refits()
+    assert len(g) == sum(len(v.checkpoints(m)) for m in v.models) * len(v.sites) * len(v.varieties)
+    r = v.refits("decoupled.s0")
     assert list(r.columns) == experiment_mod.REFIT_COLUMNS
     assert r["step"].tolist() == list(range(0, v.config.steps, v.config.probe_every))
     assert np.isnan(r["angle_prev_deg"].iloc[0]) and (r["angle_prev_deg"].iloc[1:] >= 0).all()
     assert ((r["accuracy"] >= 0) & (r["accuracy"] <= 1)).all()
-    rv = v.refit_varieties()
+    rv = v.refit_varieties("decoupled.s0")
     assert list(rv.columns) == experiment_mod.REFIT_VARIETY_COLUMNS and set(rv["variety"]) == set(v.varieties)
     s = v.scores()
-    assert set(s["model"]) == set(v.models) and (s["n"] > 0).all()
+    assert set(s["model"]) == set(v.models) and (s["n"] > 0).all() and set(s["arm"]) == {"base", "baseline",
+                                                                                            "decoupled", "random"}
     d = v.deltas()
     assert list(d.columns) == experiment_mod.DELTA_COLUMNS and set(d["system"]) == {"base", "decoupled", "random"}
+    assert (d["interval"] == "seeds+sentences").all() and d["noise_floor"].notna().all()
+    looks = v.looks_like()
+    assert set(looks["model"]) == {*v.models, "reference"} and looks["as_requested"].between(0, 1).all()
+    assert v.classifiers()["dialect_id"]["accuracy"] > 1 / len(v.varieties)
+    pen = v.penalties()
+    assert set(pen["model"]) == {m for m in v.models if m.startswith(("decoupled", "random"))}
     h = v.hypotheses()
     assert len(h) == len(s[s["model"] == "base"]) * v.config.eval_size
     assert {f"hyp_{m}" for m in v.models} | {f"chrf_{m}" for m in v.models} <= set(h.columns)
@@ -369,11 +402,11 @@ def test_every_view_method(view, tiny_experiment):
         log = v.train_log(m)
         assert len(log) == (v.config.base_steps if m == "base" else v.config.steps) and "loss" in log
     assert v.progress()["status"] == "done"
-    model, tok = v.load_model("decoupled", FIRST)
+    model, tok = v.load_model("decoupled.s1", FIRST)
     assert not model.training and tok.pad_token_id is not None
     with pytest.raises(ValueError, match="unknown model"):
         v.checkpoints("nope")
     with pytest.raises(StoreError, match="no representations"):
-        v.representations("decoupled", 9, OTHER)
+        v.representations("decoupled.s0", 9, OTHER)
     assert v.index().shape == (n_rows, 5)
     assert entry_key("base", 0) == "base/step-000000"

@@ -24,11 +24,18 @@ INS = "background:#c6f6d5;color:#14532d;text-decoration:none;border-radius:2px"
 DEL = "background:#fecaca;color:#7f1d1d;text-decoration:line-through;border-radius:2px"
 
 
+def first_of(models: Sequence[str], arm: str) -> str | None:
+    """The first model of ``arm`` among ``models`` ("decoupled" -> "decoupled.s0"; a full model name as is)."""
+    return next((m for m in models if m == arm or m.rpartition(".s")[0] == arm), None)
+
+
 def error_table(hyps: pd.DataFrame, models: Sequence[str], classifier: DialectClassifier | None,
                 system: str = "decoupled", reference: str = "baseline") -> pd.DataFrame:
-    """One row per (direction, sentence) with every model's output, chrF++, predicted variety and Δ."""
+    """One row per (direction, sentence) with every model's output, chrF++, predicted variety and Δ (sentence
+    chrF++ of ``system`` minus ``reference``: model names, or arm names meaning their first seed)."""
     df = hyps.copy()
     models = [m for m in models if f"hyp_{m}" in df.columns]
+    system, reference = first_of(models, system) or system, first_of(models, reference) or reference
     df.insert(0, "variety", [dialect_of(s, t) for s, t in zip(df["src"], df["tgt"])])
     df.insert(1, "kind", [direction_kind(s, t) for s, t in zip(df["src"], df["tgt"])])
     df.insert(2, "label", [direction_label(s, t) for s, t in zip(df["src"], df["tgt"])])

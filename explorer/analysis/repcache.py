@@ -34,13 +34,16 @@ from ..data.varieties import HR
 from ..files import StoreError, read_json, read_jsonl, save_tensors, write_json, write_jsonl
 from ..method.subspace import Subspace
 from ..version import code_version
-from .geometry import geometry_table, pca_2d
-from .pooling import pool_representations
+from .geometry import geometry_table, mean_energy_share, pca_2d
+from .pooling import pool_and_sample
+from .posthoc import posthoc_probe
 
-REPRESENT_VERSION = 1
+REPRESENT_VERSION = 2          # 2: post-hoc probes per (model, checkpoint, site); model names with seeds
 
 
-GEOMETRY_METRICS = ("centroid_cosine", "centroid_l2", "paired_cosine", "cka", "energy_share_mean")
+GEOMETRY_METRICS = ("centroid_cosine", "centroid_l2", "paired_cosine", "cka", "energy_share_mean",
+                    "energy_share_train")
+TOKENS_PER_TEXT = 6            # token states per analysis sentence kept for the post-hoc probe
 
 
 
@@ -138,17 +141,17 @@ def umap_files(root: Path, model: str, step: int, site: str, params_key: str) ->
     return root / "umap" / f"{stem}.json", root / "umap" / f"{stem}.npy"
 
 
-def incompatibility(man: dict, cfg: RunConfig) -> str | None:
-    """Why a representation manifest cannot be used with this config, or None."""
+def incompatibility(man: dict, fingerprint: str) -> str | None:
+    """Why a representation manifest cannot be used for the experiment whose config fingerprint is ``fingerprint``
+    (the experiment manifest's), or None."""
     v = man.get("format_version")
     if v != REPRESENT_VERSION:
         return f"it was written by representation format version {v}, this code writes {REPRESENT_VERSION}"
     missing = [k for k in ("n_rows", "d", "sites", "varieties", "index", "entries") if k not in man]
     if missing:
         return f"its manifest lacks {missing}"
-    if man.get("fingerprint") != cfg.fingerprint():
-        return (f"it was made for config {man.get('fingerprint')}, this experiment's config is "
-                f"{cfg.fingerprint()}")
+    if man.get("fingerprint") != fingerprint:
+        return f"it was made for config {man.get('fingerprint')}, this experiment's config is {fingerprint}"
     return None
 
 
@@ -211,9 +214,9 @@ def read_matrix(root: Path, man: dict, entry: dict, site: str, hint: str) -> np.
     return a.astype(np.float32)
 
 
-def new_manifest(cfg: RunConfig, index: pd.DataFrame, d: int, sites: list[str], varieties: list[str]) -> dict:
-    """An empty manifest for the cache of ``cfg``'s experiment (entries are added as files are written)."""
-    return {"format_version": REPRESENT_VERSION, "fingerprint": cfg.fingerprint(), "code_version": code_version(),
+def new_manifest(fingerprint: str, index: pd.DataFrame, d: int, sites: list[str], varieties: list[str]) -> dict:
+    """An empty manifest for the cache of the experiment ``fingerprint`` names (entries are added as written)."""
+    return {"format_version": REPRESENT_VERSION, "fingerprint": fingerprint, "code_version": code_version(),
             "n_rows": len(index), "d": d, "sites": list(sites), "varieties": list(varieties),
             "n_per_variety": len(index) // len(varieties), "index": {"file": INDEX, "sha256": index_sha(index)},
             "entries": {}}
@@ -275,43 +278,86 @@ def read_pca(root: Path, man: dict, entry: dict, site: str) -> np.ndarray | None
 # ---------------------------------------------------------------- writing
 
 
-def geometry_key(digest: str, subs: dict[str, tuple[Subspace, int] | None]) -> str:
-    refs = ",".join(f"{s}:{'-' if v is None else v[1]}" for s, v in sorted(subs.items()))
+def probes_relpath(model: str, step: int) -> str:
+    return f"probes/{model}-step-{step:06d}.safetensors"
+
+
+def geometry_key(digest: str, train: dict[str, tuple[Subspace, int] | None]) -> str:
+    """What a file's geometry rows depend on: its representations (and post-hoc probes, computed from the same
+    pass) and the training subspace each penalised site was read with."""
+    refs = ",".join(f"{s}:{'-' if v is None else v[1]}" for s, v in sorted(train.items()))
     return hashlib.sha256(f"{digest}|{refs}".encode()).hexdigest()[:16]
 
 
 def geometry_rows(mats: dict[str, np.ndarray], n: int, varieties: Sequence[str], model: str, step: int,
-                  subs: dict[str, tuple[Subspace, int] | None], key: str = "") -> list[dict[str, Any]]:
-    """The long-format geometry records of one representation file (``geometry.geometry_table`` per site)."""
+                  own: dict[str, np.ndarray | None], train: dict[str, tuple[Subspace, int] | None],
+                  key: str = "") -> list[dict[str, Any]]:
+    """The long-format geometry records of one representation file (``geometry.geometry_table`` per site).
+
+    ``energy_share_mean`` is measured in the model's *own* MSA subspace at that site (its post-hoc probe, ``own``);
+    ``energy_share_train`` in the subspace the arm was trained against (``train``: a decoupled or random arm's
+    current U at that step, at the penalised sites only), the quantity its penalty drove down."""
     rows = []
     for site, x in mats.items():
         reps = {v: x[i * n:(i + 1) * n] for i, v in enumerate(varieties)}
-        sub = subs.get(site)
-        basis = None if sub is None else sub[0].basis.double().numpy()
-        for rec in geometry_table(reps, hr=HR, basis=basis):
+        sub = train.get(site)
+        tb = None if sub is None else sub[0].basis.double().numpy()
+        trained = {v: mean_energy_share(m, tb) for v, m in reps.items()} if tb is not None else {}
+        for rec in geometry_table(reps, hr=HR, basis=own.get(site)):
             rows.append({"model": model, "step": step, "site": site, **rec,
+                         "energy_share_train": trained.get(rec["variety"]),
                          "subspace_step": None if sub is None else sub[0].step,
                          "subspace_refit": None if sub is None else sub[1], "key": key})
     return rows
 
 
-def write_representations(root: Path, cfg: RunConfig, model, tok, index: pd.DataFrame, encoded: list[list[int]],
-                          sites: list[str], model_name: str, step: int, autocast=None
-                          ) -> tuple[dict, dict[str, np.ndarray]]:
-    """Pool, store as float16 and checksum one model's representations; returns its manifest entry and the
-    matrices exactly as a reader will get them back (float16 values as float32)."""
-    pooled = pool_representations(model, tok, index["text"].tolist(), sites, max_len=cfg.max_len,
-                                  encoded=encoded, autocast=autocast)
-    half = {s: torch.from_numpy(pooled[s]).to(torch.float16) for s in sites}
+def write_representations(root: Path, fingerprint: str, max_len: int, model, tok, index: pd.DataFrame,
+                          encoded: list[list[int]], sites: list[str], model_name: str, step: int, *, rank: int = 1,
+                          autocast=None) -> tuple[dict, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Pool, store as float16 and checksum one model's representations, and fit and store its post-hoc probes
+    (``analysis.posthoc``) at every site from a sample of token states of the same pass. Returns the manifest
+    entry, the matrices exactly as a reader will get them back (float16 values as float32), and the probes' bases."""
+    pooled = pool_and_sample(model, tok, index["text"].tolist(), sites, max_len=max_len, encoded=encoded,
+                             autocast=autocast, tokens_per_text=TOKENS_PER_TEXT, seed=step)
+    half = {s: torch.from_numpy(pooled.sentences[s]).to(torch.float16) for s in sites}
     path = root / rep_relpath(model_name, step)
-    meta = {"format_version": str(REPRESENT_VERSION), "fingerprint": cfg.fingerprint(), "model": model_name,
+    meta = {"format_version": str(REPRESENT_VERSION), "fingerprint": fingerprint, "model": model_name,
             "step": str(step)}
     save_tensors(path, half, meta)
     sha = {s: tensor_sha256(half[s].numpy()) for s in sites}
     digest = hashlib.sha256("".join(sha[s] for s in sites).encode()).hexdigest()[:16]
     entry = {"model": model_name, "step": step, "file": rep_relpath(model_name, step),
              "bytes": path.stat().st_size, "sha256": sha, "digest": digest}
-    return entry, {s: half[s].float().numpy() for s in sites}
+    varieties = index["variety"].to_numpy()[pooled.token_rows]
+    groups = index["sent_id"].to_numpy()[pooled.token_rows]
+    bases, records = {}, {}
+    for s in sites:
+        probe = posthoc_probe(pooled.tokens[s], varieties, groups, hr=HR, rank=rank, seed=step)
+        bases[s] = probe.basis.astype(np.float32).astype(np.float64)     # exactly what a reader gets back
+        records[s] = probe.to_record()
+    ppath = root / probes_relpath(model_name, step)
+    save_tensors(ppath, {s: torch.from_numpy(b.astype(np.float32)) for s, b in bases.items() if b.shape[1]},
+                 {"digest": digest})
+    entry["probes"] = {"file": probes_relpath(model_name, step), "bytes": ppath.stat().st_size, "sites": records}
+    return entry, {s: half[s].float().numpy() for s in sites}, bases
+
+
+def read_probe_bases(root: Path, entry: dict) -> dict[str, np.ndarray] | None:
+    """site -> (d, k) basis of the entry's post-hoc probes, or None when the file is missing, stale or damaged."""
+    probes = entry.get("probes")
+    if not probes:
+        return None
+    path = root / probes["file"]
+    from safetensors import safe_open
+    try:
+        if path.stat().st_size != probes["bytes"]:
+            return None
+        with safe_open(str(path), framework="np") as f:
+            if (f.metadata() or {}).get("digest") != entry["digest"]:
+                return None
+            return {s: f.get_tensor(s).astype(np.float64) for s in f.keys()}
+    except Exception:  # noqa: BLE001 - any damage means "recompute"
+        return None
 
 
 def write_pca(root: Path, mats: dict[str, np.ndarray], entry: dict, model_name: str, step: int) -> dict:

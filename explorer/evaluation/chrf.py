@@ -142,3 +142,90 @@ def score_hypotheses(records: list[dict]) -> dict[str, dict]:
         h.append(r["hyp"])
         rf.append(r["ref"])
     return {d: {"chrf": round(corpus_chrf(h, rf), 4), "n": len(h)} for d, (h, rf) in sorted(by_dir.items())}
+
+
+# ---------------------------------------------------------------- training noise: seeds
+
+
+@dataclass(frozen=True)
+class SeedDelta:
+    """A system's chrF++ minus the reference system's, averaged over seeds, with an interval that includes training
+    variance (seeds) as well as test-sentence sampling."""
+
+    delta: float                 # mean over seeds s of chrF++(system_s) - chrF++(reference_s), whole test set
+    low: float                   # 2.5th percentile of the two-level bootstrap
+    high: float                  # 97.5th percentile
+    p_value: float               # two-sided: twice the share of bootstrap Δ on the far side of 0 (at least 1/(B+1))
+    n_samples: int
+    per_seed: tuple[float, ...]  # the Δ of each seed
+    interval: str                # "seeds+sentences", or "sentences" when there is one seed (no training variance)
+
+    def to_dict(self) -> dict:
+        return {"delta": self.delta, "low": self.low, "high": self.high, "p_value": self.p_value,
+                "n_samples": self.n_samples, "per_seed": list(self.per_seed), "interval": self.interval}
+
+
+def seed_bootstrap(system: dict[int, np.ndarray], reference: dict[int, np.ndarray], *, n_samples: int = 1000,
+                   seed: int = BOOTSTRAP_SEED) -> SeedDelta:
+    """Two-level (hierarchical) bootstrap of a chrF++ difference over seeds and test sentences.
+
+    ``system`` and ``reference`` map a seed to its per-sentence statistics (``chrf_statistics``, (n, 24)) on the same
+    test sentences, or to a stack of them for several directions scored on the same sentence ids, (D, n, 24): the
+    statistic is then the mean Δ over the directions, each resample drawing the sentence ids once for all of them.
+    Systems are paired by seed (the same seed means the same stage-2 batches). Each replicate
+    draws the seeds with replacement and the test sentences with replacement (one draw shared by every seed and
+    both systems: the test set is one sample), and averages the per-seed Δ over the drawn seeds. This is the
+    hierarchical bootstrap of Saravanan et al. 2020 ("Application of the hierarchical bootstrap to multi-level data
+    in neuroscience"), in the spirit of Bouthillier et al. 2021 ("Accounting for variance in machine learning
+    benchmarks"), who show that seed variance must be sampled alongside data variance. With few seeds (3) the
+    seed level is coarse and the interval tends to be too narrow rather than too wide: read it with the noise
+    floor (``noise_floor``) beside it. A system without seeds (the base) is passed as the same statistics for
+    every seed."""
+    seeds = sorted(set(system) & set(reference))
+    if not seeds:
+        raise ValueError("the two systems share no seed")
+    sys = {s: np.asarray(system[s])[None] if np.ndim(system[s]) == 2 else np.asarray(system[s]) for s in seeds}
+    ref = {s: np.asarray(reference[s])[None] if np.ndim(reference[s]) == 2 else np.asarray(reference[s])
+           for s in seeds}                                                             # (D, n, 24) each
+    n = sys[seeds[0]].shape[1]
+    if any(sys[s].shape != sys[seeds[0]].shape or ref[s].shape != sys[seeds[0]].shape for s in seeds):
+        raise ValueError("every seed of both systems must be scored on the same directions and test sentences")
+    rng = np.random.default_rng(seed)
+    idx = rng.choice(n, size=(n_samples, n), replace=True)
+    per_seed = np.array([float((chrf_from_statistics(sys[s].sum(1)) - chrf_from_statistics(ref[s].sum(1))).mean())
+                         for s in seeds])
+    boot = np.stack([(chrf_from_statistics(sys[s][:, idx].sum(2)) - chrf_from_statistics(ref[s][:, idx].sum(2)))
+                     .mean(0) for s in seeds])                                         # (S, B)
+    if len(seeds) > 1:
+        pick = rng.integers(0, len(seeds), size=(n_samples, len(seeds)))               # seeds drawn per replicate
+        boot = boot[pick, np.arange(n_samples)[:, None]].mean(1)
+    else:
+        boot = boot[0]
+    lo, hi = np.percentile(boot, [2.5, 97.5])
+    p = min(1.0, max(2 * min(np.mean(boot <= 0), np.mean(boot >= 0)), 1 / (n_samples + 1)))
+    return SeedDelta(round(float(per_seed.mean()), 4), round(float(lo), 4), round(float(hi), 4), round(float(p), 4),
+                     n_samples, tuple(round(float(x), 4) for x in per_seed),
+                     "seeds+sentences" if len(seeds) > 1 else "sentences")
+
+
+def noise_floor(scores: dict[int, float]) -> dict | None:
+    """How far two runs that differ only in their seed land apart: chrF++ of one system per seed -> the largest
+    absolute difference between two seeds, the standard deviation across seeds, and every pair. None with fewer
+    than two seeds. A difference between arms smaller than this is not evidence of anything."""
+    if len(scores) < 2:
+        return None
+    seeds = sorted(scores)
+    pairs = [{"seeds": [a, b], "delta": round(scores[b] - scores[a], 4)}
+             for i, a in enumerate(seeds) for b in seeds[i + 1:]]
+    return {"max_abs": round(max(abs(p["delta"]) for p in pairs), 4),
+            "sd": round(float(np.std([scores[s] for s in seeds], ddof=1)), 4), "pairs": pairs}
+
+
+def reading(delta: dict, floor: dict | None) -> str:
+    """One word on a Δ: "better" / "worse" when its interval excludes 0 and it is larger than the noise floor,
+    "within noise" otherwise (with one seed there is no floor: the interval alone decides, and says so)."""
+    excludes = delta["low"] > 0 or delta["high"] < 0
+    beyond = floor is None or abs(delta["delta"]) > floor["max_abs"]
+    if excludes and beyond:
+        return "better" if delta["delta"] > 0 else "worse"
+    return "within noise"

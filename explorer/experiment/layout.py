@@ -10,15 +10,21 @@ Layout of one experiment (``cache/<name>/``)::
     summary.json               the results as one JSON document (``python -m explorer summary --json``)
     tokenizer/  base/model/    stage 1 (save_pretrained folders)
     base/log.jsonl, base/state/                        stage 1's training log and resume state
-    arms/<arm>/checkpoints/step-000100/weights.safetensors   fp16 weights at that step (self-describing)
-    arms/<arm>/state/          resume state of an unfinished arm (fp32 weights, optimiser, step)
-    arms/<arm>/refits/refit-0003.safetensors + arms/<arm>/refits.jsonl   every probe refit
-    arms/<arm>/log.jsonl       training log (step, losses, time)
+    arms/<arm>/seed-<s>/checkpoints/step-000100/weights.safetensors   fp16 weights at that step (self-describing)
+    arms/<arm>/seed-<s>/state/          resume state of an unfinished arm (fp32 weights, optimiser, step)
+    arms/<arm>/seed-<s>/refits/refit-0003.safetensors + refits.jsonl   every probe refit (and the gate's decision)
+    arms/<arm>/seed-<s>/log.jsonl       training log (step, losses, penalty, time)
     eval/<model>/hyps.jsonl    every decoded test sentence; eval/<model>/scores.json
-    eval/copy_source.json, eval/deltas.json
+    eval/copy_source.json, eval/deltas.json, eval/classifiers.json
     represent/                 representation and geometry caches (format owned by ``analysis.repcache``)
-    dialect_id/                the fitted dialect classifier (format owned by ``evaluation.dialect_id``)
+    dialect_id/, msa_id/       the fitted dialect and MSA-vs-dialect classifiers (format owned by
+                               ``evaluation.dialect_id``)
     annotations.json           a linguist's tags and comments (``experiment.annotations``)
+
+A *model* is named by one string everywhere (folders, caches, selectboxes, plot labels): ``"base"`` for the model
+every arm starts from, ``"<arm>.s<seed>"`` for an arm trained with one stage-2 seed (``model_id``), e.g.
+``"decoupled.s1"``. Folders written by format 1 (one seed, before ``--seeds`` existed: ``arms/<arm>/``,
+``eval/<arm>/``) are still read; their arms appear as ``"<arm>.s<seed>"`` with the run's single seed.
 
 Stages never spell a path: they ask this module (``Experiment``) or hand what they produce to a
 ``StageFolder``, which stores it.
@@ -49,10 +55,37 @@ from ..method.decoupler import Refit
 from ..training.resume import ResumeState
 from ..version import REPO_ROOT, code_version
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)          # format 1: one seed per arm (arms/<arm>/, eval/<arm>/)
 CACHE_ROOT = REPO_ROOT / "cache"
 CHECKPOINT_FORMAT = "dde-checkpoint/1"
 WEIGHTS = "weights.safetensors"
+
+
+def model_id(arm: str, seed: int) -> str:
+    """The name of the model an arm trained with stage-2 seed ``seed``: ``model_id("decoupled", 1) == "decoupled.s1"``."""
+    return f"{arm}.s{seed}"
+
+
+def parse_model(name: str) -> tuple[str, int | None]:
+    """``"decoupled.s1"`` -> ("decoupled", 1); ``"base"`` -> ("base", None)."""
+    if name == "base":
+        return "base", None
+    arm, sep, seed = name.rpartition(".s")
+    if not sep or not arm or not seed.isdigit():
+        raise ValueError(f"{name!r} is not a model name: use 'base' or '<arm>.s<seed>', e.g. 'decoupled.s0'")
+    return arm, int(seed)
+
+
+def arm_models(cfg: RunConfig) -> list[str]:
+    """Every (arm, seed) model of a run, arm by arm (in training order within a seed: see ``training_order``)."""
+    return [model_id(a, s) for a in cfg.all_arms for s in cfg.seeds]
+
+
+def training_order(cfg: RunConfig) -> list[str]:
+    """Seed by seed, every arm of the seed: the random control of a seed follows its decoupled arm, whose refit
+    schedule it copies."""
+    return [model_id(a, s) for s in cfg.seeds for a in cfg.all_arms]
 
 
 class Experiment:
@@ -60,6 +93,22 @@ class Experiment:
 
     def __init__(self, root: str | Path):
         self.root = Path(root).expanduser().resolve()
+        self._format: int | None = None
+
+    @property
+    def format(self) -> int:
+        """The folder's format version (``FORMAT_VERSION`` for a folder not yet created)."""
+        if self._format is None:
+            self._format = self.manifest()["format_version"] if self.exists() else FORMAT_VERSION
+        return self._format
+
+    def _legacy_name(self, model: str) -> str:
+        """How a format-1 folder names a model (its arms had no seed in their names)."""
+        return parse_model(model)[0]
+
+    def stage_key(self, kind: str, model: str) -> str:
+        """The manifest key of a stage: ``stage_key("eval", "decoupled.s1") == "eval:decoupled.s1"``."""
+        return f"{kind}:{self._legacy_name(model) if self.format == 1 and model != 'base' else model}"
 
     # ------------------------------------------------------------ whole-run files
     @property
@@ -108,12 +157,19 @@ class Experiment:
         return self.root / "dialect_id"
 
     @property
+    def msa_id_dir(self) -> Path:
+        return self.root / "msa_id"
+
+    @property
     def annotations_path(self) -> Path:
         return self.root / "annotations.json"
 
     # ------------------------------------------------------------ training stages
     def _stage_dir(self, name: str) -> Path:
-        return self.root / "base" if name == "base" else self.root / "arms" / name
+        if name == "base":
+            return self.root / "base"
+        arm, seed = parse_model(name)
+        return self.root / "arms" / arm if self.format == 1 else self.root / "arms" / arm / f"seed-{seed}"
 
     def stage(self, name: str) -> StageFolder:
         """Where stage ``name`` ("base" or an arm) stores its log, checkpoints, refits and resume state."""
@@ -146,11 +202,14 @@ class Experiment:
     def eval_dir(self) -> Path:
         return self.root / "eval"
 
+    def _eval_dir(self, model: str) -> Path:
+        return self.eval_dir / (self._legacy_name(model) if self.format == 1 and model != "base" else model)
+
     def hyps_path(self, model: str) -> Path:
-        return self.eval_dir / model / "hyps.jsonl"
+        return self._eval_dir(model) / "hyps.jsonl"
 
     def scores_path(self, model: str) -> Path:
-        return self.eval_dir / model / "scores.json"
+        return self._eval_dir(model) / "scores.json"
 
     @property
     def copy_source_path(self) -> Path:
@@ -159,6 +218,10 @@ class Experiment:
     @property
     def deltas_path(self) -> Path:
         return self.eval_dir / "deltas.json"
+
+    @property
+    def classifiers_path(self) -> Path:
+        return self.eval_dir / "classifiers.json"
 
     # ------------------------------------------------------------ manifest
     def exists(self) -> bool:
@@ -170,28 +233,45 @@ class Experiment:
                              "Create one with `python -m explorer run --out DIR`.")
         m = read_json(self.manifest_path)
         v = m.get("format_version")
-        if v != FORMAT_VERSION:
-            raise StoreError(f"{self.root} was written by format version {v}; this code reads version "
-                             f"{FORMAT_VERSION}. Rerun the experiment into a new folder (--out NEW).")
+        if v not in READABLE_FORMATS:
+            raise StoreError(f"{self.root} was written by format version {v}; this code reads versions "
+                             f"{', '.join(map(str, READABLE_FORMATS))}. Rerun the experiment into a new folder "
+                             "(--out NEW).")
         return m
+
+    @property
+    def fingerprint(self) -> str:
+        """The folder's identity: the fingerprint of the config that made it (checked against every artefact)."""
+        return self.manifest()["fingerprint"]
 
     def config(self) -> RunConfig:
         return RunConfig.from_dict(self.manifest()["config"])
 
     def init(self, config: RunConfig) -> dict:
-        """Create the manifest, or check that an existing one was made by the same config."""
+        """Create the manifest, or check that an existing one was made by the same config.
+
+        A folder in which no stage has finished yet (a run that failed before its first stage completed) is taken
+        over by the new config: nothing in it is worth keeping, and refusing would block the corrected command."""
         if self.manifest_path.exists():
             m = self.manifest()
-            if m["fingerprint"] != config.fingerprint():
-                old = m["config"]
-                diff = {k: (old.get(k), v) for k, v in config.to_dict().items() if old.get(k) != v}
+            old = RunConfig.from_dict(m["config"]).to_dict()   # fields older code did not write take defaults
+            new = config.to_dict()
+            diff = {k: (old.get(k), v) for k, v in new.items() if old.get(k) != v}
+            done = [k for k, v in m.get("stages", {}).items() if v.get("done")]
+            if diff and done:
                 raise StoreError(
-                    f"{self.root} holds an experiment made with different settings {diff} "
-                    "(old, new). Use --out with a new folder, or delete this one to start over.")
-            return m
+                    f"{self.root} holds an experiment made with different settings {diff} (old, new). Use --out "
+                    "with a new folder, or delete this one to start over.")
+            if m["format_version"] != FORMAT_VERSION and done:
+                raise StoreError(f"{self.root} was written by format version {m['format_version']} (one seed per "
+                                 "arm); it opens in the app and in `summary`, but a run cannot continue it. Use --out "
+                                 "with a new folder.")
+            if not diff and m["format_version"] == FORMAT_VERSION:
+                return m
         m = {"format_version": FORMAT_VERSION, "code_version": code_version(), "fingerprint": config.fingerprint(),
              "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "config": config.to_dict(), "stages": {}}
         write_json(self.manifest_path, m)
+        self._format = FORMAT_VERSION
         return m
 
     def stage_done(self, stage: str) -> bool:
@@ -250,7 +330,7 @@ class StageFolder:
         return self.root / "refits.jsonl"
 
     def _meta(self, **extra) -> dict[str, str]:
-        return {"format": CHECKPOINT_FORMAT, "stage": self.name, "fingerprint": self.exp.manifest()["fingerprint"],
+        return {"format": CHECKPOINT_FORMAT, "stage": self.name, "fingerprint": self.exp.fingerprint,
                 "code_version": code_version(), **{k: str(v) for k, v in extra.items()}}
 
     def begin(self, resume_step: int | None) -> None:
@@ -260,8 +340,9 @@ class StageFolder:
             shutil.rmtree(self.root / "refits", ignore_errors=True)
             shutil.rmtree(self.root / "checkpoints", ignore_errors=True)
             return
-        # resuming: what was recorded from the resume point on will be redone
-        write_jsonl(self._log_path, [r for r in read_jsonl(self._log_path) if r["step"] < resume_step])
+        # resuming from the state saved after step ``resume_step``: its log line was written before that state and
+        # stays; refits at ``resume_step`` or later happen after it and will be redone
+        write_jsonl(self._log_path, [r for r in read_jsonl(self._log_path) if r["step"] <= resume_step])
         write_jsonl(self._refits_path, [r for r in read_jsonl(self._refits_path) if r["step"] < resume_step])
 
     def log(self, record: dict) -> None:

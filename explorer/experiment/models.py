@@ -8,8 +8,11 @@ from pathlib import Path
 import torch
 
 from ..config import RunConfig
+from ..data.varieties import HR
+from ..files import read_json
 from ..model.loading import load_model
-from ..model.weights import load_weights
+from ..model.small import init_variety_tags
+from ..model.weights import load_weights, weight_tensors
 from ..training.distributed import current as current_dist
 from .layout import Experiment
 
@@ -28,20 +31,28 @@ def base_model_path(exp: Experiment, cfg: RunConfig) -> Path:
 
 
 def load_base(exp: Experiment, cfg: RunConfig, device=None):
+    """The model every arm starts from (fp32, for training), and its tokenizer: the stage-1 (or given) model with,
+    under ``tag_init``, each dialect tag started from the MSA tag (``model.small.init_variety_tags``)."""
     model, tok = load_model(base_model_path(exp, cfg))
+    if cfg.tag_init and exp.format >= 2 and exp.data_info_path.exists():
+        init_variety_tags(model, tok, read_json(exp.data_info_path)["dialects"], like=HR)
     return model.to(device or pick_device()), tok
 
 
-def load_arm(exp: Experiment, cfg: RunConfig, arm: str, step: int | None = None, device=None):
-    """The model of an arm at a checkpoint (default: the last one), and its tokenizer."""
-    model, tok = load_base(exp, cfg, device)
-    if arm == "base":
-        return model, tok
-    steps = exp.checkpoints(arm)
+def load_arm(exp: Experiment, cfg: RunConfig, model: str, step: int | None = None, device=None):
+    """The weights of ``model`` ("base" or "<arm>.s<seed>") at a checkpoint (default: its last), and the tokenizer.
+
+    Like with like: arm checkpoints are stored in fp16, so the base is rounded through fp16 too before it is
+    evaluated or analysed; every model is then compared at the same precision."""
+    net, tok = load_base(exp, cfg, device)
+    if model == "base":
+        load_weights(net, weight_tensors(net, torch.float16))
+        return net, tok
+    steps = exp.checkpoints(model)
     if not steps:
-        raise FileNotFoundError(f"arm {arm!r} has no checkpoints in {exp.root}; run the experiment first")
+        raise FileNotFoundError(f"{model} has no checkpoints in {exp.root}; run the experiment first")
     step = steps[-1] if step is None else step
     if step not in steps:
-        raise ValueError(f"arm {arm!r} has no checkpoint at step {step}; it has {steps}")
-    load_weights(model, exp.load_checkpoint(arm, step))
-    return model, tok
+        raise ValueError(f"{model} has no checkpoint at step {step}; it has {steps}")
+    load_weights(net, exp.load_checkpoint(model, step))
+    return net, tok

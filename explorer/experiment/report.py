@@ -1,59 +1,175 @@
-"""What an experiment shows: the summary (CLI table and ``summary --json``) and the app's headline table and map.
+"""What an experiment shows: the summary (``summary --json`` and the CLI table) and the app's headline table and map.
+
+Every number is read against the training noise: chrF++ per arm is the mean ± sd over its seeds, every Δ against
+the baseline carries a seed-aware interval and a one-word reading, and the baseline's noise floor (the largest
+difference between two of its seeds) stands beside it.
 """
 
 from __future__ import annotations
 
+import math
+from collections import defaultdict
+
+import numpy as np
 import pandas as pd
 
-from ..data.varieties import KINDS, VARIETIES, dialect_of, direction_kind, direction_label, variety
+from ..config import arm_kind
+from ..data.varieties import HR, KINDS, VARIETIES, dialect_of, direction_kind, direction_label, variety
 from ..evaluation.chrf import chrf_signature
 from ..files import read_json
-from .layout import Experiment
+from .layout import Experiment, arm_models, parse_model
 
 
-def summary(exp: Experiment) -> dict:
-    """Results as one JSON-ready dict: per model and direction chrF++, Δ vs baseline with CI, refits."""
-    m = exp.manifest()
-    cfg = exp.config()
-    out = {"experiment": str(exp.root), "code_version": m["code_version"], "config": m["config"],
-           "signature": chrf_signature(), "models": {}, "deltas": {}, "refits": {}, "complete": False}
-    for key in ["base", *cfg.arms]:
-        p = exp.scores_path(key)
-        if p.exists():
-            out["models"][key] = read_json(p)["directions"]
-    if exp.deltas_path.exists():
-        out["deltas"] = read_json(exp.deltas_path)["systems"]
-    cp = exp.copy_source_path
-    out["copy_source"] = read_json(cp)["directions"] if cp.exists() else {}
-    for arm in cfg.arms:
-        out["refits"][arm] = len(exp.refits(arm))
-    out["stages"] = {k: v for k, v in m.get("stages", {}).items()}
-    out["complete"] = all(exp.stage_done(f"eval:{k}") for k in ["base", *cfg.arms])
+def _arm_stats(models: dict[str, dict]) -> dict[str, dict[str, dict]]:
+    """arm -> direction -> mean, sd (ddof 1; None with one seed), per_seed chrF++."""
+    per: dict[str, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
+    for model, dirs in models.items():
+        if model == "base":
+            continue
+        arm, seed = parse_model(model)
+        for d, v in dirs.items():
+            per[arm][d][seed] = v["chrf"]
+    out: dict[str, dict[str, dict]] = {}
+    for arm, dirs in per.items():
+        out[arm] = {}
+        for d, by_seed in dirs.items():
+            x = np.array(list(by_seed.values()), dtype=float)
+            out[arm][d] = {"mean": round(float(x.mean()), 4),
+                           "sd": round(float(x.std(ddof=1)), 4) if len(x) > 1 else None,
+                           "per_seed": {str(s): v for s, v in sorted(by_seed.items())}}
     return out
 
 
+def summary(exp: Experiment) -> dict:
+    """Results as one JSON-ready dict: chrF++ per model and direction, per arm (mean ± sd over seeds), Δ vs baseline
+    with seed-aware intervals and the noise floor, what the outputs look like (dialect and MSA classifiers), refits
+    and the gate's decisions."""
+    m = exp.manifest()
+    cfg = exp.config()
+    out = {"experiment": str(exp.root), "code_version": m["code_version"], "config": m["config"],
+           "format_version": m["format_version"], "seeds": list(cfg.seeds), "signature": chrf_signature(),
+           "models": {}, "arms": {}, "deltas": {}, "noise_floor": {}, "interval": None, "looks_like": {},
+           "classifiers": {}, "refits": {}, "complete": False}
+    for model in ["base", *arm_models(cfg)]:
+        p = exp.scores_path(model)
+        if p.exists():
+            doc = read_json(p)
+            out["models"][model] = doc["directions"]
+            if doc.get("looks_like"):
+                out["looks_like"][model] = doc["looks_like"]
+    out["arms"] = _arm_stats(out["models"])
+    if exp.deltas_path.exists():
+        doc = read_json(exp.deltas_path)
+        out["deltas"] = doc["systems"]
+        out["noise_floor"] = doc.get("noise_floor", {})
+        out["interval"] = doc.get("interval", "sentences")
+        out["aggregate"] = doc.get("aggregate", {})            # system -> kind -> mean Δ over the kind's directions
+        out["aggregate_noise_floor"] = {k: v["noise_floor"] for k, v in doc.get("aggregates", {}).items()}
+    cp = exp.copy_source_path
+    out["copy_source"] = read_json(cp)["directions"] if cp.exists() else {}
+    if exp.classifiers_path.exists():
+        out["classifiers"] = read_json(exp.classifiers_path)
+    for model in arm_models(cfg):
+        refits = exp.refits(model)
+        if refits or arm_kind(parse_model(model)[0]) != "baseline":
+            out["refits"][model] = {"total": len(refits), "accepted": sum(1 for r in refits if r.get("accepted", True))}
+    out["stages"] = dict(m.get("stages", {}))
+    out["complete"] = all(exp.stage_done(exp.stage_key("eval", k)) for k in ["base", *arm_models(cfg)])
+    return out
+
+
+def _fmt(x: float | None, spec: str = ".2f") -> str:
+    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
+
+
 def summary_table(s: dict) -> str:
-    """A readable table: one row per direction, one column per model, plus Δ(decoupled) [CI]."""
-    models = list(s["models"])
+    """A readable table: one row per direction, the base and each arm (mean ± sd over seeds), copying the source,
+    Δ decoupled vs baseline [95% interval] with its reading, and the noise floor; then what the outputs look like."""
+    arms = list(s["arms"])
     dirs = sorted({d for m in s["models"].values() for d in m})
     copy = s.get("copy_source", {})
-    head = (f"{'direction':<12}" + "".join(f"{m:>11}" for m in models) + (f"{'copy src':>11}" if copy else "")
-            + "   Δ decoupled [95% CI]")
+    n_seeds = len(s.get("seeds", [])) or 1
+    cell = 16 if n_seeds > 1 else 10
+    head = (f"{'direction':<10}{'base':>8}" + "".join(f"{a:>{cell}}" for a in arms) + f"{'copy src':>10}"
+            + "   Δ decoupled [95% CI] reading" + ("   noise" if n_seeds > 1 else ""))
     lines = [head, "-" * len(head)]
     for d in dirs:
-        row = f"{d:<12}" + "".join(f"{s['models'][m].get(d, {}).get('chrf', float('nan')):>11.2f}" for m in models)
-        if copy:
-            row += f"{copy.get(d, {}).get('chrf', float('nan')):>11.2f}"
+        base = s["models"].get("base", {}).get(d, {}).get("chrf")
+        row = f"{d:<10}{_fmt(base):>8}"
+        for a in arms:
+            st = s["arms"][a].get(d, {})
+            txt = _fmt(st.get("mean")) + (f"±{_fmt(st.get('sd'), '.1f')}" if n_seeds > 1 else "")
+            row += f"{txt:>{cell}}"
+        row += f"{_fmt(copy.get(d, {}).get('chrf')):>10}"
         dd = s.get("deltas", {}).get("decoupled", {}).get(d)
         if dd:
-            row += f"   {dd['delta']:+6.2f} [{dd['low']:+.2f}, {dd['high']:+.2f}]"
+            row += f"   {dd['delta']:+6.2f} [{dd['low']:+.2f}, {dd['high']:+.2f}] {dd.get('reading', '')}"
+            floor = s.get("noise_floor", {}).get(d)
+            if n_seeds > 1:
+                row += f"   {_fmt(floor['max_abs'] if floor else None)}"
         lines.append(row)
     lines.append(f"chrF++ signature: {s['signature']}")
-    lines.append("95% CI: paired bootstrap over test sentences (it does not include training noise)")
-    if copy:
-        lines.append("copy src: the source itself as the output (the bar a model must clear between close varieties)")
-    lines.append("probe refits: " + ", ".join(f"{a}={n}" for a, n in s["refits"].items()))
+    if n_seeds > 1:
+        lines.append(f"{n_seeds} seeds per arm: chrF++ is mean±sd over seeds; noise = largest |Δ| between two "
+                     "baseline seeds; 95% CI: two-level bootstrap over seeds and test sentences")
+    else:
+        lines.append("one seed: 95% CI from resampling test sentences only (it does not include training noise)")
+    lines.append("copy src: the source itself as the output (the bar a model must clear between close varieties)")
+    agg = s.get("aggregate", {})
+    if agg:
+        lines.append("")
+        lines.append("mean Δ over directions (vs baseline)     MSA→dialect                      dialect→MSA")
+        for system, kinds in agg.items():
+            cells = []
+            for kind in ("msa_to_dialect", "dialect_to_msa"):
+                x = kinds.get(kind)
+                cells.append(f"{x['delta']:+6.2f} [{x['low']:+.2f}, {x['high']:+.2f}] {x['reading']:<12}" if x
+                             else f"{'—':<32}")
+            lines.append(f"{system:<40}" + " ".join(cells))
+        floors = s.get("aggregate_noise_floor", {})
+        if any(floors.values()):
+            lines.append(f"{'noise floor (baseline seed vs seed)':<40}"
+                         + " ".join(f"{_fmt(f['max_abs'] if f else None):<32}" for f in
+                                    (floors.get("msa_to_dialect"), floors.get("dialect_to_msa"))))
+    looks = s.get("looks_like", {})
+    if looks:
+        lines.append("")
+        lines.append(f"{'MSA→dialect outputs':<22}{'as requested':>14}{'called MSA':>12}{'identical':>11}")
+        for name, group in _looks_groups(s):
+            req = [v["as_requested"] for m in group for v in looks[m]["directions"].values()]
+            msa = [v["called_msa"] for m in group for v in looks[m]["directions"].values()]
+            ident = [looks[m].get("identical_across_targets") for m in group]
+            ident = [x for x in ident if x is not None]
+            lines.append(f"{name:<22}{_fmt(_mean(req), '.1%'):>14}{_fmt(_mean(msa), '.1%'):>12}"
+                         f"{_fmt(_mean(ident), '.1%'):>11}")
+        ref = s.get("classifiers", {}).get("references")
+        if ref:
+            req = [v["as_requested"] for v in ref["directions"].values()]
+            msa = [v["called_msa"] for v in ref["directions"].values()]
+            lines.append(f"{'references (ceiling)':<22}{_fmt(_mean(req), '.1%'):>14}{_fmt(_mean(msa), '.1%'):>12}")
+        cl = s.get("classifiers", {})
+        if cl:
+            lines.append(f"as requested: dialect classifier ({cl['dialect_id']['accuracy']:.0%} accurate on the test "
+                         f"split); called MSA: MSA-vs-dialect classifier ({cl['msa_vs_dialect']['balanced_accuracy']:.0%}"
+                         " balanced accuracy); identical: sentences whose outputs are the same for every target")
+    refits = s.get("refits", {})
+    if refits:
+        lines.append("probe refits (accepted/total): "
+                     + ", ".join(f"{m}={v['accepted']}/{v['total']}" for m, v in refits.items()))
     return "\n".join(lines)
+
+
+def _looks_groups(s: dict) -> list[tuple[str, list[str]]]:
+    looks = s.get("looks_like", {})
+    groups: dict[str, list[str]] = defaultdict(list)
+    for m in looks:
+        groups["base" if m == "base" else parse_model(m)[0]].append(m)
+    return list(groups.items())
+
+
+def _mean(xs: list[float]) -> float | None:
+    xs = [x for x in xs if x is not None and not (isinstance(x, float) and math.isnan(x))]
+    return float(np.mean(xs)) if xs else None
 
 
 # ---------------------------------------------------------------- the app's headline
@@ -66,38 +182,52 @@ def _order_key(src: str, tgt: str) -> tuple:
     return KINDS.index(direction_kind(src, tgt)), _RANK.get(dialect_of(src, tgt), 999)
 
 
-def headline_table(scores: pd.DataFrame, deltas: pd.DataFrame, models: tuple[str, ...],
+def headline_table(scores: pd.DataFrame, deltas: pd.DataFrame, models: tuple[str, ...] | None = None,
                    copy_source: dict[str, float] | None = None) -> pd.DataFrame:
-    """One row per direction: chrF++ of each model, and each arm's Δ vs baseline with its 95% interval.
+    """One row per direction: chrF++ of the base and of each arm (mean over its seeds, with the sd across seeds
+    when there are several), and each arm's Δ vs baseline with its 95% interval, its reading and the noise floor.
 
-    ``copy_source`` (direction -> chrF++ of the source itself as output) adds a "chrF++ copy src" column."""
+    ``scores`` and ``deltas`` are ``ExperimentView.scores()`` / ``.deltas()``; ``models`` limits the arms shown
+    (model names or arm names; default: every arm in ``scores``); ``copy_source`` (direction -> chrF++ of the source
+    itself as output) adds a "chrF++ copy src" column."""
     if scores.empty:
         return pd.DataFrame()
-    wide = scores.pivot_table(index=["direction", "src", "tgt"], columns="model", values="chrf").reset_index()
-    wide.columns.name = None
+    arms = list(dict.fromkeys(a for a in scores["arm"] if a != "base"))
+    if models is not None:
+        wanted = {parse_model(m)[0] for m in models}
+        arms = [a for a in arms if a in wanted]
+    stats = scores.groupby(["direction", "src", "tgt", "arm"])["chrf"].agg(["mean", "std", "count"]).reset_index()
     rows = []
-    for _, r in wide.iterrows():
-        row = {"direction": direction_label(r["src"], r["tgt"]), "kind": direction_kind(r["src"], r["tgt"]),
-               "code": r["direction"], "variety": dialect_of(r["src"], r["tgt"])}
-        for m in models:
-            row[f"chrF++ {m}"] = r.get(m)
+    for (d, src, tgt), g in stats.groupby(["direction", "src", "tgt"]):
+        by = g.set_index("arm")
+        row = {"direction": direction_label(src, tgt), "kind": direction_kind(src, tgt), "code": d,
+               "variety": dialect_of(src, tgt)}
+        row["chrF++ base"] = by["mean"].get("base")
+        for a in arms:
+            row[f"chrF++ {a}"] = by["mean"].get(a)
+            if by["count"].get(a, 0) > 1:
+                row[f"sd {a}"] = by["std"].get(a)
         if copy_source:
-            row["chrF++ copy src"] = copy_source.get(r["direction"])
-        for system in [m for m in models if m not in ("base", "baseline")]:
-            d = deltas[(deltas["system"] == system) & (deltas["direction"] == r["direction"])] \
-                if not deltas.empty else deltas
-            if len(d):
-                d = d.iloc[0]
-                row[f"Δ {system}"] = d["delta"]
-                row[f"95% CI {system}"] = f"[{d['low']:+.2f}, {d['high']:+.2f}]"
-        row["_key"] = _order_key(r["src"], r["tgt"])
+            row["chrF++ copy src"] = copy_source.get(d)
+        for system in [a for a in arms if a != "baseline"]:
+            x = deltas[(deltas["system"] == system) & (deltas["direction"] == d)] if not deltas.empty else deltas
+            if len(x):
+                x = x.iloc[0]
+                row[f"Δ {system}"] = x["delta"]
+                row[f"95% CI {system}"] = f"[{x['low']:+.2f}, {x['high']:+.2f}]"
+                row[f"reading {system}"] = x["reading"]
+        if not deltas.empty:
+            floor = deltas.loc[deltas["direction"] == d, "noise_floor"]
+            if len(floor) and not pd.isna(floor.iloc[0]):
+                row["noise floor"] = float(floor.iloc[0])
+        row["_key"] = _order_key(src, tgt)
         rows.append(row)
-    out = pd.DataFrame(rows).sort_values("_key", kind="stable").drop(columns="_key").reset_index(drop=True)
-    return out
+    return pd.DataFrame(rows).sort_values("_key", kind="stable").drop(columns="_key").reset_index(drop=True)
 
 
 def map_frame(deltas: pd.DataFrame, system: str = "decoupled", kind: str = KINDS[0]) -> pd.DataFrame:
-    """One row per dialect with a city: where it is and the Δ chrF++ of ``system`` vs baseline in ``kind``."""
+    """One row per dialect with a city: where it is and the Δ chrF++ of ``system`` vs baseline in ``kind``
+    (``significant``: the reading is not "within noise")."""
     cols = ["variety", "name", "city", "country", "region", "lat", "lon", "delta", "low", "high", "significant"]
     if deltas.empty:
         return pd.DataFrame(columns=cols)
@@ -107,9 +237,11 @@ def map_frame(deltas: pd.DataFrame, system: str = "decoupled", kind: str = KINDS
         if direction_kind(r["src"], r["tgt"]) != kind:
             continue
         v = variety(dialect_of(r["src"], r["tgt"]))
-        if v.lat is None:
+        if v.lat is None or v.code == HR:
             continue
+        significant = (r["reading"] in ("better", "worse")) if isinstance(r.get("reading"), str) \
+            else bool(r["low"] > 0 or r["high"] < 0)
         rows.append({"variety": v.code, "name": v.name, "city": v.city, "country": v.country, "region": v.region,
                      "lat": v.lat, "lon": v.lon, "delta": float(r["delta"]), "low": float(r["low"]),
-                     "high": float(r["high"]), "significant": bool(r["low"] > 0 or r["high"] < 0)})
+                     "high": float(r["high"]), "significant": significant})
     return pd.DataFrame(rows, columns=cols)

@@ -1,5 +1,8 @@
-"""The representation stage: pooled representations, PCA and geometry of every model and checkpoint (DESIGN.md
-§2.8), written into the cache that ``analysis.repcache`` owns, inside the current MSA subspace of each checkpoint.
+"""The representation stage (DESIGN.md §2.8): for every model and checkpoint, pooled representations, post-hoc
+probes, PCA and geometry, written into the cache that ``analysis.repcache`` owns.
+
+Each model is read in its *own* MSA subspace (its post-hoc probe at that checkpoint and site), and a decoupled or
+random arm also in the subspace it was trained against (its current U at that step, at the penalised sites).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from ..analysis.repcache import (
     load_matrices,
     new_manifest,
     read_geometry,
+    read_probe_bases,
     read_represent_manifest,
     write_geometry,
     write_index,
@@ -32,22 +36,22 @@ from ..analysis.repcache import (
     write_pca,
     write_representations,
 )
-from ..config import RunConfig
+from ..config import RunConfig, arm_kind
 from ..data.varieties import HR
 from ..files import StoreError, load_tensors
 from ..method.subspace import Subspace
 from ..model.sites import all_sites, hidden_size
 from ..model.weights import load_weights
 from ..training.loop import autocast_for
-from .layout import Experiment, RunLock
+from .layout import Experiment, RunLock, arm_models, parse_model
 from .models import base_model_path, load_arm
 
 
 def plan(exp: Experiment, cfg: RunConfig) -> list[tuple[str, int]]:
-    """Every (model, step) with representations: the base at step 0, then each checkpoint of each arm."""
+    """Every (model, step) with representations: the base at step 0, then each checkpoint of each arm and seed."""
     out = [("base", 0)]
-    for arm in cfg.arms:
-        out += [(arm, s) for s in exp.checkpoints(arm)]
+    for model in arm_models(cfg):
+        out += [(model, s) for s in exp.checkpoints(model)]
     return out
 
 
@@ -69,37 +73,36 @@ def source_stamp(exp: Experiment, cfg: RunConfig, model: str, step: int) -> list
     return out
 
 
-def subspace_at(exp: Experiment, step: int, site: str, arm: str = "decoupled",
+def subspace_at(exp: Experiment, step: int, site: str, model: str,
                 refits: list[dict] | None = None) -> tuple[Subspace, int] | None:
-    """The arm's subspace at ``site`` current at ``step`` (latest refit at or before it; the first refit for steps
-    before any), with its refit index; None when the arm never fitted that site."""
-    records = [r for r in (exp.refits(arm) if refits is None else refits) if site in r.get("sites", {})]
+    """The subspace ``model`` (a decoupled or random arm) was penalising at ``site`` at ``step``: its latest refit at
+    or before ``step`` that the gate accepted, with its refit index; None when it had none yet (no penalty then)."""
+    records = [r for r in (exp.refits(model) if refits is None else refits)
+               if site in r.get("sites", {}) and r["sites"][site].get("gate", {"accepted": True})["accepted"]
+               and r["step"] <= step]
     if not records:
         return None
-    records.sort(key=lambda r: (r["step"], r["index"]))
-    chosen = records[0]
-    for r in records:
-        if r["step"] <= step:
-            chosen = r
-    path = exp.refit_file(arm, chosen["index"])
+    chosen = max(records, key=lambda r: (r["step"], r["index"]))
+    path = exp.refit_file(model, chosen["index"])
     tensors = load_tensors(path)
     key = f"{site}.basis"
     if key not in tensors:
         raise StoreError(f"{path} has no {key!r} tensor; the refit record and its file disagree. "
                          "Rerun the arm into a new folder.")
-    kind = chosen.get("kind") or ("random" if arm == "random" else "probe")   # records before 'kind' was stored
+    kind = chosen.get("kind") or ("random" if parse_model(model)[0] == "random" else "probe")  # format-1 records
     return Subspace(tensors[key].float(), site=site, step=int(chosen["step"]), kind=kind), int(chosen["index"])
 
 
 def penalised_sites(exp: Experiment, cfg: RunConfig) -> tuple[str, ...]:
     """The sites the decoupling acted on: recorded by the arm stages, else in the refits, else the config."""
     stages = exp.manifest().get("stages", {}) if exp.exists() else {}
-    for arm in ("decoupled", "random"):
-        sites = stages.get(f"arm:{arm}", {}).get("sites")
+    models = [m for m in arm_models(cfg) if arm_kind(parse_model(m)[0]) != "baseline"]
+    for model in models:
+        sites = stages.get(exp.stage_key("arm", model), {}).get("sites")
         if sites:
             return tuple(sites)
-    for arm in ("decoupled", "random"):
-        for r in exp.refits(arm):
+    for model in models:
+        for r in exp.refits(model):
             if r.get("sites"):
                 return tuple(r["sites"])
     return tuple(cfg.sites)
@@ -127,31 +130,32 @@ def _blas_single_thread():
     return threadpool_limits(limits=1, user_api="blas")
 
 
-def _fast_check(exp: Experiment, cfg: RunConfig, todo: list[tuple[str, int]]) -> bool:
+def _fast_check(exp: Experiment, todo: list[tuple[str, int]]) -> bool:
     """Cheap test that a finished stage is still whole: compatible manifest, every file present with its size."""
     root = exp.represent_dir
     try:
         man = read_represent_manifest(root)
     except StoreError:
         return False
-    if man is None or incompatibility(man, cfg) or not has_tables(root):
+    if man is None or incompatibility(man, exp.fingerprint) or not has_tables(root):
         return False
+    cfg = exp.config()
     for model, step in todo:
         entry = man["entries"].get(entry_key(model, step))
         if check_rep_file(root, man, entry, deep=False, source=source_stamp(exp, cfg, model, step)) \
-                or check_pca_file(root, man, entry, deep=False):
+                or check_pca_file(root, man, entry, deep=False) or not entry.get("probes"):
             return False
     return True
 
 
 def stage_represent(exp: Experiment, cfg: RunConfig, data, progress, force_check: bool = False) -> None:
-    """Write (or repair) the representation, PCA and geometry caches of every model and checkpoint.
+    """Write (or repair) the representation, probe, PCA and geometry caches of every model and checkpoint.
 
     Without ``force_check`` a finished stage is only checked cheaply (file sizes); with it every file's header,
     shapes and checksums are verified. Whatever fails is rebuilt; an incompatible manifest rebuilds everything."""
     t0 = time.perf_counter()
     todo = plan(exp, cfg)
-    if exp.stage_done("represent") and not force_check and _fast_check(exp, cfg, todo):
+    if exp.stage_done("represent") and not force_check and _fast_check(exp, todo):
         return
     with _lock_if_free(exp) as whole_job:
         try:
@@ -176,6 +180,7 @@ def _build(exp: Experiment, cfg: RunConfig, data, progress,
            todo: list[tuple[str, int]]) -> tuple[int, str | None]:
     """The body of the stage; returns how many files it (re)wrote, and why it rebuilt everything (or None)."""
     root = exp.represent_dir
+    fingerprint = exp.fingerprint
     index = analysis_index(cfg, data)
     varieties = [HR, *data.dialects]
     n = len(index) // len(varieties)
@@ -185,7 +190,7 @@ def _build(exp: Experiment, cfg: RunConfig, data, progress,
     except StoreError as e:
         man, why = None, f"its manifest is damaged ({e})"
     else:
-        why = None if man is None else incompatibility(man, cfg)
+        why = None if man is None else incompatibility(man, fingerprint)
         if why is None and man is not None and man.get("index", {}).get("sha256") != digest:
             why = "the analysis set changed"
     message = None
@@ -206,9 +211,8 @@ def _build(exp: Experiment, cfg: RunConfig, data, progress,
     for r in geo:
         geo_by.setdefault((r["model"], r["step"]), []).append(r)
 
-    refits = exp.refits("decoupled") if "decoupled" in cfg.arms else []
     pen = penalised_sites(exp, cfg)
-    sub_cache: dict[tuple[int, str], tuple[Subspace, int] | None] = {}
+    refits = {m: exp.refits(m) for m in {m for m, _ in todo} if m != "base"}
     loaded: dict = {}
     built = 0
 
@@ -217,33 +221,34 @@ def _build(exp: Experiment, cfg: RunConfig, data, progress,
         entry = None if man is None else man["entries"].get(key)
         source = source_stamp(exp, cfg, model_name, step)
         problem = "not written yet" if man is None else check_rep_file(root, man, entry, deep=True, source=source)
+        own = None if problem else read_probe_bases(root, entry)
+        if not problem and own is None:
+            problem = "its post-hoc probes are missing or damaged"
         mats = None
         if problem:
             if entry is not None:
                 print(f"represent: rebuilding {key}: {problem}", file=sys.stderr)
             model, tok = _set_weights(exp, cfg, loaded, model_name, step)
             if man is None:
-                man = new_manifest(cfg, index, hidden_size(model), list(all_sites(model)), varieties)
+                man = new_manifest(fingerprint, index, hidden_size(model), list(all_sites(model)), varieties)
             if "encoded" not in loaded:  # one tokenizer for every model of the experiment
                 loaded["encoded"] = encode_texts(tok, index["text"].tolist(), cfg.max_len)
-            entry, mats = write_representations(root, cfg, model, tok, index, loaded["encoded"], man["sites"],
-                                                model_name, step, autocast_for(model, cfg.bf16 and model.device.type == "cuda"))
+            entry, mats, own = write_representations(
+                root, fingerprint, cfg.max_len, model, tok, index, loaded["encoded"], man["sites"], model_name, step,
+                rank=cfg.rank, autocast=autocast_for(model, cfg.bf16 and model.device.type == "cuda"))
             entry["source"] = source
             built += 1
-        # geometry inside the current MSA subspace (the decoupled arm's) at every penalised site
-        subs = {}
-        for site in man["sites"]:
-            if site in pen and (step, site) not in sub_cache:
-                sub_cache[(step, site)] = subspace_at(exp, step, site, "decoupled", refits) if refits else None
-            subs[site] = sub_cache[(step, site)] if site in pen else None
-        gkey = geometry_key(entry["digest"], subs)
+        # the subspace this model was trained against, at each penalised site (decoupled and random arms only)
+        train = {site: (subspace_at(exp, step, site, model_name, refits[model_name])
+                        if model_name != "base" and site in pen else None) for site in man["sites"]}
+        gkey = geometry_key(entry["digest"], train)
         rows = geo_by.get((model_name, step), [])
         with _blas_single_thread():
             geo_stale = not rows or any(r.get("key") != gkey for r in rows) \
                 or {r["site"] for r in rows} != set(man["sites"])
             if geo_stale:
                 mats = mats if mats is not None else load_matrices(root, man, entry)
-                geo_by[(model_name, step)] = geometry_rows(mats, n, varieties, model_name, step, subs, gkey)
+                geo_by[(model_name, step)] = geometry_rows(mats, n, varieties, model_name, step, own, train, gkey)
             if check_pca_file(root, man, entry, deep=True):
                 mats = mats if mats is not None else load_matrices(root, man, entry)
                 entry["pca"] = write_pca(root, mats, entry, model_name, step)
@@ -269,10 +274,11 @@ def _build(exp: Experiment, cfg: RunConfig, data, progress,
 def _set_weights(exp: Experiment, cfg: RunConfig, loaded: dict, model_name: str, step: int):
     """The model with the weights of (model_name, step): the base is loaded once with ``models.load_arm`` and each
     checkpoint is laid over it (checkpoints hold every weight), instead of reading the base again for each one."""
-    if loaded.get("model") is None or (model_name == "base" and loaded.get("at") != ("base", 0)):
+    if loaded.get("model") is None:
         loaded["model"], loaded["tok"] = load_arm(exp, cfg, "base")
-        loaded["at"] = ("base", 0)
-    if model_name != "base":
+        loaded["base"] = {k: v.detach().clone() for k, v in loaded["model"].state_dict().items()}
+    if model_name == "base":
+        load_weights(loaded["model"], loaded["base"])
+    else:
         load_weights(loaded["model"], exp.load_checkpoint(model_name, step))
-        loaded["at"] = (model_name, step)
     return loaded["model"], loaded["tok"]

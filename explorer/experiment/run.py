@@ -12,7 +12,7 @@ from ..files import write_json
 from ..training.distributed import current as current_dist
 from ..training.distributed import setup as setup_dist
 from .evaluate import stage_eval
-from .layout import Experiment, RunLock
+from .layout import Experiment, RunLock, parse_model, training_order
 from .progress import NullProgress, Progress
 from .report import summary
 from .represent import stage_represent
@@ -21,7 +21,8 @@ from .stages import stage_arm, stage_base, stage_prepare
 
 def run_experiment(cfg: RunConfig, out: str | Path, *, bar: bool = True, stop_after: dict | None = None,
                    represent: bool = True) -> Experiment:
-    """Run (or resume) every stage. ``stop_after={"decoupled": 5}`` interrupts an arm after 5 steps (tests)."""
+    """Run (or resume) every stage. ``stop_after={"decoupled.s0": 5}`` interrupts that arm after 5 steps (tests;
+    an arm name without a seed stops that arm of every seed)."""
     cfg.validate()
     exp = Experiment(out)
     torch.manual_seed(cfg.seed)
@@ -42,8 +43,8 @@ def run_experiment(cfg: RunConfig, out: str | Path, *, bar: bool = True, stop_af
             dist.barrier()
             stop_after = stop_after or {}
             stage_base(exp, cfg, data, progress, stop_after=stop_after.get("base"))
-            for arm in cfg.arms:
-                stage_arm(exp, cfg, data, arm, progress, stop_after=stop_after.get(arm))
+            for model in training_order(cfg):
+                stage_arm(exp, cfg, data, model, progress, stop_after=_stop(stop_after, model))
             stage_eval(exp, cfg, data, progress)
             if represent:
                 stage_represent(exp, cfg, data, progress)
@@ -65,5 +66,10 @@ def _run_training_rank(exp: Experiment, cfg: RunConfig, stop_after: dict) -> Non
     dist.barrier()                 # rank 0 has prepared (tokenizer)
     progress = NullProgress()
     stage_base(exp, cfg, data, progress, stop_after=stop_after.get("base"))
-    for arm in cfg.arms:
-        stage_arm(exp, cfg, data, arm, progress, stop_after=stop_after.get(arm))
+    for model in training_order(cfg):
+        stage_arm(exp, cfg, data, model, progress, stop_after=_stop(stop_after, model))
+
+
+def _stop(stop_after: dict, model: str) -> int | None:
+    """The test hook's step count for ``model`` (keys may name a model, "decoupled.s1", or an arm, "decoupled")."""
+    return stop_after.get(model, stop_after.get(parse_model(model)[0]))

@@ -11,8 +11,9 @@ from __future__ import annotations
 import shutil
 
 import numpy as np
+import torch
 
-from ..config import RunConfig, derive
+from ..config import RunConfig, arm_kind, derive
 from ..data.examples import Encoder, Example, collate
 from ..data.rundata import RunData
 from ..files import write_json
@@ -23,7 +24,7 @@ from ..model.small import build_small_model, encoder_for
 from ..model.tokenizer import prepare_tokenizer, train_tokenizer
 from ..training.distributed import current as current_dist
 from ..training.loop import LoopSpec, train_loop
-from .layout import Experiment
+from .layout import Experiment, model_id, parse_model
 from .models import load_base, pick_device
 from .progress import Progress
 
@@ -86,39 +87,75 @@ def resolve_sites(cfg: RunConfig, model) -> list[str]:
     return sites
 
 
-def probe_batches_fn(cfg: RunConfig, enc: Encoder, pool: list[Example], pad_id: int):
-    """step -> the batches of a fresh probe buffer (seeded by the step, independent of training batches)."""
+def probe_batches_fn(cfg: RunConfig, enc: Encoder, pool: list[Example], pad_id: int, seed: int):
+    """step -> the batches of a fresh probe buffer (seeded by the run seed and the step, independent of the
+    training batches). Sentences are drawn uniformly until the buffer holds about 1.3x ``probe_tokens`` tokens;
+    each batch carries ``group``, the id of each row's sentence (``sent_id``), so the probe holds out whole
+    sentences."""
     encoded = enc.encode_all(pool)
+    sent_ids = sorted({e.sent_id for e in pool})
+    group_of = {sid: i for i, sid in enumerate(sent_ids)}
+    groups = np.array([group_of[e.sent_id] for e in pool])
     avg = max(1.0, float(np.mean([len(e[0]) for e in encoded])))
     n = min(len(encoded), int(cfg.probe_tokens / avg * 1.3) + 1)
 
     def fn(step: int) -> list[dict]:
-        idx = np.random.default_rng([cfg.seed, 991, step]).choice(len(encoded), size=n, replace=False)
-        idx = sorted(idx, key=lambda i: len(encoded[i][0]))
+        idx = np.random.default_rng([seed, 991, step]).choice(len(encoded), size=n, replace=False)
+        idx = sorted(idx, key=lambda i: len(encoded[i][0]))      # less padding; every batch is read
         bs = max(cfg.batch_size, 16)
-        return [collate([encoded[i] for i in idx[b:b + bs]], pad_id) for b in range(0, len(idx), bs)]
+        out = []
+        for b in range(0, len(idx), bs):
+            rows = idx[b:b + bs]
+            batch = collate([encoded[i] for i in rows], pad_id)
+            batch["group"] = torch.as_tensor(groups[rows], dtype=torch.long)
+            out.append(batch)
+        return out
     return fn
 
 
-def stage_arm(exp: Experiment, cfg: RunConfig, data: RunData, arm: str, progress: Progress, stop_after=None) -> None:
-    key = f"arm:{arm}"
+def matched_redraws(exp: Experiment, cfg: RunConfig, seed: int) -> dict[int, dict[str, int]] | None:
+    """The random control's schedule: step -> site -> rank of every U the ``decoupled`` arm of the same seed
+    accepted (None when the run has no decoupled arm to follow: then it redraws every ``probe_every`` steps)."""
+    if "decoupled" not in cfg.arms:
+        return None
+    model = model_id("decoupled", seed)
+    if not exp.stage_done(exp.stage_key("arm", model)):
+        raise RuntimeError(f"the random control of seed {seed} follows {model}'s refits, which is not trained yet")
+    out: dict[int, dict[str, int]] = {}
+    for r in exp.refits(model):
+        ranks = {site: v["rank"] for site, v in r["sites"].items() if v.get("gate", {"accepted": True})["accepted"]}
+        if ranks:
+            out[int(r["step"])] = ranks
+    return out
+
+
+def stage_arm(exp: Experiment, cfg: RunConfig, data: RunData, model: str, progress: Progress,
+              stop_after=None) -> None:
+    """Train one arm with one stage-2 seed (``model`` is ``"<arm>.s<seed>"``): the seed sets its batch order and its
+    probe buffers and random draws; everything else is shared by every arm of that seed."""
+    key = exp.stage_key("arm", model)
     if exp.stage_done(key):
         return
-    model, tok = load_base(exp, cfg)
-    enc = encoder_for(model, tok, data.codes, cfg.max_len)
-    sites = resolve_sites(cfg, model)
+    arm, seed = parse_model(model)
+    base, tok = load_base(exp, cfg)
+    enc = encoder_for(base, tok, data.codes, cfg.max_len)
+    sites = resolve_sites(cfg, base)
     decoupler = None
-    if arm != "baseline":
-        s = derive(DecoupleSettings, cfg, arm=arm, kind="random" if arm == "random" else "probe", sites=tuple(sites))
-        decoupler = Decoupler(s, hidden_size(model), data.codes,
-                              probe_batches_fn(cfg, enc, data.probe_pool, tok.pad_token_id), dist=current_dist())
-    spec = derive(LoopSpec, cfg, name=arm, save_checkpoints=True)
-    folder = exp.stage(arm)
-    progress.stage(arm, total=cfg.steps, arm=arm)
-    info = train_loop(model, tok, enc, data.stage2_train, spec, folder, decoupler=decoupler, progress=progress,
+    if arm_kind(arm) != "baseline":
+        kind = "random" if arm_kind(arm) == "random" else "probe"
+        s = derive(DecoupleSettings, cfg, arm=arm, kind=kind, sites=tuple(sites), seed=seed, lam=cfg.arm_lam(arm),
+                   redraws=matched_redraws(exp, cfg, seed) if kind == "random" else None)
+        decoupler = Decoupler(s, hidden_size(base), data.codes,
+                              probe_batches_fn(cfg, enc, data.probe_pool, tok.pad_token_id, seed), dist=current_dist())
+    spec = derive(LoopSpec, cfg, name=model, seed=seed, save_checkpoints=True)
+    folder = exp.stage(model)
+    progress.stage(model, total=cfg.steps, arm=model)
+    info = train_loop(base, tok, enc, data.stage2_train, spec, folder, decoupler=decoupler, progress=progress,
                       stop_after=stop_after)
     if current_dist().is_main:
-        exp.mark_stage(key, sites=sites, refits=len(exp.refits(arm)), **info)
+        refits = exp.refits(model)
+        exp.mark_stage(key, sites=sites, refits=len(refits),
+                       refits_accepted=sum(1 for r in refits if r.get("accepted", True)), **info)
         folder.finish()
     current_dist().barrier()
-    progress.finish_stage(arm)
+    progress.finish_stage(model)

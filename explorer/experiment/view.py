@@ -20,29 +20,35 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from ..analysis import repcache
 from ..analysis.geometry import UmapParams, pca_2d, umap_2d
-from ..config import RunConfig
+from ..config import RunConfig, arm_kind
 from ..data.varieties import HR
 from ..evaluation import dialect_id
 from ..files import StoreError, read_json, read_jsonl, save_npy, write_json
 from ..method.hooks import Projection
-from ..method.subspace import Subspace
+from ..method.subspace import Subspace, qr_basis
 from ..model.sites import site_name
-from .layout import CACHE_ROOT, Experiment, list_experiments
+from .classify import dialect_classifier, msa_classifier
+from .layout import CACHE_ROOT, Experiment, arm_models, list_experiments, parse_model
 from .models import base_model_path, load_arm
 from .represent import penalised_sites, subspace_at
 
 __all__ = ["ExperimentView", "list_experiment_dirs", "load_experiment"]
 
 REFIT_COLUMNS = ["index", "step", "site", "rank", "angle_prev_deg", "angle_first_deg", "accuracy",
-                 "code_length_bits", "compression", "mi_lower_bound_bits", "seconds"]
+                 "code_length_bits", "compression", "mi_lower_bound_bits", "seconds", "chance", "gate_threshold",
+                 "accepted", "gate_reason"]
+PROBE_COLUMNS = ["model", "arm", "seed", "step", "site", "accuracy", "chance", "n_train", "n_heldout", "rank"]
 REFIT_VARIETY_COLUMNS = ["index", "step", "site", "variety", "n", "accuracy", "code_length_bits", "compression"]
 GEOMETRY_COLUMNS = ["model", "step", "site", "variety", *repcache.GEOMETRY_METRICS, "subspace_step",
                     "subspace_refit"]
-SCORE_COLUMNS = ["model", "direction", "src", "tgt", "chrf", "n"]
-DELTA_COLUMNS = ["system", "direction", "src", "tgt", "delta", "low", "high", "p_value"]
+SCORE_COLUMNS = ["model", "arm", "seed", "direction", "src", "tgt", "chrf", "n"]
+DELTA_COLUMNS = ["system", "direction", "src", "tgt", "delta", "low", "high", "p_value", "interval", "per_seed",
+                 "reading", "noise_floor"]
+LOOKS_COLUMNS = ["model", "arm", "seed", "direction", "n", "as_requested", "called_msa", "identical_across_targets"]
 DEFAULT_UMAP = UmapParams()
 
 
@@ -84,10 +90,12 @@ class ExperimentView:
             self._data_info: dict = read_json(exp.data_info_path)
         except FileNotFoundError:
             self._data_info = {}
-        self._checkpoints: dict[str, tuple[int, ...]] = {a: tuple(exp.checkpoints(a)) for a in self.config.arms}
+        self._checkpoints: dict[str, tuple[int, ...]] = {m: tuple(exp.checkpoints(m)) for m in arm_models(self.config)}
         self._rep_manifest, self._rep_problem = self._read_rep_manifest()
-        self.arms: tuple[str, ...] = tuple(a for a in self.config.arms if self._checkpoints[a])
+        # the arm models ("<arm>.s<seed>") that have at least one checkpoint, arm by arm
+        self.arms: tuple[str, ...] = tuple(m for m in arm_models(self.config) if self._checkpoints[m])
         self.models: tuple[str, ...] = ("base", *self.arms)
+        self.seeds: tuple[int, ...] = tuple(self.config.seeds)
         self.dialects: tuple[str, ...] = self._find_dialects()
         self.varieties: tuple[str, ...] = (HR, *self.dialects)
         self.sites: tuple[str, ...] = (tuple(self._rep_manifest["sites"]) if self._rep_manifest
@@ -104,7 +112,7 @@ class ExperimentView:
             return None, f"the representation cache in {self.root} cannot be used: {e}. Rebuild it with {hint}."
         if man is None:
             return None, f"{self.root} has no representation cache yet. Build it with {hint}."
-        why = repcache.incompatibility(man, self.config)
+        why = repcache.incompatibility(man, self.manifest["fingerprint"])
         if why:
             return None, f"the representation cache in {self.root} cannot be used: {why}. Rebuild it with {hint}."
         return man, ""
@@ -129,9 +137,10 @@ class ExperimentView:
     @property
     def complete(self) -> bool:
         stages = self.manifest.get("stages", {})
+        models = arm_models(self.config)
         need = ["prepare", *([] if self.config.base_steps == 0 else ["base"]),
-                *[f"arm:{a}" for a in self.config.arms], "eval:base", *[f"eval:{a}" for a in self.config.arms],
-                "represent"]
+                *[self.exp.stage_key("arm", m) for m in models], "eval:base",
+                *[self.exp.stage_key("eval", m) for m in models], "represent"]
         return all(stages.get(s, {}).get("done", False) for s in need)
 
     def has_stage(self, stage: str) -> bool:
@@ -141,9 +150,13 @@ class ExperimentView:
         """Steps with weights (and representations, once built): ``"base"`` -> [0]."""
         if model == "base":
             return [0]
-        if model not in self.config.arms:
+        if model not in self._checkpoints:
             raise ValueError(f"unknown model {model!r}; this experiment has {list(self.models)}")
         return list(self._checkpoints[model])
+
+    def arm_of(self, model: str) -> str:
+        """``"decoupled.s1"`` -> ``"decoupled"`` (``"base"`` -> ``"base"``)."""
+        return parse_model(model)[0]
 
     def progress(self) -> dict | None:
         return self.exp.progress()
@@ -242,26 +255,30 @@ class ExperimentView:
 
     # ------------------------------------------------------------ subspaces and probes
 
-    def refits(self, arm: str = "decoupled") -> pd.DataFrame:
-        """One row per (refit, site): index, step, site, rank, the largest principal angle (degrees) to the previous
-        and to the first refit, and the probe's accuracy, code length, compression, MI bound (NaN for the random
-        control, which has no probe), and the refit's seconds."""
+    def refits(self, model: str = "decoupled.s0") -> pd.DataFrame:
+        """One row per (refit, site) of a decoupled or random arm: index, step, site, rank, the largest principal angle
+        (degrees) to the previous accepted and to the first accepted subspace, the probe's accuracy, code length,
+        compression, MI bound (NaN for the random control, which has no probe), the refit's seconds, and the gate:
+        whether it was accepted, the accuracy it had to beat and why."""
         rows = []
-        for r in self.exp.refits(arm):
+        for r in self.exp.refits(model):
             for site, s in r.get("sites", {}).items():
                 probe = s.get("probe") or {}
+                gate = s.get("gate") or {"accepted": True, "reason": "no gate (format 1)"}
                 rows.append({"index": r["index"], "step": r["step"], "site": site, "rank": s.get("rank"),
                              "angle_prev_deg": s.get("angle_prev_deg"), "angle_first_deg": s.get("angle_first_deg"),
                              "accuracy": probe.get("accuracy"), "code_length_bits": probe.get("code_length_bits"),
                              "compression": probe.get("compression"),
-                             "mi_lower_bound_bits": probe.get("mi_lower_bound_bits"), "seconds": r.get("seconds")})
+                             "mi_lower_bound_bits": probe.get("mi_lower_bound_bits"), "seconds": r.get("seconds"),
+                             "chance": probe.get("chance_rate"), "gate_threshold": gate.get("threshold"),
+                             "accepted": bool(gate["accepted"]), "gate_reason": gate.get("reason", "")})
         frame = pd.DataFrame(rows, columns=REFIT_COLUMNS)
-        return frame.astype({c: float for c in REFIT_COLUMNS[4:]})
+        return frame.astype({c: float for c in REFIT_COLUMNS[4:13]})
 
-    def refit_varieties(self, arm: str = "decoupled") -> pd.DataFrame:
+    def refit_varieties(self, model: str = "decoupled.s0") -> pd.DataFrame:
         """One row per (refit, site, variety): the probe's per-variety n, accuracy, code length and compression."""
         rows = []
-        for r in self.exp.refits(arm):
+        for r in self.exp.refits(model):
             for site, s in r.get("sites", {}).items():
                 for v, m in ((s.get("probe") or {}).get("per_variety") or {}).items():
                     rows.append({"index": r["index"], "step": r["step"], "site": site, "variety": v,
@@ -269,34 +286,78 @@ class ExperimentView:
         frame = pd.DataFrame(rows, columns=REFIT_VARIETY_COLUMNS)
         return frame.astype({c: float for c in REFIT_VARIETY_COLUMNS[4:]})
 
-    def subspace(self, step: int, site: str, arm: str = "decoupled") -> Subspace | None:
-        """The arm's subspace at ``site`` current at ``step`` (latest refit at or before it), or None."""
-        found = subspace_at(self.exp, step, site, arm)
-        return None if found is None else found[0]
+    def subspace(self, model: str, step: int, site: str) -> Subspace | None:
+        """The MSA subspace of ``model`` at ``step`` and ``site``: for a decoupled arm, the U it was trained against
+        at that step (latest accepted refit); for every other model (and where an arm has none), its post-hoc probe
+        at that checkpoint (``posthoc``). None when neither exists."""
+        if arm_kind(self.arm_of(model)) == "decoupled":
+            found = subspace_at(self.exp, step, site, model)
+            if found is not None:
+                return found[0]
+        man = self._rep_manifest
+        entry = man["entries"].get(repcache.entry_key(model, step)) if man else None
+        bases = repcache.read_probe_bases(self.exp.represent_dir, entry) if entry else None
+        if not bases or site not in bases:
+            return None
+        basis = torch.as_tensor(bases[site], dtype=torch.float32)
+        return Subspace(qr_basis(basis).to(torch.float32), site=site, step=step, kind="posthoc")
 
-    def projection(self, step: int, alpha: float, arm: str = "decoupled") -> Projection:
-        """The decoupling switch at strength ``alpha`` with the subspaces ``arm`` had estimated by ``step`` at the
-        penalised sites (off, with no subspace, when it has none)."""
+    def projection(self, model: str, step: int, alpha: float) -> Projection:
+        """The decoupling switch for ``model`` at ``step``, strength ``alpha``: its own MSA subspace (``subspace``) at
+        each penalised site. Off, with no subspace, when the model has none (representations not built yet)."""
         subs = {}
         for site in self.penalised_sites:
-            sub = self.subspace(step, site, arm=arm)
+            sub = self.subspace(model, step, site)
             if sub is not None:
                 subs[site] = sub
         return Projection(subs, alpha)
 
+    def posthoc(self) -> pd.DataFrame:
+        """One row per (model, checkpoint, site): the post-hoc probe's held-out accuracy (MSA vs dialect tokens,
+        classes balanced, held out by sentence; chance 0.5), how much MSA information is still linearly there."""
+        man = self._rep()
+        rows = []
+        for entry in man["entries"].values():
+            for site, rec in (entry.get("probes") or {}).get("sites", {}).items():
+                arm, seed = parse_model(entry["model"])
+                rows.append({"model": entry["model"], "arm": arm, "seed": seed, "step": entry["step"], "site": site,
+                             **{k: rec.get(k) for k in PROBE_COLUMNS[5:]}})
+        return pd.DataFrame(rows, columns=PROBE_COLUMNS).sort_values(["model", "step", "site"]).reset_index(drop=True)
+
     # ------------------------------------------------------------ evaluation and logs
 
     def scores(self) -> pd.DataFrame:
-        """chrF++ per model and direction (eval/<model>/scores.json)."""
+        """chrF++ per model and direction (eval/<model>/scores.json), with the model's arm and seed."""
         rows = []
-        for model in ("base", *self.config.arms):
+        for model in ("base", *arm_models(self.config)):
             path = self.exp.scores_path(model)
             if not path.exists():
                 continue
             for d, s in read_json(path)["directions"].items():
                 src, tgt = d.split("-", 1)
-                rows.append({"model": model, "direction": d, "src": src, "tgt": tgt, "chrf": s["chrf"], "n": s["n"]})
+                arm, seed = parse_model(model)
+                rows.append({"model": model, "arm": arm, "seed": seed, "direction": d, "src": src, "tgt": tgt,
+                             "chrf": s["chrf"], "n": s["n"]})
         return pd.DataFrame(rows, columns=SCORE_COLUMNS)
+
+    def looks_like(self) -> pd.DataFrame:
+        """Per model and MSA→dialect direction: the share of outputs assigned to the requested dialect
+        (``as_requested``) and the share called MSA (``called_msa``, MSA leakage), plus each model's share of test
+        sentences whose outputs are identical for every target dialect. The references' shares come as model
+        ``"reference"`` (the ceiling a perfect system would reach)."""
+        rows = []
+        sources = [(m, self.exp.scores_path(m)) for m in ("base", *arm_models(self.config))]
+        for model, path in sources:
+            if path.exists():
+                rows += _looks_like_rows(model, read_json(path).get("looks_like"))
+        if self.exp.classifiers_path.exists():
+            rows += _looks_like_rows("reference", read_json(self.exp.classifiers_path).get("references"))
+        return pd.DataFrame(rows, columns=LOOKS_COLUMNS)
+
+    def classifiers(self) -> dict:
+        """The classifiers' held-out accuracies (eval/classifiers.json; empty before the evaluation)."""
+        path = self.exp.classifiers_path
+        return read_json(path) if path.exists() else {}
 
     def copy_source(self) -> dict[str, float]:
         """direction -> chrF++ of outputting the source unchanged (eval/copy_source.json; empty if absent)."""
@@ -306,15 +367,24 @@ class ExperimentView:
         return {d: s["chrf"] for d, s in read_json(path)["directions"].items()}
 
     def deltas(self) -> pd.DataFrame:
-        """Δ chrF++ of each system against the baseline with its 95% bootstrap interval (eval/deltas.json)."""
+        """Δ chrF++ of each system (an arm, or the base) against the baseline, per direction (eval/deltas.json): the
+        mean over seeds with its 95% interval (``interval`` says what it resamples: "seeds+sentences", or
+        "sentences" for one seed), the per-seed Δ, the baseline's noise floor (largest |Δ| between two of its
+        seeds; NaN with one seed) and the reading of the two together."""
         path = self.exp.deltas_path
         rows = []
         if path.exists():
-            for system, dirs in read_json(path).get("systems", {}).items():
+            doc = read_json(path)
+            floors = doc.get("noise_floor", {})
+            for system, dirs in doc.get("systems", {}).items():
                 for d, x in dirs.items():
                     src, tgt = d.split("-", 1)
+                    floor = floors.get(d)
                     rows.append({"system": system, "direction": d, "src": src, "tgt": tgt,
-                                 **{k: x.get(k) for k in ("delta", "low", "high", "p_value")}})
+                                 **{k: x.get(k) for k in ("delta", "low", "high", "p_value")},
+                                 "interval": x.get("interval", "sentences"), "per_seed": x.get("per_seed"),
+                                 "reading": x.get("reading"),
+                                 "noise_floor": floor["max_abs"] if floor else float("nan")})
         return pd.DataFrame(rows, columns=DELTA_COLUMNS)
 
     def hypotheses(self) -> pd.DataFrame:
@@ -322,7 +392,7 @@ class ExperimentView:
         chrf_<model> for every evaluated model."""
         keys = ["direction", "src", "tgt", "sent_id", "source", "ref"]
         out: pd.DataFrame | None = None
-        for m in ("base", *self.config.arms):
+        for m in ("base", *arm_models(self.config)):
             path = self.exp.hyps_path(m)
             if not path.exists():
                 continue
@@ -334,7 +404,7 @@ class ExperimentView:
 
     def train_log(self, model: str) -> pd.DataFrame:
         """The training log of an arm (or of the base stage): step, loss, lr, grad_norm, penalty, elapsed."""
-        if model != "base" and model not in self.config.arms:
+        if model != "base" and model not in self._checkpoints:
             raise ValueError(f"unknown model {model!r}; this experiment has {list(self.models)}")
         return pd.DataFrame(self.exp.train_log(model))
 
@@ -346,20 +416,36 @@ class ExperimentView:
         return m.eval(), tok
 
     def classifier(self) -> dialect_id.DialectClassifier:
-        """The experiment's dialect classifier: read from its folder, or fitted (seconds) and stored there.
+        """The experiment's dialect classifier (every variety of the run), fitted once and kept in its folder."""
+        return dialect_classifier(self.exp, self.config, list(self.varieties))
 
-        It sees the same corpus and split as the models did."""
-        varieties = list(self.varieties)
-        key = dialect_id.key_for(self.config, varieties)
-        model = dialect_id.load(self.exp.dialect_id_dir, key)
-        if model is not None:
-            return model
-        model = dialect_id.fit_for(self.config, varieties)
-        try:
-            dialect_id.save(model, self.exp.dialect_id_dir, key)
-        except OSError:
-            pass  # a read-only experiment folder still gets predictions, just not a stored classifier
-        return model
+    def msa_classifier(self) -> dialect_id.DialectClassifier:
+        """The MSA-vs-dialect classifier behind the MSA-leakage numbers."""
+        return msa_classifier(self.exp, self.config, list(self.varieties))
+
+    def penalties(self) -> pd.DataFrame:
+        """The penalty trajectories of every decoupled and random arm: model, arm, seed, step, penalty (NaN where no
+        U was in force yet), read side by side to see the matched control's penalty reset at each redraw."""
+        frames = []
+        for m in self.arms:
+            if arm_kind(self.arm_of(m)) == "baseline":
+                continue
+            log = pd.DataFrame(self.exp.train_log(m))
+            if log.empty:
+                continue
+            arm, seed = parse_model(m)
+            frames.append(log.reindex(columns=["step", "penalty"]).assign(model=m, arm=arm, seed=seed))
+        cols = ["model", "arm", "seed", "step", "penalty"]
+        return pd.concat(frames)[cols].astype({"penalty": float}) if frames else pd.DataFrame(columns=cols)
 
     def __repr__(self) -> str:
         return f"ExperimentView({str(self.root)!r})"
+
+
+def _looks_like_rows(model: str, doc: dict | None) -> list[dict]:
+    if not doc:
+        return []
+    arm, seed = parse_model(model) if model != "reference" else ("reference", None)
+    return [{"model": model, "arm": arm, "seed": seed, "direction": d, **{k: v.get(k) for k in ("n", "as_requested",
+             "called_msa")}, "identical_across_targets": doc.get("identical_across_targets")}
+            for d, v in doc.get("directions", {}).items()]

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .subspace import _seeded_generator
+from .subspace import seeded_generator
 from .variational import LN2
 
 ONLINE_BLOCKS = (0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.0625, 0.125, 0.25, 0.5, 1.0)
@@ -66,12 +66,12 @@ def online_code_length(
             raise ValueError(f"labels must lie in [0, {c}) with at least 2 classes")
         if any(not 0 < f <= 1 for f in blocks) or list(blocks) != sorted(blocks):
             raise ValueError(f"blocks must be increasing fractions in (0, 1]; got {tuple(blocks)}")
-        perm = torch.randperm(n, generator=_seeded_generator(seed, 0x0C0DE))
+        perm = torch.randperm(n, generator=seeded_generator(seed, 0x0C0DE))
         x, labels = x[perm], labels[perm]
         ends = sorted({min(n, max(1, round(f * n))) for f in blocks} | {n})
         bits = [ends[0] * math.log2(c)]
         for start, stop in itertools.pairwise(ends):
-            model = _fit_logistic(x[:start], labels[:start], c, max_iter)
+            model = fit_logistic(x[:start], labels[:start], c, max_iter)
             bits.append(float(F.cross_entropy(model(x[start:stop]), labels[start:stop], reduction="sum")) / LN2)
         total = float(sum(bits))
         uniform = n * math.log2(c)
@@ -84,7 +84,7 @@ def online_code_length(
     )
 
 
-def _fit_logistic(x: Tensor, y: Tensor, c: int, max_iter: int) -> nn.Module:
+def fit_logistic(x: Tensor, y: Tensor, c: int, max_iter: int) -> nn.Module:
     """MAP multinomial logistic regression on standardised features; returns a module on raw features."""
     mean = x.mean(0)
     std = x.std(0, unbiased=False).clamp_min(1e-6) if len(x) > 1 else torch.ones(x.shape[1])

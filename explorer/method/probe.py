@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .subspace import Subspace, _qr_basis, _seeded_generator
+from .subspace import Subspace, qr_basis, seeded_generator
 from .variational import LN2, VariationalLinear
 
 
@@ -150,10 +150,14 @@ class ProbeFitter:
         *,
         site: str,
         step: int,
+        groups: Tensor | None = None,
     ) -> tuple[Subspace, ProbeReport]:
         """Fit the probe on a buffer of detached states and return the subspace and its metrics.
 
-        h: (N, d) states of any float dtype/device; is_hr: (N,) bool; varieties: (N,) variety code per token.
+        h: (N, d) states of any float dtype, on any device (the fit runs where the states are); is_hr: (N,) bool;
+        varieties: (N,) variety code per token; groups: (N,) an id per token of the sentence it comes from. With
+        ``groups`` the held-out part is held out by *sentence* (no sentence has tokens on both sides, so held-out
+        accuracy is not inflated by near-duplicate tokens); without it, by token.
         Round 1 is always kept (even at chance: the subspace then is just uninformative); a later round at chance
         (held-out accuracy <= majority rate + chance_margin) is fitted, not kept, and ends the rounds.
         Deterministic given config.seed, ``step`` and the inputs (and torch's thread count, which changes float
@@ -162,16 +166,21 @@ class ProbeFitter:
         cfg = self.config
         with torch.inference_mode(False), torch.no_grad():
             x, y, var = self._check_inputs(h, is_hr, varieties, site)
-            g = _seeded_generator(cfg.seed, step)
-            keep = _balanced_indices(y, g) if cfg.balance else torch.arange(len(y))
-            x, y, var = x[keep], y[keep], var[keep.numpy()]
-            split = _stratified_split(y, cfg.holdout, g, site)
+            g = seeded_generator(cfg.seed, step)
+            if groups is not None:
+                keep, split = _group_split(y, torch.as_tensor(groups).reshape(-1).cpu(), cfg.holdout, g, site,
+                                           balance=cfg.balance)
+                x, y, var = x[keep], y[keep], var[keep.numpy()]
+            else:
+                keep = _balanced_indices(y, g) if cfg.balance else torch.arange(len(y))
+                x, y, var = x[keep], y[keep], var[keep.numpy()]
+                split = _stratified_split(y, cfg.holdout, g, site)
 
             warm = self._round1 is not None
             first = self._fit_round(x, y, split, g, warm_from=self._round1)
             self._round1 = first.probe
             rounds = [first]
-            directions = _qr_basis(first.direction[:, None])  # (d, 1)
+            directions = qr_basis(first.direction[:, None])  # (d, 1)
             stopped = first.accuracy <= first.chance + cfg.chance_margin
             while not stopped and len(rounds) < cfg.rank:
                 x_perp = x - (x.double() @ directions @ directions.T).float()  # INLP: project onto the complement
@@ -182,7 +191,7 @@ class ProbeFitter:
                     stopped = True
                     break
                 rounds.append(r)
-                directions = _qr_basis(torch.cat([directions, w[:, None]], dim=1))
+                directions = qr_basis(torch.cat([directions, w[:, None]], dim=1))
 
             subspace = Subspace(basis=directions.to(torch.float32), site=site, step=step, kind="probe")
             report = self._report(first, rounds, split, y, var, stopped, warm)
@@ -215,7 +224,7 @@ class ProbeFitter:
     def _check_inputs(
         self, h: Tensor, is_hr: Tensor, varieties: Sequence[str] | np.ndarray, site: str
     ) -> tuple[Tensor, Tensor, np.ndarray]:
-        x = torch.as_tensor(h).detach().to("cpu", torch.float32)
+        x = torch.as_tensor(h).detach().to(torch.float32)   # stays on its device: the fit runs where the model runs
         if x.ndim != 2 or x.shape[1] != self.dim:
             raise ValueError(f"probe at {site!r} expects states of shape (N, {self.dim}); got {tuple(x.shape)}")
         y = torch.as_tensor(is_hr).detach().to("cpu").reshape(-1).to(torch.long)
@@ -239,6 +248,7 @@ class ProbeFitter:
         warm_from: VariationalLinear | None,
     ) -> _RoundResult:
         cfg = self.config
+        y = y.to(x.device)
         x_tr, y_tr = x[split.train], y[split.train]
         mean = x_tr.mean(0)
         std = x_tr.std(0)
@@ -246,9 +256,9 @@ class ProbeFitter:
         xs_tr = (x_tr - mean) / std
         xs_ho = (x[split.heldout] - mean) / std
 
-        probe = VariationalLinear(self.dim, self.NUM_CLASSES, generator=g)
+        probe = VariationalLinear(self.dim, self.NUM_CLASSES, generator=g).to(x.device)
         if warm_from is not None:
-            probe.load_state_dict(warm_from.state_dict())
+            probe.load_state_dict({k: v.to(x.device) for k, v in warm_from.state_dict().items()})
             # Revive the dims pruned last time: with mu_z ~ 0 and mu_W ~ 0 their gradient vanishes, so a dimension
             # that has become informative since the last refit could never come back otherwise.
             probe.reset_parameters(~warm_from.kept_mask(cfg.prune_log_alpha), generator=g)
@@ -362,7 +372,7 @@ def _train(probe: VariationalLinear, x: Tensor, y: Tensor, cfg: ProbeConfig, g: 
 def _expected_ce(probe: VariationalLinear, x: Tensor, y: Tensor, samples: int, g: torch.Generator) -> Tensor:
     """(N,) Monte-Carlo estimate of E_q[-ln p(y|x, theta)] per example (the data part of the variational code)."""
     x_sq = x.pow(2)
-    total = torch.zeros(len(y), dtype=torch.float64)  # float64: per-variety sums must add up to the total
+    total = torch.zeros(len(y), dtype=torch.float64, device=x.device)  # float64: per-variety sums add up
     for _ in range(samples):
         total += probe.sampled_nll(x, y, generator=g, x_sq=x_sq).double()
     return total / samples
@@ -375,6 +385,42 @@ def _balanced_indices(y: Tensor, g: torch.Generator) -> Tensor:
     pos = pos[torch.randperm(len(pos), generator=g)[:n]]
     neg = neg[torch.randperm(len(neg), generator=g)[:n]]
     return torch.sort(torch.cat([pos, neg])).values
+
+
+def _group_split(y: Tensor, groups: Tensor, holdout: float, g: torch.Generator, site: str, *,
+                 balance: bool) -> tuple[Tensor, _Split]:
+    """Hold out whole sentences: going through the groups (sentence ids) in a seeded random order, a group goes to
+    the held-out part while that part still lacks its share ``holdout`` of the tokens of a class the group has
+    (so both parts get both classes even when most sentences hold one variety only), else to training. Each part is
+    then balanced between HR and non-HR tokens on its own. Returns the kept token indices (train part first) and the
+    split as positions into them."""
+    ids, inverse = torch.unique(groups, return_inverse=True)
+    per_group = torch.zeros(len(ids), 2, dtype=torch.long)
+    per_group.index_put_((inverse, y.long()), torch.ones(len(y), dtype=torch.long), accumulate=True)
+    target = holdout * per_group.sum(0).double()
+    held_count = torch.zeros(2, dtype=torch.double)
+    held_groups = torch.zeros(len(ids), dtype=torch.bool)
+    for gi in torch.randperm(len(ids), generator=g).tolist():
+        has = per_group[gi] > 0
+        if bool((has & (held_count < target)).any()):
+            held_groups[gi] = True
+            held_count += per_group[gi].double()
+    held_mask = held_groups[inverse]
+    parts = []
+    for mask, name in ((~held_mask, "training"), (held_mask, "held-out")):
+        idx = torch.nonzero(mask).flatten()
+        counts = [int((y[idx] == c).sum()) for c in (0, 1)]
+        if min(counts) < 1:
+            raise ValueError(
+                f"probe at {site!r}: the {name} sentences hold {counts[1]} HR and {counts[0]} non-HR token(s) "
+                f"({len(ids)} sentence(s) in the buffer); both parts need tokens of both classes. Use a larger probe "
+                "buffer (--probe-tokens) or check the variety labels")
+        if balance:
+            idx = idx[_balanced_indices(y[idx], g)]
+        parts.append(idx)
+    keep = torch.cat(parts)
+    n_tr = len(parts[0])
+    return keep, _Split(train=torch.arange(n_tr), heldout=torch.arange(n_tr, len(keep)))
 
 
 def _stratified_split(y: Tensor, holdout: float, g: torch.Generator, site: str) -> _Split:

@@ -31,7 +31,7 @@ class Subspace:
     basis: Tensor  # (d, k), orthonormal columns
     site: str  # e.g. "layer.02"
     step: int  # optimiser step at which it was estimated
-    kind: str = "probe"  # "probe" | "random"
+    kind: str = "probe"  # "probe" (fitted in training) | "random" (the control) | "posthoc" (fitted after training)
 
     def __post_init__(self) -> None:
         b = torch.as_tensor(self.basis)
@@ -39,8 +39,8 @@ class Subspace:
             raise ValueError(f"Subspace basis must have shape (d, k) with 1 <= k <= d; got {tuple(b.shape)}")
         if not b.is_floating_point():
             raise ValueError(f"Subspace basis must be a floating-point tensor; got {b.dtype}")
-        if self.kind not in ("probe", "random"):
-            raise ValueError(f"Subspace kind must be 'probe' or 'random'; got {self.kind!r}")
+        if self.kind not in ("probe", "random", "posthoc"):
+            raise ValueError(f"Subspace kind must be 'probe', 'random' or 'posthoc'; got {self.kind!r}")
         b = b.detach().clone().contiguous()
         tol = max(1e-4, 20.0 * torch.finfo(b.dtype).eps)
         err = _orthonormality_error(b)
@@ -110,7 +110,7 @@ class Subspace:
         return cls(basis=d["basis"].to("cpu", torch.float32), site=site, step=step, kind=kind)
 
 
-def _seeded_generator(*keys: int) -> torch.Generator:
+def seeded_generator(*keys: int) -> torch.Generator:
     """A CPU generator seeded from several integers (independent streams per key tuple; global RNG untouched)."""
     state = np.random.SeedSequence([int(k) % (2**63) for k in keys]).generate_state(1, dtype=np.uint64)[0]
     g = torch.Generator(device="cpu")
@@ -118,7 +118,7 @@ def _seeded_generator(*keys: int) -> torch.Generator:
     return g
 
 
-def _qr_basis(m: Tensor) -> Tensor:
+def qr_basis(m: Tensor) -> Tensor:
     """Orthonormal basis of the columns of m (d, r), column order kept and signs fixed so diag(R) > 0."""
     q, r = torch.linalg.qr(m.to(torch.float64))
     signs = torch.sign(torch.diagonal(r))
@@ -126,13 +126,15 @@ def _qr_basis(m: Tensor) -> Tensor:
     return q * signs
 
 
-def random_subspace(dim: int, rank: int, *, site: str, step: int = 0, seed: int = 0) -> Subspace:
-    """A uniformly random (Haar) rank-k subspace: QR of a seeded Gaussian (d, k) matrix; the paper's control arm."""
+def random_subspace(dim: int, rank: int, *, site: str, step: int = 0, seed: int | tuple[int, ...] = 0) -> Subspace:
+    """A uniformly random (Haar) rank-k subspace: QR of a seeded Gaussian (d, k) matrix; the paper's control arm.
+
+    ``seed`` may be several integers (e.g. seed, step and a site hash: one independent draw per site and refit)."""
     if not 1 <= rank <= dim:
         raise ValueError(f"random_subspace needs 1 <= rank <= dim; got rank={rank}, dim={dim}")
-    g = _seeded_generator(seed, 0x5EED)
+    g = seeded_generator(*(seed if isinstance(seed, tuple) else (seed,)), 0x5EED)
     gauss = torch.randn(dim, rank, generator=g, dtype=torch.float64)
-    return Subspace(basis=_qr_basis(gauss).to(torch.float32), site=site, step=step, kind="random")
+    return Subspace(basis=qr_basis(gauss).to(torch.float32), site=site, step=step, kind="random")
 
 
 def principal_angles_deg(a: Subspace | Tensor | np.ndarray, b: Subspace | Tensor | np.ndarray) -> np.ndarray:

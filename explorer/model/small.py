@@ -6,6 +6,7 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from ..data.examples import Encoder
+from ..data.varieties import variety_tag
 
 
 def target_position(model_or_config) -> int | None:
@@ -42,3 +43,31 @@ def build_small_model(tok, *, d_model: int, n_layers: int, n_heads: int, d_ff: i
 def encoder_for(model, tokenizer, codes: list[str], max_len: int) -> Encoder:
     """The encoder that lays out sequences the way ``model`` was trained (aligned positions or not)."""
     return Encoder(tokenizer, codes, max_len, target_position(model))
+
+
+@torch.no_grad()
+def init_variety_tags(model, tokenizer, codes: list[str], *, like: str) -> list[str]:
+    """Give every variety tag in ``codes`` that the model never trained on the embedding of the tag of ``like``.
+
+    Stage 1 trains only the MSA and English tags; the dialect tags keep their random initial embeddings, so at the
+    start of stage 2 a request for a dialect reads as noise and the first steps wreck what the base could do. Started
+    from the MSA tag instead, a request for Egyptian is at first a request for MSA — copying, the base's strongest
+    skill and exactly the entanglement the paper is about — and fine-tuning then pulls the tags apart. Only tags
+    that are single tokens of the tokenizer are touched (a pre-trained model's tokenizer has none). Returns the codes
+    whose tags were set."""
+
+    def tag_id(code: str) -> int | None:
+        ids = tokenizer(variety_tag(code), add_special_tokens=False)["input_ids"]
+        return ids[0] if len(ids) == 1 else None
+
+    src = tag_id(like)
+    emb = model.get_input_embeddings().weight
+    if src is None:
+        return []
+    done = []
+    for code in codes:
+        i = tag_id(code)
+        if i is not None and i != src:
+            emb[i] = emb[src]
+            done.append(code)
+    return done

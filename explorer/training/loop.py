@@ -145,8 +145,10 @@ def train_loop(model, tok, encoder: Encoder, examples: list[Example], spec: Loop
     opt = make_optimizer(model, spec)
     state = sink.resume
     start = 0
+    tokens, elapsed_before = 0, 0.0       # totals over the whole stage, resumed parts included
     if state.location() is not None:
         start, extra_t, extra = state.load(model, opt)
+        tokens, elapsed_before = int(extra.get("tokens", 0)), float(extra.get("elapsed", 0.0))
         if decoupler is not None:
             decoupler.restore(extra_t, extra.get("decoupler", {}))
         if dist.is_main:
@@ -158,7 +160,6 @@ def train_loop(model, tok, encoder: Encoder, examples: list[Example], spec: Loop
     autocast = autocast_for(model, spec.bf16)
     model.train()
     t_start = time.perf_counter()
-    tokens = 0
     step = start
     done_here = 0
     last_loss = float("nan")
@@ -189,29 +190,30 @@ def train_loop(model, tok, encoder: Encoder, examples: list[Example], spec: Loop
         last_loss = loss_mt.item()  # a sync point: once per step is fine on CPU
         rec = {"step": step, "loss": round(last_loss, 5), "lr": lr_at(step - 1, spec), "grad_norm": round(float(gnorm), 4),
                "penalty": None if term is None else round(term.value.item(), 5),
-               "elapsed": round(time.perf_counter() - t_start, 3)}
+               "elapsed": round(elapsed_before + time.perf_counter() - t_start, 3)}
         if dist.is_main:
             sink.log(rec)
         if (step % spec.ckpt_every == 0 or step == spec.steps) and dist.is_main:
             if spec.save_checkpoints:
                 sink.checkpoint(step, weight_tensors(model, torch.float16))
-            extra_t, extra = ({}, {})
+            extra_t, extra = {}, {"tokens": tokens, "elapsed": elapsed_before + time.perf_counter() - t_start}
             if decoupler is not None:
                 extra_t, meta = decoupler.state()
-                extra = {"decoupler": meta}
+                extra["decoupler"] = meta
             state.save(model, opt, step, extra_t, extra)
         if progress:
             elapsed = time.perf_counter() - t_start
             rate = done_here / elapsed if elapsed > 0 else 0.0
             progress({"event": "step", "stage": spec.name, "step": step, "total": spec.steps, "loss": last_loss,
-                      "penalty": rec["penalty"], "tokens_per_s": tokens / elapsed if elapsed > 0 else 0.0,
+                      "penalty": rec["penalty"], "tokens_per_s": tokens / (elapsed_before + elapsed)
+                      if elapsed_before + elapsed > 0 else 0.0,
                       "eta_s": (spec.steps - step) / rate if rate > 0 else None,
                       "probe_accuracy": _probe_acc(decoupler)})
         if stop_after is not None and done_here >= stop_after and step < spec.steps:
             raise KeyboardInterrupt(f"stopped after {done_here} steps (test hook)")
     wall = time.perf_counter() - t_start
-    return {"steps": spec.steps, "resumed_from": start, "wall_s": round(wall, 2), "tokens": tokens,
-            "final_loss": last_loss}
+    return {"steps": spec.steps, "resumed_from": start, "wall_s": round(wall, 2),
+            "train_s": round(elapsed_before + wall, 2), "tokens": tokens, "final_loss": last_loss}
 
 
 def _probe_acc(decoupler: Decoupler | None) -> float | None:

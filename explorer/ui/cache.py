@@ -190,6 +190,6 @@ def translation(key: str, model_name: str, step: int, src: str, tgt: str, text: 
     to fix. Cached: toggling back is instant."""
     v = view(key)
     cfg = v.config
-    projection = v.projection(step if model_name != "base" else 0, alpha)
+    projection = v.projection(model_name, step if model_name != "base" else 0, alpha)
     return translate_text(model(key, model_name, step), [*v.varieties, ENG], text, src, tgt, max_len=cfg.max_len,
                           max_new_tokens=cfg.max_new_tokens, projection=projection)

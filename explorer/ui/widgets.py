@@ -12,6 +12,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from ..analysis.errors import first_of
 from ..data.varieties import ENG, variety
 from . import cache, cache_root, runner
 
@@ -46,15 +47,19 @@ def current_experiment() -> str | None:
 
 
 def model_label(name: str) -> str:
-    return {"base": "base (before fine-tuning)", "baseline": "baseline (plain fine-tuning)",
-            "decoupled": "decoupled (probe + penalty)", "random": "random subspace (control)"}.get(name, name)
+    """'decoupled.s1' -> 'decoupled (probe + penalty) · seed 1'."""
+    arm, _, seed = name.rpartition(".s") if name != "base" else ("base", "", "")
+    text = {"base": "base (before fine-tuning)", "baseline": "baseline (plain fine-tuning)",
+            "decoupled": "decoupled (probe + penalty)", "random": "random subspace (control)"}.get(arm, arm)
+    return f"{text} · seed {seed}" if seed else text
 
 
 def model_picker(exp: str, key: str, *, label: str = "Model", default: str = "decoupled",
                  include_base: bool = True, where=None) -> str:
     v = cache.view(exp)
     options = list(v.models if include_base else v.arms)
-    index = options.index(default) if default in options else 0
+    first = first_of(options, default)
+    index = options.index(first) if first in options else 0
     return (where or st.sidebar).selectbox(label, options, index=index, key=key, format_func=model_label)
 
 
