@@ -355,7 +355,7 @@ def read_probe_bases(root: Path, entry: dict) -> dict[str, np.ndarray] | None:
         with safe_open(str(path), framework="np") as f:
             if (f.metadata() or {}).get("digest") != entry["digest"]:
                 return None
-            return {s: f.get_tensor(s).astype(np.float64) for s in f.keys()}
+            return {s: f.get_tensor(s).astype(np.float64) for s in f.keys()}  # noqa: SIM118 - safe_open is no dict
     except Exception:  # noqa: BLE001 - any damage means "recompute"
         return None
 

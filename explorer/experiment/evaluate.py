@@ -31,7 +31,6 @@ from .layout import Experiment, arm_models, model_id
 from .models import load_arm
 from .progress import Progress
 
-
 AGGREGATES = {"msa_to_dialect": KINDS[0], "dialect_to_msa": KINDS[1]}   # key in deltas.json -> direction kind
 
 
