@@ -20,7 +20,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from explorer.experiment.layout import Experiment
+import numpy as np
+
+from explorer.experiment.layout import Experiment, parse_model
+from explorer.experiment.report import summary
 
 
 def timed_run(preset: str, out: Path) -> float:
@@ -32,55 +35,78 @@ def timed_run(preset: str, out: Path) -> float:
 
 
 def figures(exp_dir: Path) -> dict:
+    """The benchmark's figures of one finished experiment, from its manifest (stage times) and its summary."""
     exp = Experiment(exp_dir)
     m = exp.manifest()
     st = m["stages"]
-    f = {"experiment": str(Path(exp_dir).resolve()), "code_version": m["code_version"]}
-    for arm in ("baseline", "decoupled", "random"):
-        if f"arm:{arm}" in st:
-            f[f"{arm}_wall_s"] = st[f"arm:{arm}"]["wall_s"]
-            f[f"{arm}_tokens"] = st[f"arm:{arm}"]["tokens"]
+    s = summary(exp)
+    f = {"experiment": str(Path(exp_dir).resolve()), "code_version": m["code_version"], "seeds": len(s["seeds"])}
     if "base" in st:
         f["base_wall_s"] = st["base"]["wall_s"]
-    if "baseline_wall_s" in f and "decoupled_wall_s" in f:
-        f["decoupled_over_baseline"] = round(f["decoupled_wall_s"] / f["baseline_wall_s"], 3)
-        f["random_over_baseline"] = round(f["random_wall_s"] / f["baseline_wall_s"], 3)
+    walls: dict[str, list[float]] = {}
+    for key, v in st.items():
+        if key.startswith("arm:"):
+            walls.setdefault(parse_model(key[4:])[0], []).append(v["wall_s"])
+    for arm, w in walls.items():
+        f[f"{arm}_wall_s_median"] = round(float(np.median(w)), 2)
+        f[f"{arm}_wall_s_total"] = round(float(np.sum(w)), 1)
+    # ratios measured side by side within one run: per seed, then the median over seeds
+    for arm in ("decoupled", "random"):
+        ratios = [st[f"arm:{arm}.s{seed}"]["wall_s"] / st[f"arm:baseline.s{seed}"]["wall_s"] for seed in s["seeds"]
+                  if f"arm:{arm}.s{seed}" in st and f"arm:baseline.s{seed}" in st]
+        if ratios:
+            f[f"{arm}_over_baseline"] = round(float(np.median(ratios)), 3)
+    f["train_s"] = round(sum(v.get("wall_s", 0) for k, v in st.items() if k.startswith("arm:")), 1)
     f["eval_s"] = round(sum(v.get("seconds", 0) for k, v in st.items() if k.startswith("eval:")), 1)
     f["represent_s"] = st.get("represent", {}).get("seconds")
-    refit_s = [r["seconds"] for r in exp.refits("decoupled")]
+    refit_s = [r["seconds"] for seed in s["seeds"] for r in exp.refits(f"decoupled.s{seed}")]
     f["refits"] = len(refit_s)
-    f["refit_s_median"] = sorted(refit_s)[len(refit_s) // 2] if refit_s else None
-    scores = {}
+    f["refits_accepted"] = sum(v["accepted"] for k, v in s["refits"].items() if k.startswith("decoupled."))
+    f["refit_s_median"] = round(float(np.median(refit_s)), 3) if refit_s else None
+
+    def mean_over(model_or_arm: str, kind: str) -> float | None:
+        if model_or_arm == "base":
+            dirs = s["models"].get("base", {})
+            vals = [v["chrf"] for d, v in dirs.items() if _kind(d) == kind]
+        else:
+            vals = [v["mean"] for d, v in s["arms"].get(model_or_arm, {}).items() if _kind(d) == kind]
+        return round(float(np.mean(vals)), 2) if vals else None
+
+    f["base_chrf_eng_arb"] = s["models"].get("base", {}).get("eng-arb", {}).get("chrf")
+    f["base_chrf_arb_eng"] = s["models"].get("base", {}).get("arb-eng", {}).get("chrf")
     for key in ("base", "baseline", "decoupled", "random"):
-        p = exp.scores_path(key)
-        if p.exists():
-            scores[key] = json.loads(p.read_text())["directions"]
-    if "base" in scores:
-        f["base_chrf_eng_arb"] = scores["base"].get("eng-arb", {}).get("chrf")
+        f[f"{key}_chrf_msa_to_dialect_mean"] = mean_over(key, "msa_to_dialect")
+        f[f"{key}_chrf_dialect_to_msa_mean"] = mean_over(key, "dialect_to_msa")
+    copy = [v["chrf"] for d, v in s["copy_source"].items() if _kind(d) == "msa_to_dialect"]
+    f["copy_source_chrf_msa_to_dialect_mean"] = round(float(np.mean(copy)), 2) if copy else None
+    for arm in ("decoupled", "random"):
+        x = s.get("aggregate", {}).get(arm, {}).get("msa_to_dialect")
+        if x:
+            f[f"{arm}_delta_msa_to_dialect"] = f"{x['delta']:+.2f} [{x['low']:+.2f}, {x['high']:+.2f}] {x['reading']}"
+    floor = s.get("aggregate_noise_floor", {}).get("msa_to_dialect")
+    f["noise_floor_msa_to_dialect"] = floor["max_abs"] if floor else None
     for key in ("base", "baseline", "decoupled", "random"):
-        if key in scores:
-            to_dialect = [v["chrf"] for d, v in scores[key].items() if d.startswith("arb-") and d != "arb-eng"]
-            f[f"{key}_chrf_msa_to_dialect_mean"] = round(sum(to_dialect) / len(to_dialect), 2) if to_dialect else None
-        if key in scores:
-            to_msa = [v["chrf"] for d, v in scores[key].items() if d.endswith("-arb") and d != "eng-arb"]
-            f[f"{key}_chrf_dialect_to_msa_mean"] = round(sum(to_msa) / len(to_msa), 2) if to_msa else None
-    cp = exp.copy_source_path
-    if cp.exists():
-        copy = json.loads(cp.read_text())["directions"]
-        to_dialect = [v["chrf"] for d, v in copy.items() if d.startswith("arb-") and d != "arb-eng"]
-        f["copy_source_chrf_msa_to_dialect_mean"] = round(sum(to_dialect) / len(to_dialect), 2)
-    deltas = exp.deltas_path
-    if deltas.exists():
-        dd = json.loads(deltas.read_text())["systems"].get("decoupled", {})
-        to_dialect = [v for d, v in dd.items() if d.startswith("arb-") and d != "arb-eng"]
-        if to_dialect:
-            f["decoupled_delta_msa_to_dialect_mean"] = round(sum(v["delta"] for v in to_dialect) / len(to_dialect), 2)
-            f["decoupled_delta_significant_directions"] = sum(1 for v in to_dialect if v["low"] > 0 or v["high"] < 0)
+        models = [m for m in s["looks_like"] if (m == key if key == "base" else m.startswith(key + "."))]
+        looks = [v for m in models for v in s["looks_like"][m]["directions"].values()]
+        if looks:
+            f[f"{key}_as_requested"] = round(float(np.mean([v["as_requested"] for v in looks])), 3)
+            f[f"{key}_called_msa"] = round(float(np.mean([v["called_msa"] for v in looks])), 3)
+    ref = s.get("classifiers", {}).get("references")
+    if ref:
+        f["references_as_requested"] = round(float(np.mean([v["as_requested"] for v in ref["directions"].values()])), 3)
     import resource  # the largest child process so far (Linux: ru_maxrss in KiB)
     f["peak_rss_mb_children"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
-    started = m.get("created")
-    f["created"] = started
+    f["created"] = m.get("created")
     return f
+
+
+def _kind(direction: str) -> str:
+    src, tgt = direction.split("-", 1)
+    if src == "arb" and tgt not in ("arb", "eng"):
+        return "msa_to_dialect"
+    if tgt == "arb" and src not in ("arb", "eng"):
+        return "dialect_to_msa"
+    return "other"
 
 
 def main() -> None:
@@ -123,15 +149,9 @@ def main() -> None:
         f = result.get(name)
         if not f:
             continue
-        for k in ("base_wall_s", "baseline_wall_s", "decoupled_wall_s", "random_wall_s", "decoupled_over_baseline",
-                  "random_over_baseline", "refit_s_median", "eval_s", "represent_s", "base_chrf_eng_arb",
-                  "base_chrf_msa_to_dialect_mean", "baseline_chrf_msa_to_dialect_mean",
-                  "decoupled_chrf_msa_to_dialect_mean", "random_chrf_msa_to_dialect_mean",
-                  "copy_source_chrf_msa_to_dialect_mean", "baseline_chrf_dialect_to_msa_mean",
-                  "decoupled_chrf_dialect_to_msa_mean", "decoupled_delta_msa_to_dialect_mean",
-                  "decoupled_delta_significant_directions", "peak_rss_mb_children"):
-            if f.get(k) is not None:
-                rows.append((f"{name}: {k}", f[k]))
+        for k, v in f.items():
+            if k not in ("experiment", "code_version", "created") and v is not None:
+                rows.append((f"{name}: {k}", v))
     table = "| figure | value |\n| --- | --- |\n" + "".join(f"| {k} | {v} |\n" for k, v in rows)
     print(table, end="")
     if args.readme:

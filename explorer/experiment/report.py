@@ -17,6 +17,7 @@ from ..config import arm_kind
 from ..data.varieties import HR, KINDS, VARIETIES, dialect_of, direction_kind, direction_label, variety
 from ..evaluation.chrf import chrf_signature
 from ..files import read_json
+from ..analysis.repcache import read_represent_manifest
 from .layout import Experiment, arm_models, parse_model
 
 
@@ -69,6 +70,7 @@ def summary(exp: Experiment) -> dict:
     out["copy_source"] = read_json(cp)["directions"] if cp.exists() else {}
     if exp.classifiers_path.exists():
         out["classifiers"] = read_json(exp.classifiers_path)
+    out["posthoc"] = _posthoc_last(exp, cfg)
     for model in arm_models(cfg):
         refits = exp.refits(model)
         if refits or arm_kind(parse_model(model)[0]) != "baseline":
@@ -76,6 +78,53 @@ def summary(exp: Experiment) -> dict:
     out["stages"] = dict(m.get("stages", {}))
     out["complete"] = all(exp.stage_done(exp.stage_key("eval", k)) for k in ["base", *arm_models(cfg)])
     return out
+
+
+def _posthoc_last(exp: Experiment, cfg) -> dict[str, dict[str, float]]:
+    """model -> site -> held-out accuracy of its post-hoc probe at its last checkpoint (empty before ``represent``)."""
+    try:
+        man = read_represent_manifest(exp.represent_dir)
+    except Exception:  # noqa: BLE001 - a damaged cache is reported by the view; the summary just leaves it out
+        return {}
+    if not man:
+        return {}
+    out: dict[str, dict[str, float]] = {}
+    last: dict[str, int] = {}
+    for entry in man.get("entries", {}).values():
+        m, step = entry["model"], entry["step"]
+        if entry.get("probes") and step >= last.get(m, -1):
+            last[m] = step
+            out[m] = {site: rec["accuracy"] for site, rec in entry["probes"]["sites"].items()}
+    return out
+
+
+def dose_response(s: dict) -> list[dict]:
+    """One row per decoupled arm, by λ: the mean Δ chrF++ vs baseline over MSA→dialect and over dialect→MSA
+    directions (with interval and reading), MSA leakage and the as-requested share (mean over seeds and directions),
+    and the post-hoc probe's accuracy at the penalised site at the last checkpoint (mean over seeds; how much MSA
+    information is still there). The baseline is the λ = 0 reference row without Δ."""
+    cfg = s["config"]
+    lam = cfg.get("lam", 0.01)
+    arms = [a for a in s["arms"] if arm_kind(a) == "decoupled"]
+    pen = next((v["sites"][0] for v in s.get("stages", {}).values() if v.get("sites")), None)
+    rows = []
+    for arm in ["baseline", *sorted(arms, key=lambda a: float(a.removeprefix("decoupled-lam")) if "-lam" in a
+                                    else lam)]:
+        if arm not in s["arms"]:
+            continue
+        models = [m for m in s["looks_like"] if m != "base" and parse_model(m)[0] == arm]
+        looks = [v for m in models for v in s["looks_like"][m]["directions"].values()]
+        probes = [acc for m, sites in s.get("posthoc", {}).items() if m in models or parse_model(m)[0] == arm
+                  for site, acc in sites.items() if pen is None or site == pen]
+        row = {"arm": arm, "lam": 0.0 if arm == "baseline" else
+               (float(arm.removeprefix("decoupled-lam")) if "-lam" in arm else lam),
+               "called_msa": _mean([v["called_msa"] for v in looks]),
+               "as_requested": _mean([v["as_requested"] for v in looks]), "posthoc_accuracy": _mean(probes)}
+        for kind in ("msa_to_dialect", "dialect_to_msa"):
+            x = s.get("aggregate", {}).get(arm, {}).get(kind)
+            row[kind] = x
+        rows.append(row)
+    return rows
 
 
 def _fmt(x: float | None, spec: str = ".2f") -> str:
@@ -152,6 +201,15 @@ def summary_table(s: dict) -> str:
             lines.append(f"as requested: dialect classifier ({cl['dialect_id']['accuracy']:.0%} accurate on the test "
                          f"split); called MSA: MSA-vs-dialect classifier ({cl['msa_vs_dialect']['balanced_accuracy']:.0%}"
                          " balanced accuracy); identical: sentences whose outputs are the same for every target")
+    if any(arm_kind(a) == "decoupled" and a != "decoupled" for a in s["arms"]):
+        lines.append("")
+        lines.append(f"{'dose-response: λ':<18}{'Δ MSA→dialect [95% CI]':<32}{'called MSA':>11}{'as requested':>14}"
+                     f"{'post-hoc probe':>16}")
+        for r in dose_response(s):
+            x = r["msa_to_dialect"]
+            cell = f"{x['delta']:+6.2f} [{x['low']:+.2f}, {x['high']:+.2f}]" if x else "(reference)"
+            lines.append(f"{r['lam']:<18g}{cell:<32}{_fmt(r['called_msa'], '.1%'):>11}"
+                         f"{_fmt(r['as_requested'], '.1%'):>14}{_fmt(r['posthoc_accuracy'], '.2f'):>16}")
     refits = s.get("refits", {})
     if refits:
         lines.append("probe refits (accepted/total): "
