@@ -21,7 +21,7 @@ from ..method.decoupler import Decoupler, DecoupleSettings
 from ..model.loading import load_model
 from ..model.sites import all_sites, default_sites, hidden_size, parse_site
 from ..model.small import build_small_model, encoder_for
-from ..model.tokenizer import prepare_tokenizer, train_tokenizer
+from ..model.tokenizer import load_tokenizer, train_tokenizer
 from ..training.distributed import current as current_dist
 from ..training.loop import LoopSpec, train_loop
 from .layout import Experiment, model_id, parse_model
@@ -54,9 +54,7 @@ def stage_base(exp: Experiment, cfg: RunConfig, data: RunData, progress: Progres
     if cfg.model:
         model, tok = load_model(cfg.model)
     else:
-        from transformers import AutoTokenizer
-        tok = AutoTokenizer.from_pretrained(exp.tokenizer_dir, local_files_only=True)
-        prepare_tokenizer(tok)
+        tok = load_tokenizer(exp.tokenizer_dir)
         model = build_small_model(tok, d_model=cfg.d_model, n_layers=cfg.n_layers, n_heads=cfg.n_heads,
                                   d_ff=cfg.d_ff, max_len=cfg.max_len, seed=cfg.seed,
                                   aligned_positions=cfg.aligned_positions)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from transformers import PreTrainedTokenizerFast
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from ..data.varieties import variety_tag
 
@@ -37,3 +37,10 @@ def prepare_tokenizer(tok) -> None:
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token or tok.unk_token
     tok.padding_side = "left"
+
+
+def load_tokenizer(folder) -> PreTrainedTokenizerFast:
+    """A tokenizer saved with ``save_pretrained`` (offline), ready for batching."""
+    tok = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    prepare_tokenizer(tok)
+    return tok
