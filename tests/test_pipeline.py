@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import os
 import signal
 import subprocess
@@ -274,3 +275,64 @@ def test_unknown_variety_and_bad_model_are_clear_errors(tmp_path, capsys):
     assert rc == 2 and "xyz" in capsys.readouterr().err
     rc = cli_main(["run", "--preset", "tiny", "--out", str(tmp_path / "b"), "--model", str(tmp_path), "--no-bar"])
     assert rc == 2 and "config.json" in capsys.readouterr().err
+
+
+def _as_format_1(src: Path, dst: Path) -> Path:
+    """A copy of a tiny experiment in the layout of format 1 (one seed per arm, written before --seeds existed):
+    arms/<arm>/, eval/<arm>/, stage keys without seeds, a config without the fields added since, a representation
+    cache of format 1."""
+    shutil.copytree(src, dst)
+    m = json.loads((dst / "manifest.json").read_text())
+    for arm in ("baseline", "decoupled", "random"):
+        shutil.rmtree(dst / "arms" / arm / "seed-1")
+        for child in (dst / "arms" / arm / "seed-0").iterdir():
+            child.rename(dst / "arms" / arm / child.name)
+        (dst / "arms" / arm / "seed-0").rmdir()
+        shutil.rmtree(dst / "eval" / f"{arm}.s1")
+        (dst / "eval" / f"{arm}.s0").rename(dst / "eval" / arm)
+    for path in (dst / "arms" / "decoupled" / "refits.jsonl", dst / "arms" / "random" / "refits.jsonl"):
+        rows = [json.loads(x) for x in path.read_text().splitlines()]      # format 1 had no gate, no kind
+        for r in rows:
+            r.pop("kind", None)
+            r.pop("accepted", None)
+            for v in r["sites"].values():
+                v.pop("gate", None)
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    stages = {}
+    for k, v in m["stages"].items():
+        if k.endswith(".s1"):
+            continue
+        stages[k.removesuffix(".s0")] = v
+    for new_field in ("seeds", "n_dialects", "penalty_form", "gate", "sweep", "tag_init"):
+        m["config"].pop(new_field)
+    m["config"]["varieties"] = ["arz", "ary"]
+    m.update(format_version=1, stages=stages)
+    (dst / "manifest.json").write_text(json.dumps(m))
+    rm = json.loads((dst / "represent" / "manifest.json").read_text())
+    rm["format_version"] = 1
+    (dst / "represent" / "manifest.json").write_text(json.dumps(rm))
+    for p in ("deltas.json",):
+        (dst / "eval" / p).unlink()
+    return dst
+
+
+def test_a_single_seed_folder_of_format_1_still_opens(tiny_experiment, tmp_path):
+    from explorer.experiment.view import load_experiment
+
+    old = _as_format_1(tiny_experiment, tmp_path / "old")
+    v = load_experiment(old)
+    assert v.models == ("base", "baseline.s0", "decoupled.s0", "random.s0") and v.seeds == (0,)
+    assert v.checkpoints("decoupled.s0") == [8, 16]
+    assert set(v.scores()["model"]) == set(v.models) and "hyp_decoupled.s0" in v.hypotheses()
+    r = v.refits("decoupled.s0")
+    assert r["accepted"].all() and (r["gate_reason"] == "no gate (format 1)").all()
+    assert v.subspace("decoupled.s0", 16, "layer.01").kind == "probe"
+    s = summary(Experiment(old))
+    assert s["format_version"] == 1 and set(s["arms"]) == {"baseline", "decoupled", "random"}
+    with pytest.raises(StoreError, match="representation format version 1.*explorer represent"):
+        v.representations("decoupled.s0", 16, "layer.01")
+    assert cli_main(["represent", str(old)]) == 0                 # the advice works
+    v = load_experiment(old)
+    assert v.representations("decoupled.s0", 16, "layer.01").shape[0] > 0 and v.complete
+    with pytest.raises(StoreError, match="format version 1.*cannot continue"):
+        run_experiment(Experiment(old).config(), old, bar=False)
