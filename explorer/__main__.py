@@ -15,12 +15,14 @@ from pathlib import Path
 
 from .config import PRESETS, add_config_options, overrides_from_args, preset_config
 from .data.rundata import load_run_data
+from .experiment.basebuild import build_base
 from .experiment.layout import CACHE_ROOT, Experiment, list_experiments
 from .experiment.progress import Progress
 from .experiment.report import summary, summary_table
 from .experiment.represent import stage_represent
 from .experiment.run import run_experiment
 from .files import StoreError
+from .model.shipped import SHIPPED_BASE
 from .training.distributed import current
 
 
@@ -33,6 +35,11 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default=None, help="experiment folder (default: cache/<preset>)")
     r.add_argument("--no-bar", action="store_true", help="no progress bars (progress.json is still written)")
     add_config_options(r)
+    b = sub.add_parser("base", help="train (or resume) the base model that ships with the project, and export it")
+    b.add_argument("--out", default=str(SHIPPED_BASE), help=f"where the base goes (default: {SHIPPED_BASE})")
+    b.add_argument("--work", default=None, help="the resumable work folder (default: cache/base-build)")
+    b.add_argument("--no-bar", action="store_true", help="no progress bars (progress.json is still written)")
+    add_config_options(b)
     s = sub.add_parser("summary", help="print an experiment's results")
     s.add_argument("dir")
     s.add_argument("--json", action="store_true", help="machine-readable JSON")
@@ -54,6 +61,11 @@ def main(argv: list[str] | None = None) -> int:
             exp = run_experiment(cfg, out, bar=not args.no_bar)
             if current().is_main:          # under a launcher, rank 0 reports (distributed.py)
                 print(summary_table(summary(exp)))
+        elif args.cmd == "base":
+            cfg = preset_config("base", **overrides_from_args(args))
+            work = Path(args.work) if args.work else CACHE_ROOT / "base-build"
+            card = build_base(cfg, Path(args.out), work, bar=not args.no_bar)
+            print(json.dumps({"out": args.out, "scores": card["scores"], "train_s": card["train_s"]}, indent=1))
         elif args.cmd == "summary":
             s = summary(Experiment(args.dir))
             print(json.dumps(s, indent=1, ensure_ascii=False) if args.json else summary_table(s))

@@ -168,6 +168,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     # The teaching demo: all 8 FLORES dialects, three seeds, about ten minutes on a 2-core CPU (README benchmarks).
     "default": {"seeds": (0, 1, 2)},
+    # The base that ships with the project (`python -m explorer base`): stage 1 alone, far longer than a run affords.
+    "base": {"arms": (), "seeds": (0,), "base_steps": 6000, "eval_size": 0},
     # A researcher's starting point on a GPU (the paper refits every 500 steps on full-size runs).
     "full": {"steps": 5000, "base_steps": 5000, "probe_every": 500, "ckpt_every": 500, "eval_size": 0, "max_len": 128,
                  "max_new_tokens": 128, "probe_tokens": 20000, "probe_steps": 300, "analysis_size": 200},

@@ -3,6 +3,7 @@ checkpoints laid over it."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import torch
@@ -11,6 +12,7 @@ from ..config import RunConfig
 from ..data.varieties import HR
 from ..files import read_json
 from ..model.loading import load_model
+from ..model.shipped import SHIPPED_BASE, verify
 from ..model.small import init_variety_tags
 from ..model.weights import load_weights, weight_tensors
 from ..training.distributed import current as current_dist
@@ -24,15 +26,38 @@ def pick_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def uses_shipped_base(cfg: RunConfig) -> bool:
+    """A run of the built-in model with no stage 1 starts from the base that ships with the project."""
+    return not cfg.model and cfg.base_steps == 0
+
+
 def base_model_path(exp: Experiment, cfg: RunConfig) -> Path:
+    """Where the model every arm starts from lives: the user's model, the shipped base, or this run's stage 1."""
     if cfg.model and cfg.base_steps == 0:
         return Path(cfg.model).expanduser().resolve()
+    if uses_shipped_base(cfg):
+        return SHIPPED_BASE
     return exp.base_model_dir
+
+
+@functools.lru_cache(maxsize=4)
+def _verified(folder: Path, stamp: tuple) -> dict:
+    return verify(folder)
+
+
+def verified_shipped_base() -> dict:
+    """The shipped base's card, its files checked against their checksums (once per process while they are
+    unchanged)."""
+    stamp = tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(SHIPPED_BASE.glob("*"))) \
+        if SHIPPED_BASE.exists() else ()
+    return _verified(SHIPPED_BASE, stamp)
 
 
 def load_base(exp: Experiment, cfg: RunConfig, device=None):
     """The model every arm starts from (fp32, for training), and its tokenizer: the stage-1 (or given) model with,
     under ``tag_init``, each dialect tag started from the MSA tag (``model.small.init_variety_tags``)."""
+    if uses_shipped_base(cfg):
+        verified_shipped_base()
     model, tok = load_model(base_model_path(exp, cfg))
     if cfg.tag_init and exp.format >= 2 and exp.data_info_path.exists():
         init_variety_tags(model, tok, read_json(exp.data_info_path)["dialects"], like=HR)

@@ -16,6 +16,7 @@ import torch
 from ..config import RunConfig, arm_kind, derive
 from ..data.examples import Encoder, Example, collate
 from ..data.rundata import RunData
+from ..data.varieties import VARIETIES
 from ..files import write_json
 from ..method.decoupler import Decoupler, DecoupleSettings
 from ..model.loading import load_model
@@ -25,18 +26,22 @@ from ..model.tokenizer import load_tokenizer, train_tokenizer
 from ..training.distributed import current as current_dist
 from ..training.loop import LoopSpec, train_loop
 from .layout import Experiment, model_id, parse_model
-from .models import load_base, pick_device
+from .models import load_base, pick_device, uses_shipped_base, verified_shipped_base
 from .progress import Progress
 
 
 def stage_prepare(exp: Experiment, cfg: RunConfig, data: RunData) -> None:
     if exp.stage_done("prepare"):
         return
+    base_card = None
     if cfg.model:
         load_model(cfg.model)  # fails clearly now rather than after an hour
+    elif uses_shipped_base(cfg):
+        base_card = check_shipped_base(cfg)
     else:
         texts = [t for e in data.base_train + data.stage2_train for t in (e.src_text, e.tgt_text)]
-        tok = train_tokenizer(texts, vocab_size=cfg.vocab_size, tags=data.codes)
+        # a tag for every variety of the table, not only this run's: a base trained once then serves any corpus
+        tok = train_tokenizer(texts, vocab_size=cfg.vocab_size, tags=[v.code for v in VARIETIES])
         shutil.rmtree(exp.tokenizer_dir, ignore_errors=True)
         tok.save_pretrained(exp.tokenizer_dir)
     write_json(exp.data_info_path, {
@@ -44,7 +49,29 @@ def stage_prepare(exp: Experiment, cfg: RunConfig, data: RunData) -> None:
         "n_base_train": len(data.base_train), "n_stage2_train": len(data.stage2_train), "n_test": len(data.test),
         "notes": list(getattr(data.corpus, "notes", ())),
     })
-    exp.mark_stage("prepare")
+    exp.mark_stage("prepare", **({"shipped_base": {k: base_card.get(k) for k in ("name", "code_version", "files")}}
+                                 if base_card else {}))
+
+
+def check_shipped_base(cfg: RunConfig) -> dict:
+    """The shipped base's card, after checking its files and that this run can start from it: the same FLORES split
+    (the base trained on FLORES' training sentences: another split would put some of them in the test set) and
+    source lengths within what its aligned positions allow."""
+    card = verified_shipped_base()
+    base = card["config"]
+    if cfg.data == "flores" and (cfg.seed, cfg.dev_size, cfg.test_size) != \
+            (base["seed"], base["dev_size"], base["test_size"]):
+        raise ValueError(
+            f"the shipped base was trained on the FLORES training split of seed {base['seed']} (dev "
+            f"{base['dev_size']}, test {base['test_size']}); this run asks for seed {cfg.seed} (dev {cfg.dev_size}, "
+            f"test {cfg.test_size}), whose test sentences the base may have seen. Use --seed {base['seed']} "
+            f"--dev-size {base['dev_size']} --test-size {base['test_size']}, or train a base in the run with "
+            "--base-steps N.")
+    if cfg.max_len > base["max_len"]:
+        raise ValueError(f"--max-len {cfg.max_len} is longer than the shipped base's {base['max_len']} (its target side "
+                         f"starts at a fixed position after that many source tokens); use --max-len {base['max_len']} "
+                         "or less, or train a base with --base-steps N.")
+    return card
 
 
 def stage_base(exp: Experiment, cfg: RunConfig, data: RunData, progress: Progress, stop_after=None) -> None:

@@ -1,0 +1,147 @@
+"""Build the base model that ships with the project: ``python -m explorer base`` (DESIGN.md §4, issue 13).
+
+Stage 1 alone, run as an experiment with no arms in a work folder (so a long CPU run can be killed and resumed
+with the same command), then evaluated and exported: fp16 safetensors and the tokenizer into ``--out`` (by default
+``data/base/``, which the ``default`` preset starts from), with ``card.json`` (the command, seed, code version,
+hardware, training time, scores, the FLORES split, the SHA-256 of every file) and a human-readable
+``MODEL_CARD.md`` (data, licences, attribution).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shlex
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from ..config import RunConfig
+from ..data.rundata import load_run_data
+from ..data.varieties import ENG, HR
+from ..evaluation.chrf import corpus_chrf
+from ..evaluation.decoding import translate
+from ..files import atomic_write_text, read_json, write_json
+from ..model.loading import load_model
+from ..model.shipped import CARD, file_hashes
+from ..model.small import encoder_for, init_variety_tags
+from ..version import code_version
+from .layout import Experiment
+from .run import run_experiment
+
+LICENCES = """\
+The weights were trained on these corpora, which ship with the project (data/corpora/, attribution in
+data/NOTICE.md); a model trained on CC-BY-SA text is shared under the same terms:
+
+- Tatoeba ara-eng test v2021-08-07 (CC-BY 2.0 FR; Tiedemann 2020, "The Tatoeba Translation Challenge");
+- TICO-19 test en-ar (CC0);
+- NTREX-128 eng-US/arb (CC-BY-SA 4.0; Federmann et al. 2022);
+- FLORES-200 devtest, training split only (CC-BY-SA 4.0; NLLB Team et al. 2022).
+
+These weights: CC-BY-SA 4.0, attribution "Dialect Decoupling Explorer base model, trained on Tatoeba, TICO-19,
+NTREX-128 and FLORES-200 (see data/NOTICE.md)". Never trained on MADAR.
+"""
+
+
+def hardware() -> dict:
+    info = {"machine": platform.machine(), "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(), "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def base_scores(folder: Path, cfg: RunConfig, dialects: list[str]) -> dict:
+    """chrF++ of the exported base on the FLORES test split (the first ``eval_size`` sentences): EN→MSA, MSA→EN,
+    MSA copied back (MSA→MSA), and MSA→dialect as the arms start from it (dialect tags started from MSA's)."""
+    data = load_run_data(cfg)
+    model, tok = load_model(folder)
+    init_variety_tags(model, tok, dialects, like=HR)
+    model.eval()
+    codes = [HR, *dialects, ENG]
+    enc = encoder_for(model, tok, codes, cfg.max_len)
+    test = data.corpus.split("test")
+    if cfg.eval_size:
+        test = test.iloc[: cfg.eval_size]
+    pairs = {"eng-arb": (ENG, HR), "arb-eng": (HR, ENG), "arb-arb": (HR, HR),
+             **{f"arb-{d}": (HR, d) for d in dialects}}
+    out = {}
+    for name, (src, tgt) in pairs.items():
+        hyps = translate(model, tok, enc, [(src, tgt, t) for t in test[src]], max_new_tokens=cfg.max_new_tokens,
+                         batch_size=cfg.eval_batch_size)
+        out[name] = round(corpus_chrf(hyps, test[tgt].tolist()), 2)
+    out["msa_to_dialect_mean"] = round(sum(out[f"arb-{d}"] for d in dialects) / len(dialects), 2)
+    out["n_sentences"] = len(test)
+    return out
+
+
+def build_base(cfg: RunConfig, out: Path, work: Path, *, bar: bool = True) -> dict:
+    """Train (or resume) stage 1 of ``cfg`` in ``work``, then export the base into ``out``; returns its card."""
+    if cfg.arms or cfg.base_steps < 1 or cfg.model:
+        raise ValueError("the base is built by stage 1 of the built-in model alone: use --base-steps N (N >= 1), no "
+                         "--arms and no --model (the `base` preset does this)")
+    t0 = time.perf_counter()
+    exp = run_experiment(cfg, work, bar=bar, represent=False)
+    stage = Experiment(exp.root).manifest()["stages"]["base"]
+    dialects = read_json(exp.data_info_path)["dialects"]
+    model, tok = load_model(exp.base_model_dir)
+    tmp = Path(out).with_name(f".{Path(out).name}.export")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.to(torch.float16).save_pretrained(tmp, safe_serialization=True)
+    tok.save_pretrained(tmp)
+    scores = base_scores(tmp, cfg, dialects)
+    names = sorted(p.name for p in tmp.iterdir() if p.is_file())
+    for name in names:
+        os.chmod(tmp / name, 0o644)      # save_pretrained may leave 0600 files; the base is shared
+    card = {"name": "dde-base", "format": 1, "command": "python -m explorer " + shlex.join(sys.argv[1:]),
+            "code_version": code_version(), "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "hardware": hardware(),
+            "train_s": stage.get("train_s", stage.get("wall_s")), "steps": cfg.base_steps,
+            "tokens": stage.get("tokens"), "seed": cfg.seed, "config": cfg.to_dict(), "scores": scores,
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "split": {"data": cfg.data, "seed": cfg.seed, "dev_size": cfg.dev_size, "test_size": cfg.test_size},
+            "files": file_hashes(tmp, names), "build_s": round(time.perf_counter() - t0, 1)}
+    write_json(tmp / CARD, card)
+    atomic_write_text(tmp / "MODEL_CARD.md", model_card(card))
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return card
+
+
+def model_card(card: dict) -> str:
+    s = card["scores"]
+    cfg = card["config"]
+    return f"""# The shipped base model (`data/base/`)
+
+The model every `default` run starts from: a Llama-style decoder trained from scratch by this project on the
+embedded corpora, so that it knows MSA well (English↔MSA translation and MSA copying) and has seen no dialect
+translation. Stage 2 of a run then fine-tunes it on MSA↔dialect translation, three ways (baseline, decoupled,
+random), as in Elshabrawy et al. (arXiv 2508.12803).
+
+| | |
+| --- | --- |
+| architecture | {cfg['n_layers']} layers, width {cfg['d_model']}, {cfg['n_heads']} heads, MLP {cfg['d_ff']}, byte-level BPE vocabulary {cfg['vocab_size']} with a tag per variety, aligned target positions (`dde_target_position`) |
+| parameters | {card['parameters']:,} (stored in fp16) |
+| trained by | `{card['command']}` |
+| code version | {card['code_version']} |
+| seed | {card['seed']} (FLORES split: seed {card['split']['seed']}, dev {card['split']['dev_size']}, test {card['split']['test_size']}) |
+| steps | {card['steps']:,} ({card.get('tokens') or 0:,} target tokens), batch {cfg['batch_size']}, lr {cfg['base_lr']}, {cfg['base_copy']:.0%} MSA→MSA copy examples, {cfg['base_copy_warmup']} copy-only warm-up steps |
+| hardware | {card['hardware'].get('gpu') or card['hardware']['processor']}, {card['hardware']['cpu_count']} cores, torch {card['hardware']['torch']} ({card['hardware']['torch_threads']} threads) |
+| training time | {(card['train_s'] or 0) / 3600:.2f} h |
+
+## Scores (chrF++, FLORES-200 devtest test split, first {s['n_sentences']} sentences)
+
+| English → MSA | MSA → English | MSA copied back | MSA → dialect (mean, tags started from MSA's) |
+| --- | --- | --- | --- |
+| {s['eng-arb']} | {s['arb-eng']} | {s['arb-arb']} | {s['msa_to_dialect_mean']} |
+
+## Data and licences
+
+{LICENCES}
+## Integrity
+
+`card.json` records the SHA-256 of every file here; the project checks them before using the model
+(`explorer.model.shipped.verify`). Rebuild with the command above (resumable: rerun it after an interruption).
+"""
