@@ -7,8 +7,9 @@ from pathlib import Path
 
 import torch
 
-from ..config import RunConfig
-from ..model.loading import load_model
+from ..config import RunConfig, derive
+from ..model.adapt import Adaptation, adapt, weights_dtype
+from ..model.loading import load_model, resolve_model
 from ..model.weights import load_weights
 from ..training.distributed import current as current_dist
 from .layout import Experiment
@@ -23,18 +24,24 @@ def pick_device() -> torch.device:
 
 def base_model_path(exp: Experiment, cfg: RunConfig) -> Path:
     if cfg.model and cfg.base_steps == 0:
-        return Path(cfg.model).expanduser().resolve()
+        return resolve_model(cfg.model)   # MERGE-NOTE(issue 11): a folder, or a hub name's cached snapshot
     return exp.base_model_dir
 
 
-def load_base(exp: Experiment, cfg: RunConfig, device=None):
-    model, tok = load_model(base_model_path(exp, cfg))
-    return model.to(device or pick_device()), tok
+def load_base(exp: Experiment, cfg: RunConfig, device=None, *, training: bool = True):
+    """The base model, prepared as the run says: dtype for the device, prompt style, LoRA adapters, activation
+    checkpointing (``model.adapt``). ``training=False`` for evaluation and the app (bf16 on CUDA)."""
+    # MERGE-NOTE(issue 11): dtype/prompt style/LoRA/checkpointing are decided here, once, for every stage and the app
+    device = torch.device(device or pick_device())
+    a = derive(Adaptation, cfg)
+    model, tok = load_model(base_model_path(exp, cfg), dtype=weights_dtype(device, a, training=training),
+                            prompt_style=cfg.prompt_style)
+    return adapt(model, a, training=training).to(device), tok
 
 
 def load_arm(exp: Experiment, cfg: RunConfig, arm: str, step: int | None = None, device=None):
     """The model of an arm at a checkpoint (default: the last one), and its tokenizer."""
-    model, tok = load_base(exp, cfg, device)
+    model, tok = load_base(exp, cfg, device, training=False)   # MERGE-NOTE(issue 11): inference dtype
     if arm == "base":
         return model, tok
     steps = exp.checkpoints(arm)

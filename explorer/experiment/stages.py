@@ -51,7 +51,7 @@ def stage_base(exp: Experiment, cfg: RunConfig, data: RunData, progress: Progres
         return
     device = pick_device()
     if cfg.model:
-        model, tok = load_model(cfg.model)
+        model, tok = load_model(cfg.model, prompt_style=cfg.prompt_style)  # MERGE-NOTE(issue 11): same prompts as arms
     else:
         from transformers import AutoTokenizer
         tok = AutoTokenizer.from_pretrained(exp.tokenizer_dir, local_files_only=True)
