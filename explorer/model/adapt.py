@@ -7,7 +7,8 @@ the evaluation and the app see one ordinary ``nn.Module``:
   blocks gets a low-rank update B·A (rank ``lora_rank``, scale ``lora_alpha / lora_rank``; B starts at zero, so the
   wrapped model starts out equal to the base). The decoder layers' outputs, where the decoupling penalty and the
   probe act, are those of the *adapted* model: the penalty still acts on the full hidden states and the probe
-  sees what training changed. Checkpoints and resume states then hold only the adapter tensors
+  sees what training changed. The adapters are initialised from the run's seed, so every arm starts from the same
+  model. Checkpoints and resume states then hold only the adapter tensors
   (``model.weights``), megabytes instead of gigabytes, laid over the same base when an arm is loaded.
 - **Activation checkpointing**: each decoder layer's activations are recomputed in the backward pass instead of
   kept (non-reentrant ``torch.utils.checkpoint``, so the states a forward hook captures stay in the graph and the
@@ -37,6 +38,7 @@ class Adaptation:
     lora_targets: tuple[str, ...] = ()   # module names (e.g. q_proj,v_proj); empty = every linear layer
     grad_checkpointing: bool = False
     bf16: bool = True
+    seed: int = 0                        # the adapters' initialisation (A is random, B zero): one for every arm
 
     @property
     def lora(self) -> bool:
@@ -69,7 +71,9 @@ def adapt(model, a: Adaptation, *, training: bool = True):
     cfg = LoraConfig(r=a.lora_rank, lora_alpha=a.lora_alpha, lora_dropout=a.lora_dropout, target_modules=targets,
                      bias="none", task_type="CAUSAL_LM")
     try:
-        wrapped = get_peft_model(model, cfg)
+        with torch.random.fork_rng():       # every arm (and every rank) starts from the same adapters
+            torch.manual_seed(a.seed)
+            wrapped = get_peft_model(model, cfg)
     except ValueError as e:     # e.g. a target module name the model does not have
         raise ModelLoadError(f"could not add LoRA adapters to {type(model).__name__}: {e}. Check --lora-targets "
                              "(module names such as q_proj,v_proj; empty = every linear layer).") from e
