@@ -7,6 +7,7 @@ import time
 from ..config import RunConfig
 from ..data.examples import Example
 from ..data.rundata import RunData
+from ..evaluation import comet
 from ..evaluation.chrf import Delta, chrf_signature, paired_bootstrap, score_hypotheses, sentence_chrf
 from ..evaluation.decoding import translate
 from ..files import read_jsonl, write_json, write_jsonl
@@ -19,6 +20,10 @@ from .progress import Progress
 
 def stage_eval(exp: Experiment, cfg: RunConfig, data: RunData, progress: Progress) -> None:
     keys = ["base", *cfg.arms]
+    # MERGE-NOTE(issue 11): COMET beside chrF++ with --comet: one scorer for the stage, per-sentence scores in
+    # hyps.jsonl ("comet"), the mean per direction in scores.json ("comet"); nothing changes without --comet
+    todo = [k for k in keys if not exp.stage_done(f"eval:{k}")]
+    scorer = comet.load_scorer(cfg.comet, batch_size=cfg.comet_batch_size) if cfg.comet and todo else None
     for key in keys:
         if exp.stage_done(f"eval:{key}"):
             continue
@@ -34,9 +39,11 @@ def stage_eval(exp: Experiment, cfg: RunConfig, data: RunData, progress: Progres
         records = [{"sent_id": e.sent_id, "direction": e.direction, "src": e.src, "tgt": e.tgt,
                     "source": e.src_text, "ref": e.tgt_text, "hyp": h, "chrf": round(sentence_chrf(h, e.tgt_text), 3)}
                    for e, h in zip(data.test, hyps)]
+        extra = {"comet": {**comet.describe(scorer), "directions": comet.comet_by_direction(scorer, records)}} \
+            if scorer is not None else {}      # MERGE-NOTE(issue 11): COMET (adds "comet" to each record too)
         write_jsonl(exp.hyps_path(key), records)
         write_json(exp.scores_path(key), {"model": key, "signature": chrf_signature(),
-                                                         "directions": score_hypotheses(records)})
+                                                         "directions": score_hypotheses(records), **extra})
         exp.mark_stage(f"eval:{key}", seconds=round(time.perf_counter() - t0, 2))
         progress.finish_stage(f"eval {key}")
     if not exp.copy_source_path.exists():
