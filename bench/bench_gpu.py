@@ -52,6 +52,7 @@ PEAK_BF16_TFLOPS = {"H200": 989.0, "GH200": 989.0, "H100 SXM": 989.0, "H100 80GB
 CODES = [HR, "arz", ENG]
 SIZES = {  # name: (hidden, intermediate, layers, heads, kv heads, vocab)
     "1b": (2048, 5632, 22, 32, 4, 32000),   # TinyLlama-1.1B's shape: 1.10e9 parameters
+    "1b-4l": (2048, 5632, 4, 32, 4, 32000),  # the same width, 4 layers (0.33e9): what a small CPU machine can hold
     "smoke": (64, 128, 2, 4, 2, 512),
 }
 
