@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import pytest
 import torch
 from model_families import FAMILIES, build_family_model
@@ -70,7 +71,7 @@ def test_lora_with_checkpointing_stores_adapters_resumes_exactly_and_opens_in_th
     cfg = preset_config("tiny", model=str(folder), data=f"madar:{madar}", arms=("baseline", "decoupled"),
                         lora_rank=4, lora_alpha=8.0, grad_checkpointing=True, **{**SMALL_RUN, "steps": 6})
     assert cfg.lr == 2e-4                                  # a pre-trained model with LoRA gets LoRA's usual rate
-    ref = run_experiment(cfg, tmp_path / "ref", bar=False, represent=False)
+    ref = run_experiment(cfg, tmp_path / "ref", bar=False)
     ck = ref.load_checkpoint("decoupled", 6)
     assert ck and all(".lora_" in k for k in ck)           # adapters only, not the base
     assert sum(v.numel() for v in ck.values()) < 0.25 * sum(v.numel() for v in load_tensors(
@@ -84,6 +85,8 @@ def test_lora_with_checkpointing_stores_adapters_resumes_exactly_and_opens_in_th
     assert all(torch.equal(ck[k], b[k]) for k in ck)
     # the app's path: the view loads base + adapters, and one sentence translates with the switch on
     view = load_experiment(ref.root)
+    reps = {step: view.representations("decoupled", step, view.sites[-1]) for step in (2, 6)}
+    assert not np.allclose(reps[2], reps[6])           # each checkpoint's adapters laid over the base
     model, tok = view.load_model("decoupled")
     handle = ModelHandle(model, tok, "decoupled", 6)
     out = translate_text(handle, [*view.varieties, ENG], "ماذا تريد أن تأكل", HR, "cai", max_len=cfg.max_len,

@@ -37,24 +37,25 @@ def weight_tensors(model: torch.nn.Module, dtype: torch.dtype | None = None) -> 
 
 
 def load_weights(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None:
+    """Lay ``tensors`` (``weight_tensors`` of the same architecture) over ``model``; ValueError if they do not fit."""
     ref = model.state_dict()
     keep = adapter_keys(model)
     if keep is not None:
         _check_adapters(set(keep), set(tensors))
+    elif any(".lora_" in k for k in tensors):
+        raise ValueError("checkpoint does not fit the model: it holds LoRA adapters, but the model was loaded "
+                         "without them (--lora-rank must be what the experiment was trained with)")
     cast = {k: v.to(ref[k].dtype) for k, v in tensors.items() if k in ref}
     unexpected = [k for k in tensors if k not in ref]
     missing = model.load_state_dict(cast, strict=False).missing_keys
-    if keep is not None:
+    if keep is not None:           # a LoRA model's base weights are the base's, never in the checkpoint
         missing = [k for k in missing if k in keep]
     # keys dropped as tied duplicates must share storage with a loaded key
     ptrs = {ref[k].data_ptr() for k in cast}
     really_missing = [k for k in missing if ref[k].data_ptr() not in ptrs]
     if unexpected or really_missing:
-        hint = (" (a checkpoint of a plain model laid over a model with LoRA adapters, or the other way round? "
-                "--lora-rank must be what the experiment was trained with)") if any(".lora_" in k for k in
-                                                                                      [*unexpected, *really_missing]) else ""
         raise ValueError(f"checkpoint does not fit the model: missing {really_missing[:5]}, "
-                         f"unexpected {unexpected[:5]}{hint}")
+                         f"unexpected {unexpected[:5]}")
 
 
 def _check_adapters(expected: set[str], given: set[str]) -> None:
