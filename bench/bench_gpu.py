@@ -37,13 +37,13 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from explorer.config import RunConfig, derive                                    # noqa: E402
-from explorer.data.varieties import ENG, HR                                      # noqa: E402
-from explorer.method.decoupler import Decoupler, DecoupleSettings                # noqa: E402
-from explorer.model.adapt import Adaptation, adapt, trainable_share             # noqa: E402
-from explorer.model.loading import load_model                                    # noqa: E402
-from explorer.model.sites import default_sites, hidden_size, n_layers            # noqa: E402
-from explorer.training.loop import lm_loss                                        # noqa: E402
+from explorer.config import RunConfig, derive
+from explorer.data.varieties import ENG, HR
+from explorer.method.decoupler import Decoupler, DecoupleSettings
+from explorer.model.adapt import Adaptation, adapt, trainable_share
+from explorer.model.loading import load_model
+from explorer.model.sites import default_sites, hidden_size, n_layers
+from explorer.training.loop import lm_loss
 
 # Dense (no sparsity) bf16 tensor-core peak, TFLOP/s, from the vendors' data sheets; matched on the CUDA device name.
 # (The sheets quote twice these figures "with sparsity".) Any other card: pass --peak-tflops.
@@ -233,9 +233,10 @@ def main(argv: list[str] | None = None) -> dict:
 def table(out: dict) -> str:
     ctx = f"{out['context']['card']}; {out['context']['software']}"
     mem = "peak GPU memory" if "GiB" in out["context"]["card"] else "peak resident memory (process)"
-    rows = [("model", f"{out['model']}: {out['params']:,} parameters ({out['params']:.2e}), {out['trainable']:,} "
-             f"trainable (LoRA rank {out['lora_rank']}), activation checkpointing "
-             f"{'on' if out['grad_checkpointing'] else 'off'}"),
+    described = (f"{out['model']}: {out['params']:,} parameters ({out['params']:.2e}), {out['trainable']:,} "
+                 f"trainable (LoRA rank {out['lora_rank']}), activation checkpointing "
+                 f"{'on' if out['grad_checkpointing'] else 'off'}")
+    rows = [("model", described),
             ("batch", f"{out['batch']} x {out['seq_len']} tokens"),
             ("peak FLOPs", f"{out['peak_tflops'] or 'n/a'} TFLOP/s ({out['peak_tflops_source']})")]
     for mode, r in out["modes"].items():

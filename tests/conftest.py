@@ -48,7 +48,7 @@ def tiny_models(tmp_path_factory):
     return out
 
 
-from model_families import FAMILIES, build_family_model  # noqa: E402
+from model_families import FAMILIES, build_family_model
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ import textwrap
 import time
 from pathlib import Path
 
-import psutil   # installed with accelerate
+import psutil  # installed with accelerate
 import pytest
 import torch
 from test_pipeline import _results
@@ -93,7 +93,7 @@ def test_a_killed_two_process_run_resumes_to_the_same_results(ddp_run, tmp_path)
     finally:
         proc.wait()
     assert len(workers) >= 2
-    gone, alive = psutil.wait_procs(workers, timeout=20)
+    _gone, alive = psutil.wait_procs(workers, timeout=20)
     assert not alive, f"workers outlived their launcher: {alive}"
     exp = Experiment(out)
     assert not exp.stage_done("arm:decoupled") and exp.stage("decoupled").resume.location() is not None

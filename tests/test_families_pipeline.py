@@ -23,8 +23,8 @@ from explorer.files import load_tensors, read_jsonl
 from explorer.model import loading
 
 pytestmark = pytest.mark.slow
-SMALL_RUN = dict(seeds=(0,), steps=4, ckpt_every=2, probe_every=2, probe_tokens=400, probe_steps=20, eval_size=2,
-                 max_new_tokens=4, analysis_size=4, bootstrap_samples=50)
+SMALL_RUN = {"seeds": (0,), "steps": 4, "ckpt_every": 2, "probe_every": 2, "probe_tokens": 400, "probe_steps": 20,
+             "eval_size": 2, "max_new_tokens": 4, "analysis_size": 4, "bootstrap_samples": 50}
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from model_families import FAMILIES
 
 from explorer.data.examples import IGNORE, Encoder, Example, collate
 from explorer.data.varieties import HR
@@ -17,8 +18,6 @@ from explorer.model.loading import load_model
 from explorer.model.sites import all_sites, find_decoder_layers, hidden_size
 from explorer.model.small import encoder_for, prompt_style
 from explorer.training.loop import lm_loss
-
-from model_families import FAMILIES
 
 CODES = [HR, "arz", "eng"]
 FAMS = sorted(FAMILIES)
@@ -45,7 +44,7 @@ def test_every_family_loads_with_its_layers_and_a_pad_token(loaded):
 
 
 def test_instruction_prompt_names_both_varieties_and_labels_only_the_texts(loaded):
-    family, model, tok = loaded
+    _family, model, tok = loaded
     enc = encoder_for(model, tok, CODES, 16)
     ids, labels, var = enc.example(EXAMPLES[0])
     p_ids, p_var = enc.prompt(HR, "arz", EXAMPLES[0].src_text)

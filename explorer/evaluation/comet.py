@@ -65,7 +65,7 @@ class InProcessComet:
     """COMET loaded in this process (``comet.load_from_checkpoint``)."""
 
     def __init__(self, folder: str | Path, *, batch_size: int = 16, gpus: int | None = None):
-        from comet import load_from_checkpoint   # optional dependency: only imported when asked for
+        from comet import load_from_checkpoint  # optional dependency: only imported when asked for
 
         ckpt = checkpoint_in(folder)
         self.name = Path(folder).expanduser().name

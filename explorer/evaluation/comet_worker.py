@@ -25,7 +25,7 @@ def main() -> int:
     try:
         from comet import load_from_checkpoint
         model = load_from_checkpoint(ckpt)
-    except Exception as e:             # reported on the protocol channel, then the worker ends
+    except Exception as e:  # noqa: BLE001 - any failure is reported on the protocol channel, then it ends
         protocol.write(json.dumps({"ready": False, "error": f"{type(e).__name__}: {e}"}) + "\n")
         protocol.flush()
         return 1
@@ -38,7 +38,7 @@ def main() -> int:
             samples = json.loads(line)["samples"]
             out = model.predict(samples, batch_size=batch_size, gpus=gpus, progress_bar=False)
             answer = {"scores": [float(x) for x in out.scores]}
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - reported to the caller, who raises CometError
             answer = {"error": f"{type(e).__name__}: {e}"}
         protocol.write(json.dumps(answer) + "\n")
         protocol.flush()
