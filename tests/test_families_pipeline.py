@@ -64,6 +64,18 @@ def test_a_hub_name_runs_from_the_local_cache_and_is_kept_in_the_config(family_m
     cfg = preset_config("tiny", model="Qwen/Qwen-tiny-test", data=f"madar:{madar}", arms=("baseline",), **SMALL_RUN)
     exp = run_experiment(cfg, tmp_path / "hub", bar=False, represent=False)
     assert exp.config().model == "Qwen/Qwen-tiny-test" and summary(exp)["complete"]
+    # the same experiment on a machine whose cache lacks the model: it opens; loading the model says how to get it
+    monkeypatch.setattr(loading, "snapshot_download", _not_cached)
+    view = load_experiment(exp.root)
+    assert "baseline" in view.models
+    with pytest.raises(loading.ModelLoadError, match="hf download Qwen/Qwen-tiny-test"):
+        view.load_model("baseline")
+
+
+def _not_cached(repo_id, *, allow_patterns=None, local_files_only=False):
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    raise LocalEntryNotFoundError("not in this machine's cache")
 
 
 def test_lora_with_checkpointing_stores_adapters_resumes_exactly_and_opens_in_the_app(tmp_path, madar):

@@ -10,6 +10,7 @@ import torch
 from ..config import RunConfig, derive
 from ..model.adapt import Adaptation, adapt, weights_dtype
 from ..model.loading import load_model, resolve_model
+from ..model.sites import ModelLoadError
 from ..model.weights import load_weights
 from ..training.distributed import current as current_dist
 from .layout import Experiment
@@ -24,7 +25,12 @@ def pick_device() -> torch.device:
 
 def base_model_path(exp: Experiment, cfg: RunConfig) -> Path:
     if cfg.model and cfg.base_steps == 0:
-        return resolve_model(cfg.model)   # MERGE-NOTE(issue 11): a folder, or a hub name's cached snapshot
+        # MERGE-NOTE(issue 11): a folder, or a hub name's cached snapshot; a model absent from this machine (an
+        # experiment copied from a GPU machine) stays a path, so views still open and loading it says what is missing
+        try:
+            return resolve_model(cfg.model)
+        except ModelLoadError:
+            return Path(cfg.model).expanduser()
     return exp.base_model_dir
 
 
