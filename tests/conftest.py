@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny random models of two architectures, saved to temp folders like a user's model."""
+"""Shared fixtures: tiny random models saved to temp folders like a user's model (two with this tool's tokenizer,
+and one per supported family with a tokenizer shaped like that family's real one), and the tiny experiment."""
 
 from __future__ import annotations
 
@@ -45,6 +46,16 @@ def tiny_models(tmp_path_factory):
         tok.save_pretrained(d)
         out[name] = d
     return out
+
+
+from model_families import FAMILIES, build_family_model
+
+
+@pytest.fixture(scope="session")
+def family_models(tmp_path_factory):
+    """{family: folder} for every family in ``FAMILIES`` (random weights, about a second for all six)."""
+    root = tmp_path_factory.mktemp("families")
+    return {f: build_family_model(f, root / f) for f in FAMILIES}
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,21 @@
 """Translation examples, their token encoding (with a variety label per token), padding and the batch schedule.
 
-A training sequence is ``<src> source <tgt> target </s>``: the tags are variety tags such as
-``<arz>``; the loss covers only the target and ``</s>``. Every token also carries the variety of
-the segment it belongs to (−1 for tags and padding), which is what the probe learns to tell apart
+A training sequence is ``prefix source suffix target </s>``, laid out in one place (``Encoder._layout``) in one
+of three prompt styles (``PROMPT_STYLES``), chosen per model (``model.small.encoder_for``):
+
+- ``tags`` (the built-in model): ``[bos] <arb> source <arz> target </s>``, variety tags as single tokens;
+- ``instruction`` (a pre-trained LM): a natural-language instruction naming both varieties
+  (``varieties.prompt_name``)::
+
+      Translate from Modern Standard Arabic to Egyptian Arabic:
+      Modern Standard Arabic: <source>
+      Egyptian Arabic: <target></s>
+
+- ``chat``: the same instruction as the user turn of the tokenizer's chat template, the target as the
+  assistant's reply (instruction-tuned models).
+
+The loss covers only the target and ``</s>``. Every token also carries the variety of the segment it belongs
+to (−1 for tags, instruction words, template tokens and padding), which is what the probe learns to tell apart
 and what selects the tokens the decoupling penalty counts.
 """
 
@@ -14,9 +27,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .varieties import ENG, HR, variety_tag
+from .varieties import ENG, HR, prompt_name, variety_tag
 
 IGNORE = -100
+PROMPT_STYLES = ("tags", "instruction", "chat")
+_SOURCE_MARK = "<<<dde-source-text>>>"   # where the source goes in a rendered chat template
 MODEL_INPUTS = ("input_ids", "attention_mask", "position_ids")  # batch keys a forward pass takes
 
 
@@ -60,22 +75,35 @@ def pair_examples(frame) -> list[Example]:
     return out
 
 
+def instruction(src: str, tgt: str) -> str:
+    """The instruction of the ``instruction`` and ``chat`` styles, e.g. "Translate from Modern Standard Arabic to
+    Egyptian Arabic:"."""
+    return f"Translate from {prompt_name(src)} to {prompt_name(tgt)}:"
+
+
 class Encoder:
-    """Turns examples into token ids with per-token variety labels. Works with any HF tokenizer:
-    for a tokenizer without our tags, the tag is simply encoded as text.
+    """Turns examples into token ids with per-token variety labels, in one prompt ``style`` (``PROMPT_STYLES``).
+    Works with any HF tokenizer: in the ``tags`` style a tokenizer without our tags simply encodes them as text.
 
     With ``target_position`` (models trained with aligned positions, see ``model.small.target_position``;
     ``model.small.encoder_for`` builds the right encoder for a model) every encoded sequence also carries
-    position ids: contiguous over ``[bos] <src> source``, then the target tag and the target from
+    position ids: contiguous up to the end of the source, then the suffix (the target tag) and the target from
     ``target_position`` on."""
 
-    def __init__(self, tokenizer, codes: list[str], max_len: int, target_position: int | None = None):
+    def __init__(self, tokenizer, codes: list[str], max_len: int, target_position: int | None = None,
+                 style: str = "tags"):
+        if style not in PROMPT_STYLES:
+            raise ValueError(f"unknown prompt style {style!r}; choose from {list(PROMPT_STYLES)}")
+        if style == "chat" and not getattr(tokenizer, "chat_template", None):
+            raise ValueError("prompt style 'chat' needs a tokenizer with a chat template, and this one has none "
+                             "(tokenizer_config.json / chat_template.jinja). Use --prompt-style instruction.")
         self.tok = tokenizer
         self.codes = list(codes)
         self.index = {c: i for i, c in enumerate(self.codes)}
         self.max_len = max_len
         self.target_position = target_position
-        self._tag_cache: dict[str, list[int]] = {}
+        self.style = style
+        self._cache: dict[tuple, list[int]] = {}
 
     @property
     def aligned(self) -> bool:
@@ -90,38 +118,77 @@ class Encoder:
         return list(range(n_source)) + list(range(self.target_position, self.target_position + n_rest))
 
     def prompt_positions(self, prompt_ids: list[int], tgt: str) -> list[int]:
-        """Position ids of a prompt from ``prompt`` (ending in the ``tgt`` tag), without re-tokenising it."""
-        n_tag = len(self.tag(tgt))
-        return self.positions(len(prompt_ids) - n_tag, n_tag)
+        """Position ids of a prompt from ``prompt`` (ending in the ``tgt`` suffix), without re-tokenising it."""
+        n_suffix = len(self.suffix(tgt))
+        return self.positions(len(prompt_ids) - n_suffix, n_suffix)
 
     def _ids(self, text: str) -> list[int]:
         return self.tok(text, add_special_tokens=False)["input_ids"]
 
+    def _cached(self, key: tuple, make) -> list[int]:
+        if key not in self._cache:
+            self._cache[key] = make()
+        return self._cache[key]
+
     def tag(self, code: str) -> list[int]:
-        if code not in self._tag_cache:
-            self._tag_cache[code] = self._ids(variety_tag(code))
-        return self._tag_cache[code]
+        return self._cached(("tag", code), lambda: self._ids(variety_tag(code)))
+
+    def _bos(self) -> list[int]:
+        return [self.tok.bos_token_id] if self.tok.bos_token_id is not None else []
+
+    def _chat_parts(self, src: str, tgt: str) -> tuple[str, str]:
+        """The chat template rendered around the source: (text before it, text after it up to the reply)."""
+        messages = [{"role": "user", "content": f"{instruction(src, tgt)}\n{_SOURCE_MARK}"}]
+        text = self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        if text.count(_SOURCE_MARK) != 1:
+            raise ValueError("the tokenizer's chat template does not show the user's message once; "
+                             "use --prompt-style instruction")
+        before, after = text.split(_SOURCE_MARK)
+        return before, after
+
+    def prefix(self, src: str, tgt: str) -> list[int]:
+        """The ids before the source: ``[bos] <src>``, ``[bos] instruction \n Source-name:`` or the chat
+        template up to the user's text."""
+        def make():
+            if self.style == "tags":
+                return self._bos() + self.tag(src)
+            if self.style == "instruction":
+                return self._bos() + self._ids(f"{instruction(src, tgt)}\n{prompt_name(src)}:")
+            before = self._ids(self._chat_parts(src, tgt)[0])
+            bos = self._bos()
+            return before if (not bos or before[:1] == bos) else bos + before
+        return self._cached(("prefix", src, tgt), make)
+
+    def suffix(self, tgt: str) -> list[int]:
+        """The ids between the source and the target: ``<tgt>``, ``\n Target-name:`` or the end of the user turn
+        and the start of the assistant's (which does not depend on the text)."""
+        def make():
+            if self.style == "tags":
+                return self.tag(tgt)
+            if self.style == "instruction":
+                return self._ids(f"\n{prompt_name(tgt)}:")
+            return self._ids(self._chat_parts(tgt, tgt)[1])
+        return self._cached(("suffix", tgt), make)
 
     def _layout(self, src: str, tgt: str, s_ids: list[int], t_ids: list[int] | None) -> tuple:
         """The one place a sequence is laid out. Without ``t_ids``: (ids, variety labels) of the prompt
-        ``[bos] <src> source <tgt>``; with them: (ids, LM labels, variety labels[, positions]) of the whole
-        training sequence, the target followed by ``</s>``."""
-        bos = [self.tok.bos_token_id] if self.tok.bos_token_id is not None else []
-        st, tt = self.tag(src), self.tag(tgt)
+        ``prefix source suffix``; with them: (ids, LM labels, variety labels[, positions]) of the whole
+        training sequence, the target followed by ``</s>``. Prefix and suffix tokens are labelled −1."""
+        pre, suf = self.prefix(src, tgt), self.suffix(tgt)
         s_ids = s_ids[: self.max_len]
-        p_ids = bos + st + s_ids + tt
-        p_var = [-1] * (len(bos) + len(st)) + [self.index.get(src, -1)] * len(s_ids) + [-1] * len(tt)
+        p_ids = pre + s_ids + suf
+        p_var = [-1] * len(pre) + [self.index.get(src, -1)] * len(s_ids) + [-1] * len(suf)
         if t_ids is None:
             return p_ids, p_var
         t_ids = t_ids[: self.max_len] + [self.tok.eos_token_id]
         var = p_var + [self.index.get(tgt, -1)] * (len(t_ids) - 1) + [-1]
         row = (p_ids + t_ids, [IGNORE] * len(p_ids) + t_ids, var)
         if self.aligned:
-            row += (self.positions(len(p_ids) - len(tt), len(tt) + len(t_ids)),)
+            row += (self.positions(len(p_ids) - len(suf), len(suf) + len(t_ids)),)
         return row
 
     def prompt(self, src: str, tgt: str, text: str) -> tuple[list[int], list[int]]:
-        """Token ids and variety labels of ``[bos] <src> text <tgt>`` (what generation continues)."""
+        """Token ids and variety labels of ``prefix text suffix`` (what generation continues)."""
         return self._layout(src, tgt, self._ids(" " + text.strip()), None)
 
     def example(self, ex: Example) -> tuple:

@@ -144,6 +144,16 @@ def short_name(code: str) -> str:
         return code
 
 
+def prompt_name(code: str) -> str:
+    """How an instruction prompt names a variety: 'Modern Standard Arabic', 'Egyptian Arabic' (FLORES arz),
+    'Cairo Arabic' (MADAR cai), 'English'; the table's name without the city in brackets (an unknown code is
+    named by itself)."""
+    try:
+        return variety(code).name.split(" (")[0]
+    except UnknownVarietyError:
+        return code
+
+
 def variety_label(code: str) -> str:
     """'Egyptian (arz)', 'MSA (arb)', 'English': how a variety is named in pickers, legends and tables."""
     return "English" if code == ENG else f"{short_name(code)} ({code})"

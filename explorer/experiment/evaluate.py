@@ -12,6 +12,7 @@ from ..config import RunConfig
 from ..data.examples import Example
 from ..data.rundata import RunData
 from ..data.varieties import ENG, HR, KINDS, direction_kind
+from ..evaluation import comet
 from ..evaluation.chrf import (
     chrf_signature,
     chrf_statistics,
@@ -38,6 +39,10 @@ def stage_eval(exp: Experiment, cfg: RunConfig, data: RunData, progress: Progres
     models = ["base", *arm_models(cfg)]
     varieties = [HR, *data.dialects]
     classifiers = None
+    # COMET beside chrF++ with --comet (optional): one scorer for the stage, per-sentence scores in hyps.jsonl
+    # ("comet"), the mean per direction in scores.json ("comet"); nothing changes without --comet
+    todo = [m for m in models if not exp.stage_done(exp.stage_key("eval", m))]
+    scorer = comet.load_scorer(cfg.comet, batch_size=cfg.comet_batch_size) if cfg.comet and todo else None
     for model in models:
         key = exp.stage_key("eval", model)
         if exp.stage_done(key):
@@ -55,10 +60,12 @@ def stage_eval(exp: Experiment, cfg: RunConfig, data: RunData, progress: Progres
         records = [{"sent_id": e.sent_id, "direction": e.direction, "src": e.src, "tgt": e.tgt,
                     "source": e.src_text, "ref": e.tgt_text, "hyp": h, "chrf": round(sentence_chrf(h, e.tgt_text), 3)}
                    for e, h in zip(data.test, hyps)]
+        extra = {"comet": {**comet.describe(scorer), "directions": comet.comet_by_direction(scorer, records)}} \
+            if scorer is not None else {}      # adds "comet" to each record too
         write_jsonl(exp.hyps_path(model), records)
         write_json(exp.scores_path(model), {"model": model, "signature": chrf_signature(),
                                             "directions": score_hypotheses(records),
-                                            "looks_like": looks_like(records, *classifiers)})
+                                            "looks_like": looks_like(records, *classifiers), **extra})
         exp.mark_stage(key, seconds=round(time.perf_counter() - t0, 2))
         progress.finish_stage(f"eval {model}")
     if not exp.copy_source_path.exists():

@@ -1,5 +1,5 @@
-"""Which weights a model name means in an experiment: the base (stage 1 or the user's model) and each arm's
-checkpoints laid over it."""
+"""Which weights a model name means in an experiment: the base (stage 1, the shipped base or the user's model) and
+each arm's checkpoints laid over it."""
 
 from __future__ import annotations
 
@@ -8,13 +8,15 @@ from pathlib import Path
 
 import torch
 
-from ..config import RunConfig
+from ..config import RunConfig, derive
 from ..data.varieties import HR
 from ..files import read_json
-from ..model.loading import load_model
+from ..model.adapt import Adaptation, adapt, weights_dtype
+from ..model.loading import load_model, resolve_model
 from ..model.shipped import SHIPPED_BASE, verify
+from ..model.sites import ModelLoadError
 from ..model.small import init_variety_tags
-from ..model.weights import load_weights, weight_tensors
+from ..model.weights import load_weights
 from ..training.distributed import current as current_dist
 from .layout import Experiment
 
@@ -32,9 +34,15 @@ def uses_shipped_base(cfg: RunConfig) -> bool:
 
 
 def base_model_path(exp: Experiment, cfg: RunConfig) -> Path:
-    """Where the model every arm starts from lives: the user's model, the shipped base, or this run's stage 1."""
+    """Where the model every arm starts from lives: the user's model (a folder, or a hub name's cached snapshot),
+    the shipped base, or this run's stage 1."""
     if cfg.model and cfg.base_steps == 0:
-        return Path(cfg.model).expanduser().resolve()
+        # a model absent from this machine (an experiment copied from a GPU machine) stays a path, so views still
+        # open and loading it says what is missing
+        try:
+            return resolve_model(cfg.model)
+        except ModelLoadError:
+            return Path(cfg.model).expanduser()
     if uses_shipped_base(cfg):
         return SHIPPED_BASE
     return exp.base_model_dir
@@ -53,15 +61,20 @@ def verified_shipped_base() -> dict:
     return _verified(SHIPPED_BASE, stamp)
 
 
-def load_base(exp: Experiment, cfg: RunConfig, device=None):
-    """The model every arm starts from (fp32, for training), and its tokenizer: the stage-1 (or given) model with,
-    under ``tag_init``, each dialect tag started from the MSA tag (``model.small.init_variety_tags``)."""
+def load_base(exp: Experiment, cfg: RunConfig, device=None, *, training: bool = True):
+    """The model every arm starts from, and its tokenizer, prepared as the run says, once for every stage and the
+    app: dtype for the device, prompt style, under ``tag_init`` each dialect tag started from the MSA tag
+    (``model.small.init_variety_tags``), then LoRA adapters and activation checkpointing (``model.adapt``).
+    ``training=False`` for evaluation and the app (bf16 on CUDA)."""
+    device = torch.device(device or pick_device())
     if uses_shipped_base(cfg):
         verified_shipped_base()
-    model, tok = load_model(base_model_path(exp, cfg))
+    a = derive(Adaptation, cfg)
+    model, tok = load_model(base_model_path(exp, cfg), dtype=weights_dtype(device, a, training=training),
+                            prompt_style=cfg.prompt_style)
     if cfg.tag_init and exp.format >= 2 and exp.data_info_path.exists():
         init_variety_tags(model, tok, read_json(exp.data_info_path)["dialects"], like=HR)
-    return model.to(device or pick_device()), tok
+    return adapt(model, a, training=training).to(device), tok
 
 
 def load_arm(exp: Experiment, cfg: RunConfig, model: str, step: int | None = None, device=None):
@@ -69,9 +82,11 @@ def load_arm(exp: Experiment, cfg: RunConfig, model: str, step: int | None = Non
 
     Like with like: arm checkpoints are stored in fp16, so the base is rounded through fp16 too before it is
     evaluated or analysed; every model is then compared at the same precision."""
-    net, tok = load_base(exp, cfg, device)
+    net, tok = load_base(exp, cfg, device, training=False)
     if model == "base":
-        load_weights(net, weight_tensors(net, torch.float16))
+        with torch.no_grad():
+            for p in net.parameters():       # as an fp16 checkpoint would store them (LoRA adapters included)
+                p.copy_(p.to(torch.float16))
         return net, tok
     steps = exp.checkpoints(model)
     if not steps:

@@ -13,11 +13,11 @@ from collections import defaultdict
 import numpy as np
 import pandas as pd
 
+from ..analysis.repcache import read_represent_manifest
 from ..config import arm_kind
 from ..data.varieties import HR, KINDS, VARIETIES, dialect_of, direction_kind, direction_label, variety
 from ..evaluation.chrf import chrf_signature
 from ..files import read_json
-from ..analysis.repcache import read_represent_manifest
 from .layout import Experiment, arm_models, parse_model
 
 

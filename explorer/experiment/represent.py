@@ -274,11 +274,10 @@ def _build(exp: Experiment, cfg: RunConfig, data, progress,
 def _set_weights(exp: Experiment, cfg: RunConfig, loaded: dict, model_name: str, step: int):
     """The model with the weights of (model_name, step): the base is loaded once with ``models.load_arm`` and each
     checkpoint is laid over it (checkpoints hold every weight), instead of reading the base again for each one."""
-    if loaded.get("model") is None:
-        loaded["model"], loaded["tok"] = load_arm(exp, cfg, "base")
-        loaded["base"] = {k: v.detach().clone() for k, v in loaded["model"].state_dict().items()}
-    if model_name == "base":
-        load_weights(loaded["model"], loaded["base"])
-    else:
+    if loaded.get("model") is None or (model_name == "base" and loaded.get("at") != "base"):
+        loaded["model"], loaded["tok"] = load_arm(exp, cfg, "base")     # the base comes first in the plan: once
+        loaded["at"] = "base"
+    if model_name != "base":
         load_weights(loaded["model"], exp.load_checkpoint(model_name, step))
+        loaded["at"] = model_name
     return loaded["model"], loaded["tok"]

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ..config import RunConfig, arm_kind, derive
-from ..data.examples import Encoder, Example, collate
+from ..data.examples import IGNORE, Encoder, Example, collate
 from ..data.rundata import RunData
 from ..data.varieties import VARIETIES
 from ..files import write_json
@@ -79,7 +79,7 @@ def stage_base(exp: Experiment, cfg: RunConfig, data: RunData, progress: Progres
         return
     device = pick_device()
     if cfg.model:
-        model, tok = load_model(cfg.model)
+        model, tok = load_model(cfg.model, prompt_style=cfg.prompt_style)  # MERGE-NOTE(issue 11): same prompts as arms
     else:
         tok = load_tokenizer(exp.tokenizer_dir)
         model = build_small_model(tok, d_model=cfg.d_model, n_layers=cfg.n_layers, n_heads=cfg.n_heads,
@@ -121,7 +121,9 @@ def probe_batches_fn(cfg: RunConfig, enc: Encoder, pool: list[Example], pad_id: 
     sent_ids = sorted({e.sent_id for e in pool})
     group_of = {sid: i for i, sid in enumerate(sent_ids)}
     groups = np.array([group_of[e.sent_id] for e in pool])
-    avg = max(1.0, float(np.mean([len(e[0]) for e in encoded])))
+    # the probe reads the source side only (method.decoupler.collect_buffer): count those tokens
+    avg = max(1.0, float(np.mean([sum(1 for lab, v in zip(e[1], e[2]) if lab == IGNORE and v >= 0)
+                                  for e in encoded])))
     n = min(len(encoded), int(cfg.probe_tokens / avg * 1.3) + 1)
 
     def fn(step: int) -> list[dict]:

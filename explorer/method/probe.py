@@ -405,6 +405,14 @@ def _group_split(y: Tensor, groups: Tensor, holdout: float, g: torch.Generator, 
         if bool((has & (held_count < target)).any()):
             held_groups[gi] = True
             held_count += per_group[gi].double()
+    # each part needs a group holding each class: move one across when the random pass left a part without one
+    for c in (0, 1):
+        has_c = per_group[:, c] > 0
+        for part, other in ((~held_groups, held_groups), (held_groups, ~held_groups)):
+            if not bool((has_c & part).any()):
+                donors = torch.nonzero(has_c & other).flatten()
+                if len(donors) > 1:
+                    held_groups[donors[0]] = ~held_groups[donors[0]]
     held_mask = held_groups[inverse]
     parts = []
     for mask, name in ((~held_mask, "training"), (held_mask, "held-out")):

@@ -11,11 +11,19 @@ its basis U is broadcast, so every rank penalises the same subspace. Rank 0 alon
 (logs, checkpoints, resume state, refits, evaluation, representations); the other ranks wait at
 a barrier after each stage. Without a launcher (``WORLD_SIZE`` unset or 1) nothing here does
 anything and no process group is created.
+
+A worker stops when its launcher dies (``_stop_with_launcher``): torchrun starts each worker in a session of its
+own, so a SIGKILL to the launcher's process group (a scheduler's kill, the OOM killer, ``kill -9 -PGID``) would
+otherwise leave the workers training on, unsupervised, into the experiment folder. Stopped the same way, the
+run resumes from its last resume state when the same command is run again (tested with two CPU processes).
 """
 
 from __future__ import annotations
 
 import os
+import signal
+import threading
+import time
 
 import torch
 
@@ -88,5 +96,20 @@ def setup() -> Dist:
         return _CURRENT
     from accelerate import Accelerator
 
+    _stop_with_launcher()
     _CURRENT = Dist(Accelerator(cpu=not torch.cuda.is_available()))
     return _CURRENT
+
+
+def _stop_with_launcher(poll_s: float = 0.5) -> None:
+    """Kill this worker (SIGKILL, like its launcher) once its parent, the launcher, is gone (it is then re-parented,
+    and ``getppid`` changes). A daemon thread that wakes twice a second; it costs nothing measurable."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(poll_s)
+            if os.getppid() != parent:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="stop-with-launcher", daemon=True).start()
