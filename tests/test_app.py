@@ -271,6 +271,7 @@ def test_run_button_starts_one_run_only(tmp_path, monkeypatch):
 
 def test_runner_reads_the_run_state(tmp_path):
     from explorer.experiment.layout import Experiment
+    from explorer.experiment.lock import RunLock
     from explorer.files import atomic_write_text
     from explorer.ui import runner
 
@@ -283,10 +284,12 @@ def test_runner_reads_the_run_state(tmp_path):
     atomic_write_text(exp.lock_path, "999999999")              # no such process
     s = runner.status(folder)
     assert s.state == "stopped" and not s.running and s.fraction == 0.25 and s.probe_accuracy == 0.8
-    atomic_write_text(exp.lock_path, str(os.getpid()))         # a live process holds the folder
-    s = runner.status(folder)
-    assert s.running and s.state == "running" and s.stage == "decoupled"
-    assert runner.start(folder) == (os.getpid(), False)         # refused: no second run
+    atomic_write_text(exp.lock_path, str(os.getpid()))         # a stale file naming a live pid holds nothing
+    assert not runner.status(folder).running
+    with RunLock(exp):                                           # a live process holds the folder
+        s = runner.status(folder)
+        assert s.running and s.state == "running" and s.stage == "decoupled"
+        assert runner.start(folder) == (os.getpid(), False)     # refused: no second run
     assert runner.format_eta(90) == "1 min 30 s" and runner.format_eta(None) == "—"
 
 
