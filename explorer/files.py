@@ -80,7 +80,7 @@ class Record:
     @classmethod
     def from_json(cls, d: Any) -> Record:
         if not isinstance(d, dict) or not isinstance(d.get("bytes"), int) or not isinstance(d.get("crc32"), str):
-            raise ValueError("not a record")
+            raise TypeError("not a record")
         return cls(d["bytes"], int(d["crc32"], 16))
 
 
@@ -118,7 +118,7 @@ def _load_record(path: Path) -> tuple[Record, Record | None] | None:
             return None
         prev = d.get("previous")
         return Record.from_json(d), (Record.from_json(prev) if prev else None)
-    except (ValueError, AttributeError, UnicodeDecodeError) as e:
+    except (ValueError, TypeError, AttributeError) as e:
         raise StoreError(f"the check record {side} of {path.name} is unreadable ({e}). Delete the record to read "
                          f"{path.name} unverified, or delete both and rerun to rebuild them.") from None
 
@@ -432,7 +432,7 @@ def load_npz(path: Path) -> dict[str, np.ndarray]:
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
-    except Exception as e:  # noqa: BLE001 - zipfile raises several types for a damaged archive
+    except Exception as e:  # zipfile raises several types for a damaged archive
         raise damaged(path, f"it is not a readable .npz file ({e})") from e
 
 

@@ -160,16 +160,18 @@ def test_second_run_in_the_same_folder_is_refused_and_other_settings_rejected(ti
     exp = Experiment(tiny_experiment)
     with pytest.raises(StoreError, match="different settings"):
         run_experiment(preset_config("tiny", lam=0.5), tiny_experiment, bar=False)
-    # a live process holding the lock
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    # a live process holding the lock (experiment/lock.py; tests/test_lock.py has the races and stale files)
+    holder = ("import sys, time; from explorer.experiment.lock import RunLock; RunLock(sys.argv[1]).acquire(); "
+              "print('held', flush=True); time.sleep(60)")
+    sleeper = subprocess.Popen([sys.executable, "-c", holder, str(exp.lock_path)], cwd=REPO, stdout=subprocess.PIPE,
+                               text=True)
     try:
-        exp.lock_path.write_text(str(sleeper.pid))
-        with pytest.raises(StoreError, match="already being run"):
+        assert sleeper.stdout.readline().strip() == "held"
+        with pytest.raises(StoreError, match=f"already being run by process {sleeper.pid}"):
             run_experiment(preset_config("tiny"), tiny_experiment, bar=False)
     finally:
         sleeper.kill()
         sleeper.wait()
-        exp.lock_path.unlink(missing_ok=True)
 
 
 def test_manifest_from_another_format_version_is_detected(tmp_path):

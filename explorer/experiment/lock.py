@@ -26,6 +26,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 from ..files import StoreError
 
@@ -144,7 +145,7 @@ class RunLock:
             os.close(self._fd)                 # closing our last copy releases the kernel lock
             self._fd = None
 
-    def __enter__(self) -> RunLock:
+    def __enter__(self) -> Self:
         self.acquire()
         return self
 
