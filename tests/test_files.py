@@ -167,8 +167,8 @@ def test_a_reader_never_sees_the_live_tail_of_a_log(tmp_path):
     """Appends happen under the folder's lock, so a reader racing a writer sees whole, recorded lines only."""
     path = tmp_path / "log.jsonl"
     writer = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from explorer.files import append_jsonl\n"
-         "for i in range(1500): append_jsonl(sys.argv[1], {'step': i, 'pad': 'x' * (i % 300)})", str(path)],
+        [sys.executable, "-c", ("import sys; from explorer.files import append_jsonl\n"
+         "for i in range(1500): append_jsonl(sys.argv[1], {'step': i, 'pad': 'x' * (i % 300)})"), str(path)],
         cwd=REPO)
     seen = []
     try:

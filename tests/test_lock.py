@@ -108,9 +108,9 @@ def test_the_app_claims_the_lock_for_its_child(exp):
     """start_child: the folder is the child's from its first instant, and it adopts the lock it inherited."""
     exp.root.mkdir()
     child = exp.claim([sys.executable, "-c",
-                       "import os, sys, time; from explorer.experiment.lock import RunLock\n"
+                       ("import os, sys, time; from explorer.experiment.lock import RunLock\n"
                        "l = RunLock(sys.argv[1]); l.acquire()\n"      # adopts, does not refuse itself
-                       "print(os.getpid(), flush=True); time.sleep(60)", str(exp.lock_path)],
+                       "print(os.getpid(), flush=True); time.sleep(60)"), str(exp.lock_path)],
                       cwd=REPO, stdout=subprocess.PIPE, text=True)
     try:
         assert exp.running_pid() == child.pid                  # before the child has even started Python
