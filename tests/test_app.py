@@ -382,6 +382,29 @@ def test_annotations_round_trip_and_validation(tmp_path):
     assert not list(tmp_path.glob(".annotations.json.*.tmp"))  # atomic writes leave nothing behind
 
 
+def test_annotations_keep_fields_they_do_not_know(tmp_path):
+    """A file written by a newer version (or by hand) with extra keys keeps them through every kind of save."""
+    from explorer.experiment.annotations import DEFAULT_TAGS, AnnotationStore
+
+    store = AnnotationStore(tmp_path)
+    store.path.write_text(json.dumps({
+        "format": 1, "tags": list(DEFAULT_TAGS), "reviewers": ["amina"], "settings": {"colour": "red"},
+        "items": {"arb-arz|s1": {"tags": ["good"], "comment": "fine", "updated": "x", "model": "decoupled",
+                                 "severity": 2},
+                  "arb-ary|s2": {"tags": [], "comment": "", "flagged_by": "amina"}}}), encoding="utf-8")
+    store.save_note("arb-arz|s1", ["orthography"], "hamza")          # edit a note that has extra keys
+    store.save_note("arb-aeb|s3", ["good"], "new note")              # add another
+    store.save_tags([*DEFAULT_TAGS, "calque"])                        # change the tag list
+    saved = json.loads(store.path.read_text(encoding="utf-8"))
+    assert saved["reviewers"] == ["amina"] and saved["settings"] == {"colour": "red"}
+    s1 = saved["items"]["arb-arz|s1"]
+    assert s1["model"] == "decoupled" and s1["severity"] == 2
+    assert s1["tags"] == ["orthography"] and s1["comment"] == "hamza"
+    assert saved["items"]["arb-ary|s2"] == {"flagged_by": "amina", "tags": [], "comment": "", "updated": ""}
+    store.save_note("arb-arz|s1", [], "")                              # cleared: its unknown keys still stay
+    assert json.loads(store.path.read_text(encoding="utf-8"))["items"]["arb-arz|s1"]["severity"] == 2
+
+
 @pytest.mark.parametrize("content", ["{not json", "[]", '{"format": 1, "items": {"a": {"tags": "x"}}}',
                                      '{"format": 99}', b"\xff\xfe"])
 def test_damaged_annotations_are_never_overwritten(tmp_path, content):
