@@ -53,10 +53,10 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def print_report(rep: CorpusReport, *, brief: bool = False, file=sys.stdout) -> None:
+def print_report(rep: CorpusReport, *, brief: bool = False, file=None) -> None:
     """A corpus report for people: the whole table for ``data``, its notes and problems at the start of ``run``."""
     def say(text: str = "") -> None:
-        print(text, file=file)
+        print(text, file=file or sys.stdout)
 
     say(f"data: {rep.name}" + (f" ({rep.folder})" if rep.folder else ""))
     if not brief and rep.varieties:
