@@ -66,6 +66,20 @@ def html_of(at) -> str:
     return "\n".join(m.value for m in at.markdown)
 
 
+def test_committed_streamlit_config_is_private():
+    """What Streamlit itself reads from .streamlit/config.toml when started from the repository: loopback only,
+    no error details in the browser (tests/test_browser.py checks the listening socket of a real server)."""
+    import subprocess
+    import sys
+
+    code = ("from streamlit import config; config.get_config_options(force_reparse=True); "
+            "print(config.get_option('server.address'), config.get_option('client.showErrorDetails'), "
+            "config.get_option('browser.gatherUsageStats'))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(APP).parent, capture_output=True, text=True,
+                         timeout=120, check=True).stdout.split()
+    assert out == ["127.0.0.1", "none", "False"], out
+
+
 # ---------------------------------------------------------------- pages
 
 
