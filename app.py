@@ -6,9 +6,6 @@ in ``pages/`` reads its own widgets, calls the explorer once and draws.
 
 import streamlit as st
 
-from explorer.data.corpus import CorpusError
-from explorer.files import StoreError
-from explorer.model.sites import ModelLoadError
 from explorer.ui import shell, widgets
 
 st.set_page_config(page_title="Dialect Decoupling Explorer", page_icon="🗺️", layout="wide")
@@ -18,5 +15,5 @@ try:
     widgets.experiment_picker()
     shell.app_ran()
     page.run()
-except (StoreError, CorpusError, ModelLoadError) as e:
-    st.error(f"{type(e).__name__}: {e}")  # a folder, corpus or model to fix: say what, not a traceback
+except shell.FOLDER_ERRORS as e:    # a folder, corpus or model to fix: say what, not a traceback
+    shell.show_error(e)

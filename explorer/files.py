@@ -32,6 +32,7 @@ intact?" without raising, for stages that decide what to rebuild.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import io
 import json
@@ -164,7 +165,11 @@ def _folder_lock(folder: Path, *, exclusive: bool) -> Iterator[None]:
     are read. Released when the block ends (or the process dies)."""
     fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        except OSError as e:   # a file system without flock (some network mounts): go on unlocked
+            if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL):
+                raise
         yield
     finally:
         os.close(fd)   # closing releases the lock

@@ -10,18 +10,28 @@ Opening Home first hid it, because ``app.py`` then calls ``st.navigation`` and c
 process.
 
 The fix keeps ``pages/`` (DESIGN.md §5) and touches no Streamlit internals: ``app.py`` marks every run in which it
-drew the frame (``app_ran``), and every page starts with ``page_setup()``. A page that finds no mark was run
-without ``app.py``: it declares the app's page list with ``st.navigation`` (which ends the v1 mode for the
-process) and asks for a rerun, which Streamlit serves through ``app.py`` on the same URL: the page's hash is its
-URL path in both modes.
+drew the frame (``app_ran``), and every page starts with ``page_setup()``. When a session's very first run finds
+no mark, the page was run without ``app.py``: it declares the app's page list with ``st.navigation`` (which ends
+the v1 mode for the rest of the process) and asks for a rerun, which Streamlit serves through ``app.py`` on the
+same URL (a page's hash is its URL path in both modes). A first run carries no widget event, so nothing is lost.
+
+Later runs of a session never take that path on a real server (the flag stays False). Streamlit's ``AppTest``
+resets the flag before every run, so there every run after the first executes the page alone, as it always
+did; the guard leaves those alone (rerouting them would drop the button click that started the run, and
+calling ``st.navigation`` mid-page would change the page's widget ids).
 """
 
 from __future__ import annotations
 
 import streamlit as st
 
+from ..data.corpus import CorpusError
+from ..files import StoreError
+from ..model.sites import ModelLoadError
+
 APP_RAN = "dde_app_ran"           # session-state mark: app.py drew the frame for the page now running
-REDIRECTED = "dde_page_redirected"
+SEEN = "dde_frame_seen"           # this session has had the frame at least once
+FOLDER_ERRORS = (StoreError, CorpusError, ModelLoadError)   # a folder, corpus or model to fix: shown, not raised
 
 PAGE_FILES = (  # (script, title, icon): the one list of pages
     ("pages/home.py", "Home", ":material/home:"),
@@ -41,14 +51,17 @@ def navigation():
 def app_ran() -> None:
     """Called by ``app.py`` right before it runs the page: the page's ``page_setup`` will find the mark."""
     st.session_state[APP_RAN] = True
+    st.session_state[SEEN] = True
 
 
 def page_setup() -> None:
-    """The first call of every page: rerun through ``app.py`` when Streamlit ran the page without it."""
-    if st.session_state.pop(APP_RAN, False):
+    """The first call of every page: reroute through ``app.py`` when a session's first run skipped it."""
+    if st.session_state.pop(APP_RAN, False) or st.session_state.get(SEEN):
         return
-    if st.session_state.get(REDIRECTED):   # already rerouted once in this session: never loop, draw as we are
-        return
-    st.session_state[REDIRECTED] = True
+    st.session_state[SEEN] = True   # once: never a loop
     navigation()    # declares the app's pages: Streamlit leaves its pages/-folder mode for good
     st.rerun()      # same URL, now through app.py
+
+
+def show_error(e: Exception) -> None:
+    st.error(f"{type(e).__name__}: {e}")  # say what to fix, not a traceback
