@@ -6,24 +6,14 @@ in ``pages/`` reads its own widgets, calls the explorer once and draws.
 
 import streamlit as st
 
-from explorer.data.corpus import CorpusError
-from explorer.files import StoreError
-from explorer.model.sites import ModelLoadError
-from explorer.ui import widgets
+from explorer.ui import shell, widgets
 
 st.set_page_config(page_title="Dialect Decoupling Explorer", page_icon="🗺️", layout="wide")
 
-PAGES = [
-    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
-    st.Page("pages/embeddings.py", title="Embeddings", icon=":material/scatter_plot:"),
-    st.Page("pages/subspace.py", title="Subspace", icon=":material/timeline:"),
-    st.Page("pages/translate.py", title="Translate", icon=":material/translate:"),
-    st.Page("pages/error_analysis.py", title="Error analysis", icon=":material/rule:"),
-]
-
-page = st.navigation(PAGES)
+page = shell.navigation()       # the page list lives in explorer/ui/shell.py (every page also checks the frame)
 try:
     widgets.experiment_picker()
+    shell.app_ran()
     page.run()
-except (StoreError, CorpusError, ModelLoadError) as e:
-    st.error(f"{type(e).__name__}: {e}")  # a folder, corpus or model to fix: say what, not a traceback
+except shell.FOLDER_ERRORS as e:    # a folder, corpus or model to fix: say what, not a traceback
+    shell.show_error(e)

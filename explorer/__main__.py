@@ -1,8 +1,9 @@
-"""Command line: ``python -m explorer run|summary|represent|list``.
+"""Command line: ``python -m explorer run|summary|represent|data|list``.
 
     python -m explorer run --preset tiny --out cache/tiny
     python -m explorer run --preset default --data madar:/data/MADAR --lam 0.05 --rank 2
     python -m explorer summary cache/tiny --json
+    python -m explorer data madar:/data/MADAR_Corpus      # what a corpus holds, before training on it
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ import os
 import sys
 from pathlib import Path
 
-from .config import PRESETS, add_config_options, overrides_from_args, preset_config
+from .config import PRESETS, RunConfig, add_config_options, overrides_from_args, preset_config
+from .data.report import CorpusReport, inspect_corpus
 from .data.rundata import load_run_data
 from .experiment.basebuild import build_base
 from .experiment.layout import CACHE_ROOT, Experiment, list_experiments
+from .experiment.preflight import preflight
 from .experiment.progress import Progress
 from .experiment.report import summary, summary_table
 from .experiment.represent import stage_represent
@@ -31,7 +34,9 @@ def _parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="run or resume an experiment (base, arms, evaluation, representations)")
-    r.add_argument("--preset", default="default", choices=sorted(PRESETS))
+    r.add_argument("--preset", default="default", choices=sorted(PRESETS),
+                   help="the preset every option below defaults to (each option's [brackets] give its value in "
+                        "each preset)")
     r.add_argument("--out", default=None, help="experiment folder (default: cache/<preset>)")
     r.add_argument("--no-bar", action="store_true", help="no progress bars (progress.json is still written)")
     add_config_options(r)
@@ -46,7 +51,40 @@ def _parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("represent", help="(re)build the representation and geometry caches of an experiment")
     rp.add_argument("dir")
     sub.add_parser("list", help="experiments under cache/")
+    d = sub.add_parser("data", help="inspect a corpus without training: varieties, sentences per split, files "
+                                    "ignored and why, every problem with its file and line")
+    d.add_argument("spec", help="'flores' (embedded) or 'madar:/path/to/MADAR_Corpus'")
+    for name in ("dev_size", "test_size", "seed"):
+        d.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(RunConfig, name),
+                       help="as for `run` (FLORES only: MADAR keeps its official split)")
     return p
+
+
+def print_report(rep: CorpusReport, *, brief: bool = False, file=None) -> None:
+    """A corpus report for people: the whole table for ``data``, its notes and problems at the start of ``run``."""
+    def say(text: str = "") -> None:
+        print(text, file=file or sys.stdout)
+
+    say(f"data: {rep.name}" + (f" ({rep.folder})" if rep.folder else ""))
+    if not brief and rep.varieties:
+        say(f"  {len(rep.varieties)} varieties, sentences per split:")
+        say(f"    {'code':<5} {'name':<34} {'train':>6} {'dev':>5} {'test':>5} {'other':>6}  file")
+        for v in rep.varieties:
+            say(f"    {v.code:<5} {v.name[:34]:<34} {v.train:>6} {v.dev:>5} {v.test:>5} "
+                f"{v.extra or '':>6}  {v.source}")
+        if any(v.extra for v in rep.varieties):
+            say("    (other: rows outside the parallel set, e.g. MADAR's corpus-6 rows, not used)")
+    if not brief and rep.ignored:
+        say(f"  ignored {len(rep.ignored)} file(s):")
+        for name, why in rep.ignored:
+            say(f"    {name}: {why}")
+    for note in rep.notes:
+        if not (brief is False and note.startswith("ignored ")):   # the table above already lists them
+            say(f"  note: {note}")
+    if rep.problems:
+        say(f"  {len(rep.problems)} problem(s):")
+        for problem in rep.problems:
+            say(f"    - {problem}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,7 +94,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "run":
             cfg = preset_config(args.preset, **overrides_from_args(args))
             out = Path(args.out) if args.out else CACHE_ROOT / args.preset
-            if os.environ.get("RANK", "0") == "0":
+            main_rank = os.environ.get("RANK", "0") == "0"
+            report = inspect_corpus(cfg.data, dev=cfg.dev_size, test=cfg.test_size, seed=cfg.seed)
+            if main_rank:
+                print_report(report, brief=True, file=sys.stderr)
+            if not report.ok:
+                print(f"error: the corpus has {len(report.problems)} problem(s), listed above; fix them and run "
+                      "again.", file=sys.stderr)
+                return 2
+            preflight(cfg, corpus=report.corpus)   # every setting checked before any work (run_experiment too)
+            if main_rank:
                 print(f"experiment folder: {out}", file=sys.stderr)
             exp = run_experiment(cfg, out, bar=not args.no_bar)
             if current().is_main:          # under a launcher, rank 0 reports (distributed.py)
@@ -76,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "list":
             for p in list_experiments(CACHE_ROOT):
                 print(p)
+        elif args.cmd == "data":
+            report = inspect_corpus(args.spec, dev=args.dev_size, test=args.test_size, seed=args.seed)
+            print_report(report)
+            return 0 if report.ok else 2
     except KeyboardInterrupt:
         print("interrupted: rerun the same command to resume from the last checkpoint", file=sys.stderr)
         return 130

@@ -7,6 +7,7 @@ folder made by a different config is recognised, not silently reused.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import hashlib
 import json
@@ -18,69 +19,88 @@ ARMS = ("baseline", "decoupled", "random")
 T = TypeVar("T")
 
 
+def _opt(default: Any, help: str, **limits: Any) -> Any:
+    """A RunConfig field with its ``--help`` text and, for numbers, its allowed range (``check_limits``):
+    ``min``/``max`` inclusive, ``above``/``below`` exclusive; ``choices`` for strings."""
+    return field(default=default, metadata={"help": help, **limits})
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything that determines an experiment's results (DESIGN.md §2, §4)."""
 
-    preset: str = "default"
-    data: str = "flores"                 # "flores" (embedded) or "madar:/path/to/folder"
-    model: str = ""                      # local HF causal-LM folder; empty = train the small default model
-    varieties: tuple[str, ...] = ()      # dialects to use (empty = all in the corpus)
-    n_dialects: int = 0                  # use only the first N dialects of the corpus, in table order (0 = all)
-    seed: int = 0                        # the data split, the tokenizer and stage 1
-    seeds: tuple[int, ...] = (0,)        # stage 2: every arm is trained once per seed (batch order, probe draws)
+    preset: str = _opt("default", "the preset whose values every option defaults to")
+    data: str = _opt("flores", "stage-2 corpus: 'flores' (embedded FLORES-200) or 'madar:/path/to/MADAR_Corpus' "
+                     "(your copy of the release); inspect one with `python -m explorer data SPEC`")
+    model: str = _opt("", "a local Hugging Face causal-LM folder to use as the base (nothing is downloaded); "
+                      "empty = train the small built-in model")
+    varieties: tuple[str, ...] = _opt((), "dialect codes to use, comma-separated (e.g. arz,ary; `python -m explorer "
+                                      "data SPEC` lists a corpus's codes); empty = every dialect of the corpus")
+    n_dialects: int = _opt(0, "use only the first N dialects of the corpus, in table order (0 = all)", min=0)
+    seed: int = _opt(0, "seed of the data split, the tokenizer and stage 1", min=0)
+    seeds: tuple[int, ...] = _opt((0,), "stage-2 seeds: a count (3 = seeds 0,1,2) or a list (0,5,7); every arm is "
+                                  "trained once per seed (batch order, probe draws)")
     # --- data ---
-    dev_size: int = 100                  # FLORES sentences held out for dev (per variety, same ids)
-    test_size: int = 100                 # FLORES sentences held out for test
-    eval_size: int = 40                  # test sentences decoded per direction (0 = whole test split)
-    max_len: int = 64                    # max tokens per side (source, target)
+    dev_size: int = _opt(100, "FLORES sentences held out for dev, the same ids in every variety (MADAR keeps its "
+                         "official split)", min=0)
+    test_size: int = _opt(100, "FLORES sentences held out for test (MADAR keeps its official split)", min=1)
+    eval_size: int = _opt(40, "test sentences decoded per direction (0 = the whole test split)", min=0)
+    max_len: int = _opt(64, "tokens per side (source, target); longer sentences are cut", min=4)
     # --- the small default model (ignored with --model) ---
-    vocab_size: int = 6000
-    d_model: int = 256
-    n_layers: int = 4
-    n_heads: int = 4
-    d_ff: int = 768
-    aligned_positions: bool = True       # target side starts at a fixed position id (model.target_position)
+    vocab_size: int = _opt(6000, "tokens in the built-in model's byte-level BPE vocabulary (ignored with --model)",
+                           min=320)
+    d_model: int = _opt(256, "hidden size of the built-in model (ignored with --model)", min=8)
+    n_layers: int = _opt(4, "decoder layers of the built-in model (ignored with --model)", min=1)
+    n_heads: int = _opt(4, "attention heads of the built-in model; must divide --d-model", min=1)
+    d_ff: int = _opt(768, "feed-forward width of the built-in model (ignored with --model)", min=1)
+    aligned_positions: bool = _opt(True, "the target side starts at a fixed position id (built-in model only; "
+                                   "README, 'Why copying and aligned positions')")
     # --- stage 1: MSA-dominant base (EN<->MSA) ---
-    base_steps: int = 700                # 0 skips stage 1 (the default with --model)
-    base_lr: float = 2e-3
-    base_copy: float = 0.4               # share of MSA→MSA (copy) examples in stage 1: the monolingual MSA
-                                         # competence a pre-trained model brings (0 = translation only)
-    base_copy_warmup: int = 250          # stage 1 starts with this many copy-only steps (a curriculum)
+    base_steps: int = _opt(700, "stage-1 optimiser steps (the EN<->MSA base); 0 skips stage 1 (the default with "
+                           "--model)", min=0)
+    base_lr: float = _opt(2e-3, "stage-1 peak learning rate", above=0)
+    base_copy: float = _opt(0.4, "share of MSA->MSA copy examples in stage 1, in [0, 1) (0 = translation only)",
+                            min=0, below=1)
+    base_copy_warmup: int = _opt(250, "stage 1 starts with this many copy-only steps", min=0)
     # --- stage 2: arms (MSA<->dialect) ---
-    tag_init: bool = True                # start every dialect tag from the MSA tag's embedding (model.small)
-    arms: tuple[str, ...] = ARMS
-    steps: int = 200
-    lr: float = 1e-3
-    batch_size: int = 32
-    replay: float = 0.2                  # share of EN<->MSA examples mixed into stage 2
-    warmup: int = 30
-    weight_decay: float = 0.01
-    grad_clip: float = 1.0
-    bf16: bool = True                    # CPU/GPU bf16 autocast for the forward pass
-    ckpt_every: int = 50                 # checkpoint (weights + resume state) every N steps
+    tag_init: bool = _opt(True, "start every dialect tag from the MSA tag's embedding at stage 2 (built-in model; "
+                          "model.small.init_variety_tags)")
+    arms: tuple[str, ...] = _opt(ARMS, "arms to train, comma-separated, from " + ",".join(ARMS))
+    steps: int = _opt(200, "stage-2 optimiser steps of each arm", min=1)
+    lr: float = _opt(1e-3, "stage-2 peak learning rate", above=0)
+    batch_size: int = _opt(32, "examples per optimiser step", min=1)
+    replay: float = _opt(0.2, "share of EN<->MSA examples mixed into stage 2, in [0, 1)", min=0, below=1)
+    warmup: int = _opt(30, "learning-rate warm-up, in optimiser steps", min=0)
+    weight_decay: float = _opt(0.01, "AdamW weight decay", min=0)
+    grad_clip: float = _opt(1.0, "gradient-norm clipping threshold", above=0)
+    bf16: bool = _opt(True, "bf16 autocast for the forward pass (CPU and GPU)")
+    ckpt_every: int = _opt(50, "checkpoint (weights + resume state) every N optimiser steps", min=1)
     # --- the method (DESIGN.md §2) ---
-    sites: tuple[str, ...] = ()          # e.g. ("layer.02",); empty = the middle decoder layer
-    lam: float = 0.01                    # λ, the paper's value
-    rank: int = 1                        # k: directions in the HR subspace (INLP-style rounds)
-    probe_every: int = 50                # refit every N optimiser steps (the paper: 500 on full-size runs)
-    probe_tokens: int = 4000             # tokens in each fresh probe buffer
-    probe_steps: int = 200               # optimiser steps of each probe fit
-    squared: bool = False                # penalise ||U^T h||^2 instead of ||U^T h||
-    penalty_tokens: str = "all"          # "all" tokens or only "non_hr" (dialect) tokens
-    mode: str = "penalty"                # "penalty" (the paper) or "project" (hard h <- (I-P)h during training)
-    penalty_form: str = "norm"           # "norm" ||U^T h|| (the paper), "normalised" ||U^T h||/||h||, or
-                                         # "centred" ||U^T (h - mean h)|| (the spread along U, not its offset)
-    gate: float = 0.01                   # a refit replaces U only if its held-out accuracy beats chance at this
-                                         # one-sided binomial level (0 = accept every refit)
-    sweep: tuple[float, ...] = ()        # extra decoupled arms at these λ values ("decoupled-lam0.1", ...)
+    sites: tuple[str, ...] = _opt((), "decoder layers to act on, e.g. layer.02,layer.03 (layer.00 is the first); "
+                                  "empty = the middle layer")
+    lam: float = _opt(0.01, "λ, weight of the decoupling penalty (the paper: 0.01)", min=0)
+    rank: int = _opt(1, "k, directions in the MSA subspace (INLP-style rounds beyond 1); below the hidden size",
+                     min=1)
+    probe_every: int = _opt(50, "refit the probe every N optimiser steps (the paper: 500 on full-size runs)", min=1)
+    probe_tokens: int = _opt(4000, "hidden states (tokens) in each fresh probe buffer", min=16)
+    probe_steps: int = _opt(200, "optimiser steps of each probe fit", min=1)
+    squared: bool = _opt(False, "penalise ||U^T h||^2 instead of ||U^T h||")
+    penalty_tokens: str = _opt("all", "which tokens the penalty applies to", choices=("all", "non_hr"))
+    mode: str = _opt("penalty", "'penalty' (the paper) or 'project' (hard h <- (I-P)h during training)",
+                     choices=("penalty", "project"))
+    penalty_form: str = _opt("norm", "'norm' ||U^T h|| (the paper), 'normalised' ||U^T h||/||h|| or 'centred' "
+                             "||U^T (h - mean h)||", choices=("norm", "normalised", "centred"))
+    gate: float = _opt(0.01, "a refit replaces U only if its held-out accuracy beats chance at this one-sided "
+                       "binomial level, in [0, 0.5) (0 = accept every refit)", min=0, below=0.5)
+    sweep: tuple[float, ...] = _opt((), "extra decoupled arms at these λ values, comma-separated (e.g. 0.1,1)")
     # --- evaluation ---
-    max_new_tokens: int = 64
-    num_beams: int = 1
-    eval_batch_size: int = 64
-    bootstrap_samples: int = 1000
+    max_new_tokens: int = _opt(64, "tokens generated at most per test sentence", min=1)
+    num_beams: int = _opt(1, "beam width of decoding (1 = greedy; the built-in model decodes greedily)", min=1)
+    eval_batch_size: int = _opt(64, "test sentences decoded at once", min=1)
+    bootstrap_samples: int = _opt(1000, "bootstrap resamples for each 95% interval", min=1)
     # --- representations (analysis set) ---
-    analysis_size: int = 100             # parallel sentences per variety for geometry / UMAP
+    analysis_size: int = _opt(100, "parallel test sentences per variety for the geometry and UMAP (0 = the whole "
+                              "test split)", min=0)
     # --- real models at scale (issue 11): prompts, LoRA, activation checkpointing, COMET ---
     prompt_style: str = field(default="auto", metadata={"help": (
         "how a sequence is written: auto (tags for the built-in model, a natural-language instruction for a "
@@ -100,8 +120,11 @@ class RunConfig:
         "beside chrF++; empty = no COMET")})
     comet_batch_size: int = field(default=16, metadata={"help": "sentences per COMET forward pass"})
 
+
     def validate(self) -> None:
-        """Raise ValueError with an actionable message for inconsistent settings."""
+        """Raise ValueError with an actionable message for inconsistent settings. Settings that depend on the
+        model or the corpus (rank vs hidden size, sites vs layers, varieties) are ``experiment.preflight``'s."""
+        check_limits(self)
         bad = [a for a in self.arms if a not in ARMS]
         if bad:
             raise ValueError(f"unknown arm(s) {bad}; choose from {list(ARMS)}")
@@ -130,6 +153,8 @@ class RunConfig:
             raise ValueError("--num-beams > 1 needs a model decoded by generate(): the built-in model uses aligned "
                              "target positions and is decoded greedily. Use --num-beams 1, or "
                              "--aligned-positions false (the built-in model then learns to copy far more slowly)")
+        if self.d_model % self.n_heads:
+            raise ValueError(f"--d-model {self.d_model} must be divisible by --n-heads {self.n_heads}")
         if self.prompt_style not in ("auto", "tags", "instruction", "chat"):
             raise ValueError("--prompt-style must be auto, tags, instruction or chat")
         if self.prompt_style in ("instruction", "chat") and not self.model:
@@ -254,29 +279,82 @@ def parse_seeds(text: str) -> tuple[int, ...]:
         raise ValueError(f"--seeds takes a count (e.g. 3 for seeds 0,1,2) or a list (e.g. 0,5,7); got {text!r}") from None
 
 
+def check_limits(cfg: RunConfig) -> None:
+    """Every number within the range its field declares (``_opt``), every string among its choices; the message
+    names the option, the value and what to use instead."""
+    for f in fields(cfg):
+        m, v = f.metadata, getattr(cfg, f.name)
+        flag = "--" + f.name.replace("_", "-")
+        preset_value = PRESETS.get(cfg.preset, {}).get(f.name, f.default)
+        hint = f"; the {cfg.preset} preset uses {preset_value}" if preset_value != v else ""
+        if "choices" in m and v not in m["choices"]:
+            raise ValueError(f"{flag} {v!r} is not one of {', '.join(m['choices'])}; use one of those{hint}")
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        lo, hi = m.get("min", m.get("above")), m.get("max", m.get("below"))
+        bad = (("min" in m and v < m["min"]) or ("above" in m and v <= m["above"])
+               or ("max" in m and v > m["max"]) or ("below" in m and v >= m["below"]))
+        if bad:
+            rng = (f"{'[' if 'min' in m else '('}{lo if lo is not None else '-inf'}, "
+                   f"{hi if hi is not None else 'inf'}{']' if 'max' in m else ')'}")
+            raise ValueError(f"{flag} must be in {rng}: {m['help']}; got {v}. Use a value in that range{hint}.")
+
+
+def _bool(text: str) -> bool:
+    t = text.strip().lower()
+    if t in ("1", "true", "yes", "on"):
+        return True
+    if t in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _preset_values(name: str, default: Any) -> str:
+    """What each preset sets an option to, for ``--help``: "all presets: 0.01" or "default: 200, tiny: 16, ..."."""
+    def show(v: Any) -> str:
+        if isinstance(v, tuple):
+            return ",".join(str(x) for x in v) or "(empty)"
+        return "(empty)" if v == "" else str(v).lower() if isinstance(v, bool) else str(v)
+    values = {p: show(PRESETS[p].get(name, default)) for p in PRESETS}
+    if len(set(values.values())) == 1:
+        return f"all presets: {next(iter(values.values()))}"
+    return ", ".join(f"{p}: {v}" for p, v in values.items())
+
+
 def add_config_options(parser) -> None:
-    """Add one ``--option`` per RunConfig field (default None = keep the preset's value)."""
+    """Add one ``--option`` per RunConfig field (default None = keep the preset's value); its help says what it
+    means, its unit or choices, and each preset's value."""
     for f in fields(RunConfig):
         if f.name == "preset":
             continue
         flag = "--" + f.name.replace("_", "-")
         default = f.default
-        help_text = f.metadata.get("help")
+        m = f.metadata
+        rng = ", ".join(f"{k} {m[k]}" for k in ("min", "above", "max", "below") if k in m)
+        text = (m.get("help", "") + (f" ({rng})" if rng else "")
+                + f" [{_preset_values(f.name, default)}]").replace("%", "%%")
+        kw: dict[str, Any] = {"dest": f.name, "default": None, "help": text}
         if isinstance(default, bool):
-            parser.add_argument(flag, dest=f.name, default=None,
-                                type=lambda s: s.lower() in ("1", "true", "yes", "on"),
-                                metavar="true|false", help=help_text)
+            parser.add_argument(flag, type=_bool, metavar="true|false", **kw)
         elif f.name == "seeds":
-            parser.add_argument(flag, dest=f.name, default=None, type=parse_seeds, metavar="N|A,B,...", help=help_text)
+            parser.add_argument(flag, type=parse_seeds, metavar="N|A,B,...", **kw)
         elif f.name == "sweep":
-            parser.add_argument(flag, dest=f.name, default=None, metavar="LAM,LAM,...", help=help_text,
-                                type=lambda s: tuple(float(x) for x in s.split(",") if x.strip()))
+            parser.add_argument(flag, metavar="LAM,LAM,...", type=_float_list, **kw)
         elif isinstance(default, tuple):
-            parser.add_argument(flag, dest=f.name, default=None, help=help_text,
-                                type=lambda s: tuple(x for x in s.split(",") if x), metavar="A,B,...")
+            parser.add_argument(flag, type=lambda s: tuple(x.strip() for x in s.split(",") if x.strip()),
+                                metavar="A,B,...", **kw)
+        elif "choices" in m:
+            parser.add_argument(flag, type=str, metavar="{" + ",".join(m["choices"]) + "}", **kw)
         else:
-            parser.add_argument(flag, dest=f.name, default=None, type=type(default),
-                                metavar=type(default).__name__.upper(), help=help_text)
+            parser.add_argument(flag, type=type(default), metavar=type(default).__name__.upper(), **kw)
+
+
+def _float_list(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, e.g. 0.1,1; got {text!r}") \
+            from None
 
 
 def overrides_from_args(args) -> dict[str, Any]:

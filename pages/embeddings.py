@@ -2,7 +2,9 @@
 
 import streamlit as st
 
-from explorer.ui import cache, figures, widgets
+from explorer.ui import cache, figures, shell, widgets
+
+shell.page_setup()   # first: a page opened before any other still gets the app's frame
 
 st.title("Embeddings")
 exp = widgets.current_experiment() or widgets.no_experiment()

@@ -5,7 +5,9 @@ import streamlit as st
 from explorer.analysis.errors import char_diff_html, diff_ratio, filter_table, first_of
 from explorer.data.varieties import variety_label
 from explorer.experiment.annotations import item_key
-from explorer.ui import cache, notes, widgets
+from explorer.ui import cache, notes, shell, widgets
+
+shell.page_setup()   # first: a page opened before any other still gets the app's frame
 
 st.title("Error analysis")
 exp = widgets.current_experiment() or widgets.no_experiment()

@@ -3,7 +3,9 @@
 import streamlit as st
 
 from explorer.data.varieties import KINDS
-from explorer.ui import cache, cache_root, figures, widgets
+from explorer.ui import cache, cache_root, figures, shell, widgets
+
+shell.page_setup()   # first: a page opened before any other still gets the app's frame
 
 st.title("Dialect Decoupling Explorer")
 st.markdown(

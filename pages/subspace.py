@@ -4,7 +4,9 @@ import streamlit as st
 
 from explorer.analysis.errors import first_of
 from explorer.config import arm_kind
-from explorer.ui import cache, figures, widgets
+from explorer.ui import cache, figures, shell, widgets
+
+shell.page_setup()   # first: a page opened before any other still gets the app's frame
 
 st.title("The MSA subspace over training")
 exp = widgets.current_experiment() or widgets.no_experiment()

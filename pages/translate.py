@@ -5,7 +5,9 @@ import streamlit as st
 from explorer.analysis.errors import first_of
 from explorer.data.varieties import ENG, HR, variety_label
 from explorer.evaluation.chrf import sentence_chrf
-from explorer.ui import cache, widgets
+from explorer.ui import cache, shell, widgets
+
+shell.page_setup()   # first: a page opened before any other still gets the app's frame
 
 st.title("Translate")
 exp = widgets.current_experiment() or widgets.no_experiment()

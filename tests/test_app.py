@@ -66,6 +66,20 @@ def html_of(at) -> str:
     return "\n".join(m.value for m in at.markdown)
 
 
+def test_committed_streamlit_config_is_private():
+    """What Streamlit itself reads from .streamlit/config.toml when started from the repository: loopback only,
+    no error details in the browser (tests/test_browser.py checks the listening socket of a real server)."""
+    import subprocess
+    import sys
+
+    code = ("from streamlit import config; config.get_config_options(force_reparse=True); "
+            "print(config.get_option('server.address'), config.get_option('client.showErrorDetails'), "
+            "config.get_option('browser.gatherUsageStats'))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(APP).parent, capture_output=True, text=True,
+                         timeout=120, check=True).stdout.split()
+    assert out == ["127.0.0.1", "none", "False"], out
+
+
 # ---------------------------------------------------------------- pages
 
 
@@ -86,6 +100,21 @@ def test_home_renders_headline_and_map(app):
     at.selectbox(key="home_system").set_value("random").run()
     assert_ok(at)
     assert "random − baseline" in json.loads(charts(at)[0])["layout"]["title"]["text"]
+
+
+@pytest.mark.parametrize("page", ["pages/translate.py", "pages/error_analysis.py"])
+def test_a_page_opened_first_gets_the_apps_frame(app_root, monkeypatch, page):
+    """A session whose very first run is a page URL: AppTest, like a fresh server, runs the page without app.py
+    (Streamlit's pages/-folder mode); the page reroutes through app.py (explorer/ui/shell.py) and finds the
+    experiment instead of "no experiment". tests/test_browser.py checks the same on real fresh servers."""
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("DDE_CACHE_ROOT", str(app_root))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.switch_page(page).run()
+    assert_ok(at)
+    assert not any("no experiment to look at" in i.value for i in at.info)
+    assert at.sidebar.selectbox(key="experiment").value.endswith("tiny")
 
 
 def test_embeddings_react_to_widgets(app, app_root):
@@ -271,6 +300,7 @@ def test_run_button_starts_one_run_only(tmp_path, monkeypatch):
 
 def test_runner_reads_the_run_state(tmp_path):
     from explorer.experiment.layout import Experiment
+    from explorer.experiment.lock import RunLock
     from explorer.files import atomic_write_text
     from explorer.ui import runner
 
@@ -283,10 +313,12 @@ def test_runner_reads_the_run_state(tmp_path):
     atomic_write_text(exp.lock_path, "999999999")              # no such process
     s = runner.status(folder)
     assert s.state == "stopped" and not s.running and s.fraction == 0.25 and s.probe_accuracy == 0.8
-    atomic_write_text(exp.lock_path, str(os.getpid()))         # a live process holds the folder
-    s = runner.status(folder)
-    assert s.running and s.state == "running" and s.stage == "decoupled"
-    assert runner.start(folder) == (os.getpid(), False)         # refused: no second run
+    atomic_write_text(exp.lock_path, str(os.getpid()))         # a stale file naming a live pid holds nothing
+    assert not runner.status(folder).running
+    with RunLock(exp):                                           # a live process holds the folder
+        s = runner.status(folder)
+        assert s.running and s.state == "running" and s.stage == "decoupled"
+        assert runner.start(folder) == (os.getpid(), False)     # refused: no second run
     assert runner.format_eta(90) == "1 min 30 s" and runner.format_eta(None) == "—"
 
 
@@ -330,7 +362,7 @@ def test_dialect_id_beats_chance_and_round_trips(view, tmp_path):
     assert np.mean([p.variety == "arz" for p in preds]) > 0.5
     assert clf.predict_one("The weather is nice today.").variety == dialect_id.OTHER_SCRIPT
     # stored as JSON + npz (no pickle), reloaded identically
-    files = {p.name for p in view.exp.dialect_id_dir.iterdir()}
+    files = {p.name for p in view.exp.dialect_id_dir.iterdir() if not p.name.endswith(".check")}   # check records
     assert files == {"model.json", "weights.npz"}
     again = view.classifier()
     texts = test["ary"].tolist()[:5]
@@ -377,6 +409,29 @@ def test_annotations_round_trip_and_validation(tmp_path):
     store.save_note(k, [], "")                            # clearing a note removes it
     assert k not in store.load().items
     assert not list(tmp_path.glob(".annotations.json.*.tmp"))  # atomic writes leave nothing behind
+
+
+def test_annotations_keep_fields_they_do_not_know(tmp_path):
+    """A file written by a newer version (or by hand) with extra keys keeps them through every kind of save."""
+    from explorer.experiment.annotations import DEFAULT_TAGS, AnnotationStore
+
+    store = AnnotationStore(tmp_path)
+    store.path.write_text(json.dumps({
+        "format": 1, "tags": list(DEFAULT_TAGS), "reviewers": ["amina"], "settings": {"colour": "red"},
+        "items": {"arb-arz|s1": {"tags": ["good"], "comment": "fine", "updated": "x", "model": "decoupled",
+                                 "severity": 2},
+                  "arb-ary|s2": {"tags": [], "comment": "", "flagged_by": "amina"}}}), encoding="utf-8")
+    store.save_note("arb-arz|s1", ["orthography"], "hamza")          # edit a note that has extra keys
+    store.save_note("arb-aeb|s3", ["good"], "new note")              # add another
+    store.save_tags([*DEFAULT_TAGS, "calque"])                        # change the tag list
+    saved = json.loads(store.path.read_text(encoding="utf-8"))
+    assert saved["reviewers"] == ["amina"] and saved["settings"] == {"colour": "red"}
+    s1 = saved["items"]["arb-arz|s1"]
+    assert s1["model"] == "decoupled" and s1["severity"] == 2
+    assert s1["tags"] == ["orthography"] and s1["comment"] == "hamza"
+    assert saved["items"]["arb-ary|s2"] == {"flagged_by": "amina", "tags": [], "comment": "", "updated": ""}
+    store.save_note("arb-arz|s1", [], "")                              # cleared: its unknown keys still stay
+    assert json.loads(store.path.read_text(encoding="utf-8"))["items"]["arb-arz|s1"]["severity"] == 2
 
 
 @pytest.mark.parametrize("content", ["{not json", "[]", '{"format": 1, "items": {"a": {"tags": "x"}}}',

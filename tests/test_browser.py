@@ -44,14 +44,15 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def streamlit_server(root: Path, **env_extra: str):
-    """``streamlit run app.py`` on a free 127.0.0.1 port with ``DDE_CACHE_ROOT=root``; yields its URL."""
+def streamlit_server(root: Path, *, address: str | None = "127.0.0.1", **env_extra: str):
+    """``streamlit run app.py`` on a free port with ``DDE_CACHE_ROOT=root``; yields its URL. ``address=None``
+    leaves the address to the committed ``.streamlit/config.toml``."""
     port = _free_port()
     log = root / "streamlit.log"
     env = {**os.environ, "DDE_CACHE_ROOT": str(root), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
            **env_extra}
     cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port",
-           str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
+           str(port), "--browser.gatherUsageStats", "false", *(["--server.address", address] if address else [])]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -67,7 +68,7 @@ def streamlit_server(root: Path, **env_extra: str):
             if proc.poll() is not None or time.time() > deadline:
                 pytest.fail(f"streamlit did not start (exit {proc.poll()}):\n{log.read_text()[-3000:]}")
             time.sleep(0.3)
-        yield url
+        yield url if address is not None else (url, proc.pid)
     finally:
         proc.terminate()
         try:
@@ -210,3 +211,44 @@ def test_run_button_one_run_across_tabs_and_refresh(browser, tmp_path):
                 deadline = time.time() + 30
                 while Experiment(folder).running_pid() is not None and time.time() < deadline:
                     time.sleep(0.2)
+
+
+# ---------------------------------------------------------------- a fresh server per case (issue 10)
+
+
+@pytest.fixture(scope="module")
+def fresh_root(tiny_experiment, tmp_path_factory):
+    root = tmp_path_factory.mktemp("fresh-cache")
+    shutil.copytree(tiny_experiment, root / "tiny")
+    return root
+
+
+@pytest.mark.parametrize("path", list(PAGES), ids=[p or "home" for p in PAGES])
+def test_each_page_url_works_as_the_first_thing_opened(fresh_root, page, path):
+    """On a new server, open this page's URL before any other: Streamlit's pages/-folder mode used to run the
+    page without app.py (no experiment picker: "no experiment"); now the page reroutes through app.py."""
+    with streamlit_server(fresh_root) as url:
+        page.goto(f"{url}/{path}")
+        lost = page.get_by_text("There is no experiment to look at yet")
+        page.locator(PAGES[path]).first.or_(lost).wait_for(timeout=WAIT_MS)     # whichever comes first
+        assert not lost.count(), f"/{path} opened first shows 'no experiment'"
+        settle(page, PAGES[path])
+        assert not page.locator("[data-testid='stException']").count()
+        picker = page.locator("[data-testid='stSidebar'] [data-testid='stSelectbox']").first
+        assert "Experiment" in picker.inner_text()
+        assert page.locator("[data-testid='stSidebarNav'] a", has_text="Error analysis").count() == 1
+        assert not page.locator("[data-testid='stSidebarNav'] a", has_text="app").count()  # not the v1 page list
+        assert page.url.rstrip("/") == f"{url}/{path}".rstrip("/")
+        shoot(page, f"first-{path or 'home'}")
+
+
+def test_server_listens_on_loopback_only_by_default(tmp_path):
+    """`streamlit run app.py` with no address option: the committed .streamlit/config.toml keeps it private."""
+    import psutil
+
+    with streamlit_server(tmp_path, address=None) as (url, pid):
+        listening = {c.laddr.ip for c in psutil.Process(pid).net_connections(kind="inet")
+                     if c.status == psutil.CONN_LISTEN}
+        assert listening == {"127.0.0.1"}, listening
+        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=5) as r:
+            assert r.read().strip() == b"ok"

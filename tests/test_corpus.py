@@ -274,9 +274,14 @@ def test_madar_folder_missing(tmp_path):
         load_madar(tmp_path / "afile")
 
 
-def test_madar_no_files_points_to_subfolder(madar):
-    with pytest.raises(CorpusError, match=r"no MADAR\.corpus\.<City>\.tsv files.*subfolder 'MADAR_Corpus'"):
-        load_madar(madar.parent)
+def test_madar_release_root_uses_its_corpus_subfolder(madar, tmp_path):
+    corpus = load_madar(madar.parent)                         # the release's root folder, as unpacked
+    assert corpus.dialects == ("cai", "sfx", "bei")
+    assert any("using the subfolder MADAR_Corpus/" in n for n in corpus.notes)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(CorpusError, match=r"no MADAR\.corpus\.<City>\.tsv files in this folder or its subfolders"):
+        load_madar(empty)
 
 
 def test_madar_msa_missing(madar):
@@ -368,3 +373,102 @@ def test_load_corpus_specs(madar):
     for bad in ("madar", "madar:", "FLORES200", "tatoeba"):
         with pytest.raises(CorpusError, match=r"unknown corpus spec.*'flores'.*'madar:/path/to/folder'"):
             load_corpus(bad)
+
+
+# ---------------------------------------------------------------- the whole release, as unpacked (tests/madar_release.py)
+
+
+@pytest.fixture
+def release(tmp_path) -> Path:
+    from madar_release import make_release
+
+    return make_release(tmp_path / "unpacked")
+
+
+def test_the_release_as_unpacked_loads(release):
+    """Every file kind of the v1.1 release: 26 variety files, the English and French index files, README, licence,
+    macOS leftovers. Given the release folder, its parent or MADAR_Corpus/ itself, the same corpus comes back."""
+    from madar_release import sentence
+
+    corpus = load_madar(release)
+    assert len(corpus.dialects) == 25 and corpus.varieties[0] == HR and set(corpus.varieties) == set(MADAR_CODES)
+    assert corpus.frame["split"].value_counts().to_dict() == {"train": 96, "dev": 12, "test": 12}
+    first = corpus.frame["sent_id"].iloc[0]
+    assert corpus.texts("cai")[0] == sentence("Cairo", int(first))
+    for other in (release.parent, release / "MADAR_Corpus"):
+        assert load_madar(other).frame.equals(corpus.frame)
+    notes = "\n".join(corpus.notes)
+    assert "MADAR.corpus.English.index.tsv (English index file" in notes
+    assert "MADAR.corpus.French.index.tsv (French index file" in notes
+    assert ".DS_Store (macOS folder metadata)" in notes and "Icon\\r (macOS folder icon)" in notes
+    assert "skipped corpus-6-only rows (not 26-way parallel): MSA 30, Cairo 30, Rabat 30, Tunis 30, Beirut 30, " \
+           "Doha 30" in notes
+
+
+def test_inspecting_the_release_reports_varieties_files_and_no_problems(release):
+    from explorer.data.report import inspect_corpus
+
+    rep = inspect_corpus(f"madar:{release}")
+    assert rep.ok and rep.corpus is not None and rep.folder.name == "MADAR_Corpus"
+    counts = {v.code: (v.train, v.dev, v.test, v.extra) for v in rep.varieties}
+    assert len(counts) == 26 and counts["arb"] == (96, 12, 12, 30) and counts["fes"] == (96, 12, 12, 0)
+    assert next(v for v in rep.varieties if v.code == "sfx").source == "MADAR.corpus.Sfax.tsv"
+    ignored = dict(rep.ignored)
+    assert set(ignored) == {"MADAR.corpus.English.index.tsv", "MADAR.corpus.French.index.tsv", ".DS_Store", "Icon\\r"}
+    assert "sentence ids only" in ignored["MADAR.corpus.French.index.tsv"]
+    assert rep.notes == rep.corpus.notes                        # what a run records in data.json
+
+
+def test_city_file_that_is_a_folder_is_named(release):
+    corpus = release / "MADAR_Corpus"
+    (corpus / "MADAR.corpus.Fes.tsv").unlink()
+    (corpus / "MADAR.corpus.Fes.tsv").mkdir()                   # e.g. an archive unpacked into itself
+    with pytest.raises(CorpusError, match=r"MADAR\.corpus\.Fes\.tsv: is a folder, not a file: the city file must be "
+                                          r"the TSV itself"):
+        load_madar(release)
+
+
+def test_last_line_cut_mid_sentence_is_reported(release):
+    path = release / "MADAR_Corpus" / "MADAR.corpus.Amman.tsv"
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - 6])                       # cut inside the last sentence: no line end
+    n = data.count(b"\n")
+    with pytest.raises(CorpusError, match=rf"MADAR\.corpus\.Amman\.tsv, line {n}: the last line has no line end: "
+                                          r"the file may have been cut off in the middle of a sentence"):
+        load_madar(release)
+
+
+def test_every_problem_is_listed_at_once(release):
+    from explorer.data.report import inspect_corpus
+
+    corpus = release / "MADAR_Corpus"
+    bad = corpus / "MADAR.corpus.Jeddah.tsv"
+    lines = bad.read_text(encoding="utf-8").split("\n")
+    lines[3] = lines[3] + "\textra"
+    lines[7] = lines[7].replace("corpus-6-test-corpus-26-train", "corpus-26-holdout")
+    bad.write_text("\n".join(lines), encoding="utf-8")
+    (corpus / "MADAR.corpus.Atlantis.tsv").write_text(HEADER + "\n", encoding="utf-8")
+    rep = inspect_corpus(f"madar:{release}")
+    assert not rep.ok and rep.corpus is None
+    text = "\n".join(rep.problems)
+    assert "MADAR.corpus.Jeddah.tsv, line 4: 5 tab-separated fields" in text
+    assert "MADAR.corpus.Jeddah.tsv, line 8: unknown split value 'corpus-26-holdout'" in text
+    assert "MADAR.corpus.Atlantis.tsv: unknown city 'Atlantis'" in text
+    assert len(rep.varieties) == 26                              # what could be read is still described
+    with pytest.raises(CorpusError, match=r"has \d+ problem\(s\).*\n  - .*Atlantis"):
+        load_madar(release)
+
+
+def test_data_command_prints_the_report(release, capsys):
+    from explorer.__main__ import main
+
+    assert main(["data", f"madar:{release}"]) == 0
+    out = capsys.readouterr().out
+    assert "26 varieties, sentences per split" in out and "Modern Standard Arabic" in out
+    assert "MADAR.corpus.English.index.tsv: English index file" in out
+    assert main(["data", "flores", "--test-size", "50"]) == 0
+    out = capsys.readouterr().out
+    assert "Egyptian Arabic (Cairo)" in out and "   862   100    50" in out
+    (release / "MADAR_Corpus" / "MADAR.corpus.MSA.tsv").unlink()
+    assert main(["data", f"madar:{release}"]) == 2
+    assert "MADAR.corpus.MSA.tsv is missing" in capsys.readouterr().out

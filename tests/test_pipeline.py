@@ -21,7 +21,7 @@ from explorer.config import preset_config
 from explorer.experiment.layout import Experiment, arm_models
 from explorer.experiment.report import summary
 from explorer.experiment.run import run_experiment
-from explorer.files import StoreError, load_tensors, read_json, read_jsonl
+from explorer.files import StoreError, load_tensors, read_json, read_jsonl, remove_file, write_json, write_jsonl
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
@@ -203,16 +203,18 @@ def test_second_run_in_the_same_folder_is_refused_and_other_settings_rejected(ti
     exp = Experiment(tiny_experiment)
     with pytest.raises(StoreError, match="different settings"):
         run_experiment(preset_config("tiny", lam=0.5), tiny_experiment, bar=False)
-    # a live process holding the lock
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    # a live process holding the lock (experiment/lock.py; tests/test_lock.py has the races and stale files)
+    holder = ("import sys, time; from explorer.experiment.lock import RunLock; RunLock(sys.argv[1]).acquire(); "
+              "print('held', flush=True); time.sleep(60)")
+    sleeper = subprocess.Popen([sys.executable, "-c", holder, str(exp.lock_path)], cwd=REPO, stdout=subprocess.PIPE,
+                               text=True)
     try:
-        exp.lock_path.write_text(str(sleeper.pid))
-        with pytest.raises(StoreError, match="already being run"):
+        assert sleeper.stdout.readline().strip() == "held"
+        with pytest.raises(StoreError, match=f"already being run by process {sleeper.pid}"):
             run_experiment(preset_config("tiny"), tiny_experiment, bar=False)
     finally:
         sleeper.kill()
         sleeper.wait()
-        exp.lock_path.unlink(missing_ok=True)
 
 
 def test_manifest_from_another_format_version_is_detected(tmp_path):
@@ -282,7 +284,7 @@ def _as_format_1(src: Path, dst: Path) -> Path:
     arms/<arm>/, eval/<arm>/, stage keys without seeds, a config without the fields added since, a representation
     cache of format 1."""
     shutil.copytree(src, dst)
-    m = json.loads((dst / "manifest.json").read_text())
+    m = read_json(dst / "manifest.json")
     for arm in ("baseline", "decoupled", "random"):
         shutil.rmtree(dst / "arms" / arm / "seed-1")
         for child in (dst / "arms" / arm / "seed-0").iterdir():
@@ -291,13 +293,13 @@ def _as_format_1(src: Path, dst: Path) -> Path:
         shutil.rmtree(dst / "eval" / f"{arm}.s1")
         (dst / "eval" / f"{arm}.s0").rename(dst / "eval" / arm)
     for path in (dst / "arms" / "decoupled" / "refits.jsonl", dst / "arms" / "random" / "refits.jsonl"):
-        rows = [json.loads(x) for x in path.read_text().splitlines()]      # format 1 had no gate, no kind
+        rows = read_jsonl(path)                                            # format 1 had no gate, no kind
         for r in rows:
             r.pop("kind", None)
             r.pop("accepted", None)
             for v in r["sites"].values():
                 v.pop("gate", None)
-        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        write_jsonl(path, rows)                   # through files.py: the check records follow the edit
     stages = {}
     for k, v in m["stages"].items():
         if k.endswith(".s1"):
@@ -307,12 +309,11 @@ def _as_format_1(src: Path, dst: Path) -> Path:
         m["config"].pop(new_field)
     m["config"]["varieties"] = ["arz", "ary"]
     m.update(format_version=1, stages=stages)
-    (dst / "manifest.json").write_text(json.dumps(m))
-    rm = json.loads((dst / "represent" / "manifest.json").read_text())
+    write_json(dst / "manifest.json", m)
+    rm = read_json(dst / "represent" / "manifest.json")
     rm["format_version"] = 1
-    (dst / "represent" / "manifest.json").write_text(json.dumps(rm))
-    for p in ("deltas.json",):
-        (dst / "eval" / p).unlink()
+    write_json(dst / "represent" / "manifest.json", rm)
+    remove_file(dst / "eval" / "deltas.json")
     return dst
 
 

@@ -27,7 +27,7 @@ from explorer.experiment.models import load_arm
 from explorer.experiment.progress import Progress
 from explorer.experiment.represent import stage_represent, subspace_at
 from explorer.experiment.view import ExperimentView, list_experiment_dirs, load_experiment
-from explorer.files import StoreError, read_json
+from explorer.files import StoreError, read_json, write_json
 from explorer.method.hooks import capture
 from explorer.method.subspace import Subspace
 from explorer.model.sites import site_name
@@ -278,7 +278,7 @@ def test_other_representation_format_version_rebuilds_everything(tiny_experiment
     mpath = root / "represent" / "manifest.json"
     man = read_json(mpath)
     man["format_version"] = REPRESENT_VERSION + 98
-    mpath.write_text(json.dumps(man))
+    write_json(mpath, man)              # as other code writes it: through files.py (a hand edit would read as damage)
     with pytest.raises(StoreError, match=f"format version {REPRESENT_VERSION + 98}.*explorer represent"):
         load_experiment(root).representations("base", 0, OTHER)
     exp = _rebuild(root)

@@ -31,7 +31,7 @@ import torch
 
 from ..config import RunConfig
 from ..data.varieties import HR
-from ..files import StoreError, read_json, read_jsonl, save_tensors, write_json, write_jsonl
+from ..files import StoreError, file_status, read_json, read_jsonl, save_tensors, write_json, write_jsonl
 from ..method.subspace import Subspace
 from ..version import code_version
 from .geometry import geometry_table, mean_energy_share, pca_2d
@@ -234,6 +234,9 @@ def check_pca_file(root: Path, man: dict, entry: dict, *, deep: bool) -> str | N
         return f"{path.name} is missing"
     if not deep:
         return None
+    status = file_status(path)                     # the bytes as written (files.py's check record)
+    if not status.usable:
+        return f"{path.name} is damaged ({status.detail})"
     from safetensors import safe_open
     try:
         with safe_open(str(path), framework="np") as f:
@@ -262,7 +265,7 @@ def read_pca(root: Path, man: dict, entry: dict, site: str) -> np.ndarray | None
     path = root / pca["file"]
     from safetensors import safe_open
     try:
-        if path.stat().st_size != pca["bytes"]:
+        if path.stat().st_size != pca["bytes"] or not file_status(path).usable:   # garbled bytes: recompute
             return None
         with safe_open(str(path), framework="np") as f:
             if (f.metadata() or {}).get("digest") != entry["digest"]:

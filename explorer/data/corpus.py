@@ -116,14 +116,22 @@ class PairCorpus:
 def read_lines(path: Path) -> list[str]:
     """Lines of a UTF-8 file, split on ``\\n`` only (``str.splitlines`` would also split on U+2028 and other
     separators that can sit inside a sentence and would silently break line alignment)."""
+    return read_lines_ended(path)[0]
+
+
+def read_lines_ended(path: Path) -> tuple[list[str], bool]:
+    """``read_lines`` and whether the file ends with a line end (a file cut off mid-line does not)."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
         raise CorpusError(f"{path}: file not found; restore it (the embedded corpora ship in data/corpora/) "
                           "or point the tool at a folder that has it") from None
+    except IsADirectoryError:
+        raise CorpusError(f"{path} is a folder, not a file; put the file itself there") from None
     except OSError as e:
         raise CorpusError(f"{path}: cannot read the file ({e.strerror}); check its permissions") from None
     chunks = raw.removeprefix(codecs.BOM_UTF8).split(b"\n")
+    ended = not raw or raw.endswith(b"\n")
     if chunks and chunks[-1] == b"":
         chunks.pop()
     lines = []
@@ -133,7 +141,7 @@ def read_lines(path: Path) -> list[str]:
         except UnicodeDecodeError as e:
             raise CorpusError(f"{path}, line {lineno}: bytes that are not UTF-8 (byte {e.start} of the line); "
                               "re-save the file as UTF-8") from None
-    return lines
+    return lines, ended
 
 
 def read_nonempty(path: Path) -> list[str]:

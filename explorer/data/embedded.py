@@ -38,7 +38,9 @@ def load_flores(root: Path = DEFAULT_DATA, *, dev: int = 100, test: int = 100, s
     n = len(columns[HR])
     frame = pd.DataFrame({"sent_id": [f"flores-devtest-{i:04d}" for i in range(1, n + 1)],
                           "split": seeded_splits(n, dev, test, seed, f"FLORES ({folder})"), **columns})
-    return ParallelCorpus("flores", frame.astype(str))
+    note = (f"FLORES-200 devtest: {n} sentences in {len(FLORES_CODES)} Arabic varieties and English, split by "
+            f"sentence with seed {seed}: dev {dev}, test {test}, train {n - dev - test}")
+    return ParallelCorpus("flores", frame.astype(str), (note,))
 
 
 

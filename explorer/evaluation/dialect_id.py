@@ -16,7 +16,6 @@ the tests).
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ import pandas as pd
 
 from ..data.sources import load_corpus
 from ..data.varieties import HR
-from ..files import atomic_write_text, save_npz
+from ..files import load_npz, read_json, save_npz, write_json
 
 FORMAT = 1
 
@@ -163,21 +162,21 @@ def save(model: DialectClassifier, folder: Path, key: dict) -> None:
     for term, i in model.vocabulary.items():
         vocab[i] = term
     save_npz(folder / "weights.npz", idf=model.idf, coef=model.coef, intercept=model.intercept)
-    atomic_write_text(folder / "model.json", json.dumps({
+    write_json(folder / "model.json", {
         "key": key, "classes": list(model.classes), "vocabulary": vocab, "test_accuracy": model.test_accuracy,
         "per_variety_accuracy": model.per_variety_accuracy, "n_train": model.n_train, "n_test": model.n_test,
         "corpus": model.corpus, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-    }, ensure_ascii=False))
+    })
 
 
 def load(folder: Path, key: dict | None = None) -> DialectClassifier | None:
     """The stored classifier, or None when there is none, it was made for other settings or it is damaged."""
     try:
-        meta = json.loads((folder / "model.json").read_text(encoding="utf-8"))
+        meta = read_json(folder / "model.json")
         if key is not None and meta.get("key") != key:
             return None
-        with np.load(folder / "weights.npz", allow_pickle=False) as z:
-            idf, coef, intercept = z["idf"], z["coef"], z["intercept"]
+        z = load_npz(folder / "weights.npz")       # damaged (StoreError, a ValueError): refit
+        idf, coef, intercept = z["idf"], z["coef"], z["intercept"]
         vocab = {t: i for i, t in enumerate(meta["vocabulary"])}
         if coef.shape != (len(meta["classes"]), len(vocab)) or idf.shape != (len(vocab),):
             return None

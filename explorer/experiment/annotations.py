@@ -6,7 +6,8 @@ One file, ``<experiment>/annotations.json``::
         {"tags": ["MSA leakage"], "comment": "keeps the MSA negation", "updated": "2025-..."}}}
 
 An item is keyed by direction and sentence id (``item_key``): one note per test example, whichever model's
-output it is about (the comment can say which). Every save re-reads the file under an exclusive lock, changes
+output it is about (the comment can say which). Keys this code does not know (written by a newer version, or
+by hand), at the top level or in a note, are kept as they are on every save. Every save re-reads the file under an exclusive lock, changes
 one entry and writes the whole file atomically, so two browser tabs do not erase each other's notes.
 
 A file that cannot be read is never overwritten: ``load`` raises ``AnnotationsError`` naming the file and the
@@ -44,16 +45,18 @@ class Note:
     tags: tuple[str, ...] = ()
     comment: str = ""
     updated: str = ""
+    extra: dict = field(default_factory=dict)    # keys this code does not know, kept on save
 
     @property
     def empty(self) -> bool:
-        return not self.tags and not self.comment.strip()
+        return not self.tags and not self.comment.strip() and not self.extra
 
 
 @dataclass(frozen=True)
 class Annotations:
     tags: tuple[str, ...] = DEFAULT_TAGS
     items: dict[str, Note] = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)    # top-level keys this code does not know, kept on save
 
     def note(self, key: str) -> Note:
         return self.items.get(key, Note())
@@ -84,14 +87,20 @@ def _parse(path: Path, text: str) -> Annotations:
                 or not all(isinstance(t, str) for t in v.get("tags", []))
                 or not isinstance(v.get("comment", ""), str)):
             raise bad(f"item {k!r} must hold 'tags' (a list of strings) and 'comment' (a string)")
-        out[k] = Note(tuple(v.get("tags", [])), v.get("comment", ""), str(v.get("updated", "")))
-    return Annotations(tuple(tags), out)
+        out[k] = Note(tuple(v.get("tags", [])), v.get("comment", ""), str(v.get("updated", "")),
+                      {x: y for x, y in v.items() if x not in _NOTE_KEYS})
+    return Annotations(tuple(tags), out, {k: v for k, v in data.items() if k not in _TOP_KEYS})
+
+
+_TOP_KEYS = ("format", "tags", "items")
+_NOTE_KEYS = ("tags", "comment", "updated")
 
 
 def _dump(a: Annotations) -> str:
-    items = {k: {"tags": list(n.tags), "comment": n.comment, "updated": n.updated}
+    items = {k: {**n.extra, "tags": list(n.tags), "comment": n.comment, "updated": n.updated}
              for k, n in sorted(a.items.items()) if not n.empty}
-    return json.dumps({"format": FORMAT, "tags": list(a.tags), "items": items}, ensure_ascii=False, indent=1) + "\n"
+    return json.dumps({**a.extra, "format": FORMAT, "tags": list(a.tags), "items": items}, ensure_ascii=False,
+                      indent=1) + "\n"
 
 
 class AnnotationStore:
@@ -125,12 +134,13 @@ class AnnotationStore:
             if unknown:
                 raise ValueError(f"unknown tag(s) {unknown}; add them to the tag list first")
             items = dict(current.items)
-            note = Note(tuple(dict.fromkeys(tags)), comment.strip(), time.strftime("%Y-%m-%dT%H:%M:%S"))
+            note = Note(tuple(dict.fromkeys(tags)), comment.strip(), time.strftime("%Y-%m-%dT%H:%M:%S"),
+                        current.note(key).extra)
             if note.empty:
                 items.pop(key, None)
             else:
                 items[key] = note
-            new = Annotations(current.tags, items)
+            new = Annotations(current.tags, items, current.extra)
             atomic_write_text(self.path, _dump(new))
             return new
 
@@ -143,7 +153,7 @@ class AnnotationStore:
             used = sorted({t for n in current.items.values() for t in n.tags} - set(clean))
             if used:
                 raise ValueError(f"tag(s) {used} are still used by saved notes; untag those examples first")
-            new = Annotations(clean, current.items)
+            new = Annotations(clean, current.items, current.extra)
             atomic_write_text(self.path, _dump(new))
             return new
 

@@ -4,7 +4,7 @@ Layout of one experiment (``cache/<name>/``)::
 
     manifest.json              format version, code version, config, stage status
     progress.json              live progress (the app follows it), rewritten atomically
-    run.lock                   pid of the process running the experiment (one run at a time)
+    run.lock                   the run lock (``experiment.lock``: one run at a time) and who holds it
     run.log                    output of a run started from the app
     data.json                  the corpus a run used: dialects, codes, example counts, loader notes
     summary.json               the results as one JSON document (``python -m explorer summary --json``)
@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -43,10 +44,10 @@ from ..config import RunConfig
 from ..files import (
     StoreError,
     append_jsonl,
-    atomic_write_text,
     load_tensors,
     read_json,
     read_jsonl,
+    remove_file,
     save_tensors,
     write_json,
     write_jsonl,
@@ -54,6 +55,7 @@ from ..files import (
 from ..method.decoupler import Refit
 from ..training.resume import ResumeState
 from ..version import REPO_ROOT, code_version
+from .lock import RunLock
 
 FORMAT_VERSION = 2
 READABLE_FORMATS = (1, 2)          # format 1: one seed per arm (arms/<arm>/, eval/<arm>/)
@@ -254,7 +256,8 @@ class Experiment:
         over by the new config: nothing in it is worth keeping, and refusing would block the corrected command."""
         if self.manifest_path.exists():
             m = self.manifest()
-            old = RunConfig.from_dict(m["config"]).to_dict()   # fields older code did not write take defaults
+            # lists read back as tuples, and fields older code did not write take their defaults: like with like
+            old = RunConfig.from_dict(m["config"]).to_dict()
             new = config.to_dict()
             diff = {k: (old.get(k), v) for k, v in new.items() if old.get(k) != v}
             done = [k for k, v in m.get("stages", {}).items() if v.get("done")]
@@ -295,18 +298,15 @@ class Experiment:
         except (FileNotFoundError, StoreError):
             return None
 
-    # ------------------------------------------------------------ lock
+    # ------------------------------------------------------------ lock (experiment.lock)
     def running_pid(self) -> int | None:
-        """The pid of a live process running this experiment, or None."""
-        try:
-            pid = int(self.lock_path.read_text().strip())
-        except (FileNotFoundError, ValueError):
-            return None
-        return pid if pid_alive(pid) else None
+        """The pid of the live process running this experiment, or None (``lock.RunLock.holder``)."""
+        return RunLock(self).running_pid()
 
-    def claim(self, pid: int) -> None:
-        """Record ``pid`` as the process running this folder (the app does this for the run it starts)."""
-        atomic_write_text(self.lock_path, str(pid))
+    def claim(self, cmd: list[str], **popen) -> subprocess.Popen:
+        """Start ``cmd`` as the process running this folder, the run lock taken for it (the app's Run button);
+        ``lock.RunLockHeld`` if a live process already runs the folder."""
+        return RunLock(self).start_child(cmd, **popen)
 
 
 class StageFolder:
@@ -336,14 +336,17 @@ class StageFolder:
     def begin(self, resume_step: int | None) -> None:
         if resume_step is None:       # a fresh start: nothing a previous attempt left may survive
             for stale in (self._log_path, self._refits_path):
-                stale.unlink(missing_ok=True)
+                remove_file(stale)
             shutil.rmtree(self.root / "refits", ignore_errors=True)
             shutil.rmtree(self.root / "checkpoints", ignore_errors=True)
             return
         # resuming from the state saved after step ``resume_step``: its log line was written before that state and
-        # stays; refits at ``resume_step`` or later happen after it and will be redone
-        write_jsonl(self._log_path, [r for r in read_jsonl(self._log_path) if r["step"] <= resume_step])
-        write_jsonl(self._refits_path, [r for r in read_jsonl(self._refits_path) if r["step"] < resume_step])
+        # stays; refits at ``resume_step`` or later happen after it and will be redone. A torn last line (a kill in
+        # mid-line) is always newer than the state resumed from, so it is dropped with the rest (files.py).
+        write_jsonl(self._log_path, [r for r in read_jsonl(self._log_path, drop_torn_tail=True)
+                                     if r["step"] <= resume_step])
+        write_jsonl(self._refits_path, [r for r in read_jsonl(self._refits_path, drop_torn_tail=True)
+                                        if r["step"] < resume_step])
 
     def log(self, record: dict) -> None:
         append_jsonl(self._log_path, record)
@@ -365,45 +368,6 @@ class StageFolder:
     def finish(self) -> None:
         """The stage is done: its resume state is no longer needed."""
         self.resume.drop()
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie child still "exists"; treat it as dead
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split()[2] != "Z"
-    except OSError:
-        return True
-
-
-class RunLock:
-    """One run per experiment folder: a second ``run`` while one is alive is refused."""
-
-    def __init__(self, exp: Experiment):
-        self.exp = exp
-
-    def __enter__(self):
-        pid = self.exp.running_pid()
-        if pid is not None and pid != os.getpid():
-            raise StoreError(f"{self.exp.root} is already being run by process {pid}; "
-                             "wait for it or stop it first.")
-        self.exp.root.mkdir(parents=True, exist_ok=True)
-        self.exp.claim(os.getpid())
-        return self
-
-    def __exit__(self, *exc):
-        try:
-            if self.exp.lock_path.read_text().strip() == str(os.getpid()):
-                self.exp.lock_path.unlink()
-        except FileNotFoundError:
-            pass
-        return False
 
 
 def list_experiments(root: Path = CACHE_ROOT) -> list[Path]:

@@ -13,6 +13,7 @@ from ..training.distributed import current as current_dist
 from ..training.distributed import setup as setup_dist
 from .evaluate import stage_eval
 from .layout import Experiment, RunLock, parse_model, training_order
+from .preflight import preflight
 from .progress import NullProgress, Progress
 from .report import summary
 from .represent import stage_represent
@@ -23,7 +24,7 @@ def run_experiment(cfg: RunConfig, out: str | Path, *, bar: bool = True, stop_af
                    represent: bool = True) -> Experiment:
     """Run (or resume) every stage. ``stop_after={"decoupled.s0": 5}`` interrupts that arm after 5 steps (tests;
     an arm name without a seed stops that arm of every seed)."""
-    cfg.validate()
+    preflight(cfg)                 # every setting checked before any work (and before the folder exists)
     exp = Experiment(out)
     torch.manual_seed(cfg.seed)
     dist = setup_dist()            # a no-op unless started by a launcher (distributed.py)

@@ -79,7 +79,7 @@ def stage_base(exp: Experiment, cfg: RunConfig, data: RunData, progress: Progres
         return
     device = pick_device()
     if cfg.model:
-        model, tok = load_model(cfg.model, prompt_style=cfg.prompt_style)  # MERGE-NOTE(issue 11): same prompts as arms
+        model, tok = load_model(cfg.model, prompt_style=cfg.prompt_style)  # the same prompts as the arms
     else:
         tok = load_tokenizer(exp.tokenizer_dir)
         model = build_small_model(tok, d_model=cfg.d_model, n_layers=cfg.n_layers, n_heads=cfg.n_heads,

@@ -27,7 +27,7 @@ from ..analysis.geometry import UmapParams, pca_2d, umap_2d
 from ..config import RunConfig, arm_kind
 from ..data.varieties import HR
 from ..evaluation import dialect_id
-from ..files import StoreError, read_json, read_jsonl, save_npy, write_json
+from ..files import StoreError, load_npy, read_json, read_jsonl, save_npy, write_json
 from ..method.hooks import Projection
 from ..method.subspace import Subspace, qr_basis
 from ..model.sites import site_name
@@ -239,9 +239,10 @@ class ExperimentView:
         meta_path, npy_path = repcache.umap_files(self.exp.represent_dir, model, step, site, pkey)
         want = {"params": params.to_dict(), "source_sha256": src, "shape": [man["n_rows"], 2]}
         try:
-            meta = json.loads(meta_path.read_text())
+            # through files.py: garbled cache bytes are caught (and the layout recomputed)
+            meta = read_json(meta_path)
             if all(meta.get(k) == v for k, v in want.items()):
-                a = np.load(npy_path, allow_pickle=False)
+                a = load_npy(npy_path)
                 if a.shape == (man["n_rows"], 2) and a.dtype == np.float32 and np.isfinite(a).all():
                     return a
         except (OSError, ValueError, json.JSONDecodeError):

@@ -3,10 +3,9 @@
 The app never trains: the Run button starts ``python -m explorer run --preset default --out <root>/default
 --no-bar`` (``$DDE_RUN_PRESET`` picks another preset, for tests) detached from the server (its own session,
 output to ``run.log`` in the experiment folder) and the home page polls ``progress.json``. A refresh, a
-second tab or a second app process sees the same run: before starting, ``start`` takes an exclusive file
-lock, asks ``Experiment.running_pid()`` and only spawns when no live process holds the folder; it then
-writes the child's pid into ``run.lock`` itself, so the window in which the child is still importing torch is
-covered too (the child's ``RunLock`` accepts its own pid).
+second tab or a second app process sees the same run: ``start`` takes the folder's run lock and starts the
+child holding it (``Experiment.claim``, ``experiment.lock``), so the lock is the child's from its first instant,
+the window in which it is still importing torch included, and a second click finds the folder taken.
 
 No Streamlit here: the page draws what ``status`` returns.
 """
@@ -22,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..experiment.layout import Experiment
+from ..experiment.lock import RunLockHeld
 from ..files import locked
 from ..version import REPO_ROOT
 
@@ -92,10 +92,12 @@ def start(folder: Path, preset_name: str | None = None) -> tuple[int, bool]:
             return pid, False
         exp.root.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}   # offline settings come from explorer/__init__.py
-        with open(exp.run_log_path, "ab") as log:   # the child keeps its own copy of the descriptor
-            proc = subprocess.Popen(command(exp.root, preset_name), cwd=REPO_ROOT, stdin=subprocess.DEVNULL,
-                                    stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        exp.claim(proc.pid)
+        try:
+            with open(exp.run_log_path, "ab") as log:   # the child keeps its own copy of the descriptor
+                proc = exp.claim(command(exp.root, preset_name), cwd=REPO_ROOT, stdin=subprocess.DEVNULL,
+                                 stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        except RunLockHeld:                  # taken between the look above and the claim
+            return exp.running_pid() or -1, False
         exp.write_progress(status="running", stage="starting", step=None, total=None, done_stages=[],
                            started=time.time(), pid=proc.pid)
         # reap the child when it ends so it does not linger as a zombie of the server
