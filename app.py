@@ -22,6 +22,7 @@ PAGES = [
 ]
 
 page = st.navigation(PAGES)
+widgets.page_helpers()   # styles, dir="auto" on text inputs, SVG export of figures
 try:
     widgets.experiment_picker()
     page.run()

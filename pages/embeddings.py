@@ -4,6 +4,7 @@ import streamlit as st
 
 from explorer.ui import cache, figures, widgets
 
+widgets.entry_guard()
 st.title("Embeddings")
 exp = widgets.current_experiment() or widgets.no_experiment()
 view = cache.view(exp)

@@ -6,6 +6,7 @@ from explorer.data.varieties import ENG, HR, variety_label
 from explorer.evaluation.chrf import sentence_chrf
 from explorer.ui import cache, widgets
 
+widgets.entry_guard()
 st.title("Translate")
 exp = widgets.current_experiment() or widgets.no_experiment()
 view = cache.view(exp)
