@@ -196,31 +196,6 @@ def word_diff_html(hyp: str, ref: str) -> tuple[str, str]:
     return render(h_tok, h_mark, "dde-extra"), render(r_tok, r_mark, "dde-missing")
 
 
-def char_diff_html(hyp: str, ref: str) -> str:
-    """``hyp`` against ``ref``, character by character (difflib), as HTML: characters the output has and the
-    reference lacks are green (inserted), characters of the reference it lacks are struck through in red.
-
-    Kept for Latin-script comparisons; for Arabic use ``word_diff_html``, which never interleaves the two texts."""
-    ins = "background:#c6f6d5;color:#14532d;text-decoration:none;border-radius:2px"
-    dele = "background:#fecaca;color:#7f1d1d;text-decoration:line-through;border-radius:2px"
-    sm = difflib.SequenceMatcher(None, ref, hyp, autojunk=False)
-    parts = []
-    for op, i1, i2, j1, j2 in sm.get_opcodes():
-        if op == "equal":
-            parts.append(html.escape(hyp[j1:j2]))
-            continue
-        if op in ("delete", "replace"):
-            parts.append(f'<del style="{dele}">{html.escape(ref[i1:i2])}</del>')
-        if op in ("insert", "replace"):
-            parts.append(f'<ins style="{ins}">{html.escape(hyp[j1:j2])}</ins>')
-    return "".join(parts)
-
-
-def diff_ratio(hyp: str, ref: str) -> float:
-    """Share of matching characters (difflib's ratio), a quick similarity next to the diff."""
-    return difflib.SequenceMatcher(None, ref, hyp, autojunk=False).ratio()
-
-
 # ---------------------------------------------------------------- what the user sees and exports
 
 

@@ -112,14 +112,17 @@ def energy_reading(heats: Mapping[str, pd.DataFrame]) -> str:
         rd, rm = (d1 - d0) / d0 if d0 else float("nan"), (m1 - m0) / m0 if m0 else float("nan")
         if not (math.isfinite(rd) and math.isfinite(rm)):
             continue
-        if rd < rm - 0.1:
+        diff = rd - rm
+        if rd < -0.05 and diff < -0.1:
             judged = "the dialects fall more than MSA: they are being separated from it"
-        elif abs(rd - rm) <= 0.1 and rd < -0.05:
+        elif rd < -0.05 and rm < -0.05:
             judged = "every row falls alike, MSA included: the whole direction shrinks, dialects are not singled out"
-        elif rd > 0.05:
-            judged = "the dialects move further into the MSA subspace"
+        elif rd > 0.05 and diff > 0.1:
+            judged = "the dialects move further into the MSA subspace than MSA itself"
+        elif rd > 0.05 and rm > 0.05:
+            judged = "every row rises alike, MSA included"
         else:
-            judged = "little changes"
+            judged = "the dialects barely change"
         parts.append(f"{name}: dialects {d0:.3f} → {d1:.3f} ({rd:+.0%}), MSA {m0:.3f} → {m1:.3f} ({rm:+.0%}); "
                      f"{judged}")
     return ("; ".join(parts) + ".") if parts else "Not enough checkpoints with an MSA subspace to compare."
