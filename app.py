@@ -22,6 +22,7 @@ PAGES = [
 ]
 
 page = st.navigation(PAGES)
+st.session_state[widgets.ENTERED] = True
 widgets.page_helpers()   # styles, dir="auto" on text inputs, SVG export of figures
 try:
     widgets.experiment_picker()

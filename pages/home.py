@@ -4,6 +4,7 @@ import streamlit as st
 
 from explorer.analysis.readings import map_reading
 from explorer.data.varieties import KINDS
+from explorer.files import StoreError
 from explorer.ui import cache, cache_root, figures, widgets
 
 widgets.entry_guard()
@@ -13,8 +14,12 @@ st.markdown("A small-scale rerun of *When Alignment Hurts: Decoupling Representa
             "model's hidden states away from Modern Standard Arabic help it write Arabic dialects?")
 
 exp = widgets.current_experiment()
-view = cache.view(exp) if exp else None
-table = cache.headline_table(exp) if exp else None
+view = table = None
+try:
+    view = cache.view(exp) if exp else None
+    table = cache.headline_table(exp) if exp else None
+except StoreError as e:        # shown here, so that the rest of Home (and the experiments list) still draws
+    st.error(f"{type(e).__name__}: {e}")
 if view is not None and table is not None and not table.empty:
     st.header(f"What `{view.name}` shows")
     widgets.verdict_box(cache.verdict(exp), "In short:")

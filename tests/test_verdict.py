@@ -109,3 +109,62 @@ def test_no_scores_says_so():
     scores, deltas, copy = run_tables(1.0)
     out = verdict(scores[scores["model"] == "base"], deltas.iloc[:0], copy)
     assert len(out) == 1 and "no MSA → dialect scores" in out[0]
+
+
+# ---------------------------------------------------------------- the one-line readings of each figure
+
+
+def test_angle_reading_tells_settled_from_moving():
+    settled, _ = refit_tables([12, 6, 3], 0.9)
+    moving, _ = refit_tables([70, 85, 88], 0.9)
+    assert "settles" in readings.angles_reading(settled) and "median 6°" in readings.angles_reading(settled)
+    assert "keeps moving" in readings.angles_reading(moving) and "median 85°" in readings.angles_reading(moving)
+    assert "Only 1 refit" in readings.angles_reading(settled.iloc[:1])
+    assert "Random draws" in readings.angles_reading(moving, drawn=True)
+
+
+def test_probe_reading_uses_chance_and_names_the_worst_dialect():
+    rf, per = refit_tables([5, 5], 0.68)
+    per.loc[(per["variety"] == "arz") & (per["step"] == 100), "accuracy"] = 0.19
+    text = readings.probe_reading(rf, per, 0.5)
+    assert "0.68" in text and "0.50" in text and "+0.18 above chance" in text
+    assert "Egyptian 0.19 (most of its tokens are called MSA)" in text
+    assert "at chance" in readings.probe_reading(refit_tables([5], 0.52)[0], per, 0.5)
+
+
+def test_energy_reading_tells_separation_from_shrinking():
+    def heat(dialect_last, msa_last):
+        return pd.DataFrame({0: [0.30, 0.30, 0.30], 200: [msa_last, dialect_last, dialect_last]},
+                            index=["arb", "arz", "ary"])
+    assert "separated" in readings.energy_reading({"decoupled": heat(0.10, 0.29)})
+    assert "every row falls alike" in readings.energy_reading({"decoupled": heat(0.10, 0.10)})
+    assert "rises alike" in readings.energy_reading({"baseline": heat(0.5, 0.5)})
+    assert "0.300 → 0.100" in readings.energy_reading({"decoupled": heat(0.10, 0.10)})
+
+
+def test_map_embedding_and_error_readings_follow_the_numbers():
+    frame = pd.DataFrame({"variety": ["arz", "ary", "ars"], "name": ["a", "b", "c"], "delta": [1.5, -0.5, -2.0],
+                          "low": [0.5, -1.0, -3.0], "high": [2.5, 0.1, -1.0]})
+    text = readings.map_reading(frame, "decoupled", "MSA → dialect")
+    assert "above baseline in 1 of 3" in text and "below in 2" in text and "(1 and 1 with" in text
+    assert "largest gain Egyptian +1.5" in text and "largest loss Najdi -2.0" in text
+    near = pd.DataFrame({"dialect": ["Egyptian", "mean"], "paired 1 − cos": [0.10, 0.10],
+                         "centroid 1 − cos": [0.01, 0.01], "centroid L2": [1.0, 1.0]})
+    far = near.assign(**{"paired 1 − cos": [0.15, 0.15]})
+    assert "further from MSA" in readings.embedding_reading({"baseline": near, "decoupled": far}, "layer.02")
+    assert "closer to MSA" in readings.embedding_reading({"baseline": far, "decoupled": near}, "layer.02")
+    shown = pd.DataFrame({"delta": [1.0, -2.0, 0.0], "pair_flags": ["", "source = reference", ""],
+                          "flags_baseline": ["empty", "", "near-copy of source"], "flags_decoupled": ["", "", ""]})
+    text = readings.errors_reading(shown, 10, ["baseline", "decoupled"], ("decoupled", "baseline"))
+    assert "3 of 10" in text and "beats baseline on 1 and loses on 1" in text and "1 test pair" in text
+    assert "No translation matches" in readings.errors_reading(shown.iloc[:0], 10, ["baseline"], None)
+
+
+def test_msa_distances_from_geometry_rows():
+    geo = pd.DataFrame({"model": ["baseline"] * 3, "step": [200] * 3, "site": ["layer.02"] * 3,
+                        "variety": ["arb", "arz", "ary"], "centroid_cosine": [1.0, 0.9, 0.8],
+                        "centroid_l2": [0.0, 2.0, 4.0], "paired_cosine": [1.0, 0.7, 0.5]})
+    t = readings.msa_distances(geo, "baseline", 200, "layer.02")
+    assert list(t["dialect"]) == ["Egyptian", "Moroccan", "mean"]
+    assert t["paired 1 − cos"].tolist() == pytest.approx([0.3, 0.5, 0.4])
+    assert t["centroid L2"].tolist() == pytest.approx([2.0, 4.0, 3.0])

@@ -22,17 +22,27 @@ from . import cache, cache_root, runner
 CHOSEN = "dde_experiment"         # session-state key (not a widget key) of the chosen experiment folder
 
 
+ENTERED = "dde_entered"          # session-state flag: this session has run the app's entry point
+
+
 def entry_guard() -> None:
-    """Make a page opened by its own address on a freshly started server go through ``app.py``.
+    """Make a page opened by its own address on a freshly started server show the whole app.
 
     Streamlit still treats a folder named ``pages/`` beside the entry point as an old-style multipage app until
     ``st.navigation`` has run once in the server process: the first visitor who opens ``/error_analysis`` directly
     (a shared link with its filters, say) would get that page's script alone, without the app's sidebar and
-    experiment picker. Each page calls this first: in that case it switches the old mode off (what
-    ``st.navigation`` itself does) and reruns, and the app's entry point then serves the same address."""
-    if PagesManager.uses_pages_directory:
-        PagesManager.uses_pages_directory = False
+    experiment picker. Each page calls this first. In that case it switches the old mode off (what
+    ``st.navigation`` itself does); a session that never ran the entry point reruns through it, and any other
+    (Streamlit's AppTest restores the old mode before every run) draws the entry point's shared parts itself, so
+    that no click is lost to a rerun."""
+    if not PagesManager.uses_pages_directory:
+        return
+    PagesManager.uses_pages_directory = False
+    if not st.session_state.get(ENTERED):
+        st.session_state[ENTERED] = True
         st.rerun()
+    page_helpers()
+    experiment_picker()
 
 
 def experiment_picker(key: str = "experiment") -> str | None:
@@ -85,7 +95,8 @@ def model_picker(exp: str, key: str, *, label: str = "Model", default: str = "de
     return (where or st.sidebar).selectbox(label, options, index=index, key=key, format_func=model_label)
 
 
-CHECKPOINT = "ckpt"     # the one checkpoint control: same key, label, place and kind on every page
+CHECKPOINT = "ckpt"             # the one checkpoint control: same key, label, place and kind on every page
+CHOSEN_STEP = "dde_checkpoint"  # session-state key (not a widget key) keeping its value across pages
 
 
 def checkpoint_control(exp: str) -> int:
@@ -95,10 +106,16 @@ def checkpoint_control(exp: str) -> int:
     steps = sorted({s for a in v.arms for s in v.checkpoints(a)})
     if not steps:
         return 0
-    if st.session_state.get(CHECKPOINT) not in steps:
-        st.session_state[CHECKPOINT] = steps[-1]
+    chosen = st.session_state.get(CHOSEN_STEP)
+    chosen = chosen if chosen in steps else steps[-1]
+    st.session_state[CHOSEN_STEP] = chosen
+    st.session_state[CHECKPOINT] = chosen      # a widget of another page holds no value here: set it each run
+
+    def keep() -> None:                          # a click lands here before the page runs again
+        st.session_state[CHOSEN_STEP] = st.session_state[CHECKPOINT]
+
     return st.sidebar.segmented_control(
-        "Checkpoint (training step)", steps, key=CHECKPOINT, required=True, persist_state="session",
+        "Checkpoint (training step)", steps, key=CHECKPOINT, required=True, on_change=keep,
         help="The same control on every page. The base model has only step 0; each arm shows its checkpoint "
              "nearest to this step.")
 
