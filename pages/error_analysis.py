@@ -92,8 +92,7 @@ st.header("One sentence, every output")
 keys = [item_key(d, s) for d, s in zip(shown["direction"], shown["sent_id"])]
 by_key = dict(zip(keys, shown.to_dict("records")))
 key = st.selectbox("Sentence (in the order of the table)", keys, key="ea_item", bind="query-params",
-                   format_func=lambda k: f"{by_key[k]['label']} · {by_key[k]['sent_id']} · "
-                                         f"{by_key[k]['source'][:60]}")
+                   format_func=lambda k: f"{by_key[k]['label']} · {by_key[k]['sent_id']}")
 row = by_key[key]
 if row["pair_flags"]:
     st.warning(f"Suspicious test pair: {row['pair_flags']}. The source already is the reference, so copying it "

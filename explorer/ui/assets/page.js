@@ -5,17 +5,33 @@
 (function () {
   if (window.__ddeHelpers) return;
   window.__ddeHelpers = true;
-  const ICON = '<svg viewBox="0 0 28 16" width="22" height="14"><text x="1" y="13" font-size="12" ' +
-    'font-family="Arial, sans-serif" font-weight="700" fill="currentColor">SVG</text></svg>';
+  // No markup in strings: Streamlit's HTML sanitiser drops a script whose text holds anything tag-like.
+  const NS = 'http://www.w3.org/2000/svg';
+  function icon() {
+    const svg = document.createElementNS(NS, 'svg');
+    svg.setAttribute('viewBox', '0 0 28 16');
+    svg.setAttribute('width', '22');
+    svg.setAttribute('height', '14');
+    const text = document.createElementNS(NS, 'text');
+    text.setAttribute('x', '1');
+    text.setAttribute('y', '13');
+    text.setAttribute('font-size', '12');
+    text.setAttribute('font-family', 'Arial, sans-serif');
+    text.setAttribute('font-weight', '700');
+    text.setAttribute('fill', 'currentColor');
+    text.textContent = 'SVG';
+    svg.appendChild(text);
+    return svg;
+  }
   function svgButton(plot) {
-    const camera = plot.querySelector('.modebar-btn[data-title^="Download plot"]');
+    const camera = plot.querySelector('.modebar-btn[data-title^="Download plot"]:not(.dde-svg)');
     if (!camera || camera.parentNode.querySelector('.dde-svg')) return;
     const btn = document.createElement('a');
     btn.className = 'modebar-btn dde-svg';
     btn.setAttribute('rel', 'tooltip');
     btn.setAttribute('data-title', 'Download plot as SVG');
     btn.setAttribute('data-gravity', 'n');
-    btn.innerHTML = ICON;
+    btn.appendChild(icon());
     btn.style.color = 'rgba(68, 68, 68, 0.5)';
     btn.addEventListener('click', function (ev) {
       ev.preventDefault();
