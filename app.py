@@ -9,7 +9,9 @@ import streamlit as st
 from explorer.data.corpus import CorpusError
 from explorer.files import StoreError
 from explorer.model.sites import ModelLoadError
-from explorer.ui import widgets
+from explorer.ui import freeze_heap, widgets
+
+freeze_heap()    # once per process: the imported libraries leave Streamlit's per-run garbage collection
 
 st.set_page_config(page_title="Dialect Decoupling Explorer", page_icon="🗺️", layout="wide")
 

@@ -69,12 +69,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(root: Path, port: int, log: Path) -> subprocess.Popen:
+def start_server(root: Path, port: int, log: Path, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "DDE_CACHE_ROOT": str(root), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
                                  "--server.port", str(port), "--server.address", "127.0.0.1",
-                                 "--browser.gatherUsageStats", "false"], cwd=REPO, env=env, stdout=out,
+                                 "--browser.gatherUsageStats", "false", *extra], cwd=REPO, env=env, stdout=out,
                                 stderr=subprocess.STDOUT)
     deadline = time.time() + 120
     while time.time() < deadline:

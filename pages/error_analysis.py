@@ -90,10 +90,10 @@ st.caption(f"Rows {(page_no - 1) * ROWS_PER_PAGE + 1}–{(page_no - 1) * ROWS_PE
 # ---- one sentence, every output
 st.header("One sentence, every output")
 keys = [item_key(d, s) for d, s in zip(shown["direction"], shown["sent_id"])]
-by_key = dict(zip(keys, shown.to_dict("records")))
+names = dict(zip(keys, [f"{lbl} · {sid}" for lbl, sid in zip(shown["label"], shown["sent_id"])]))
 key = st.selectbox("Sentence (in the order of the table)", keys, key="ea_item", bind="query-params",
-                   format_func=lambda k: f"{by_key[k]['label']} · {by_key[k]['sent_id']}")
-row = by_key[key]
+                   format_func=names.get)
+row = shown.iloc[keys.index(key)].to_dict()
 if row["pair_flags"]:
     st.warning(f"Suspicious test pair: {row['pair_flags']}. The source already is the reference, so copying it "
                "scores 100 and this sentence says nothing about translation.")

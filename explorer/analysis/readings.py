@@ -198,15 +198,11 @@ def errors_reading(shown: pd.DataFrame, total: int, models: Sequence[str], delta
         a, b = delta_of
         bits.append(f"{a} beats {b} on {int((shown['delta'] > 0).sum())} and loses on "
                     f"{int((shown['delta'] < 0).sum())}")
-    counts = {}
-    for m in models:
-        col = f"flags_{m}"
-        if col in shown:
-            for f in shown[col]:
-                for x in filter(None, str(f).split(", ")):
-                    counts[x] = counts.get(x, 0) + 1
-    if counts:
-        bits.append("flagged outputs: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])))
+    cols = [f"flags_{m}" for m in models if f"flags_{m}" in shown]
+    flat = pd.concat([shown[c] for c in cols]) if cols else pd.Series(dtype=str)
+    counts = flat[flat != ""].str.split(", ").explode().value_counts() if len(flat) else pd.Series(dtype=int)
+    if len(counts):
+        bits.append("flagged outputs: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     pairs = int((shown["pair_flags"] != "").sum()) if "pair_flags" in shown else 0
     if pairs:
         bits.append(f"{pairs} test pair{'s' if pairs > 1 else ''} with source = reference")
