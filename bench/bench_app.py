@@ -226,11 +226,11 @@ def main() -> None:
                 # one sentence, every output: pick the next sentence of the list, warm
                 pg.locator("[data-testid='stSidebarNav'] a", has_text="Error analysis").click()
                 settle(pg, ".dde-output")
-                pick = pg.locator("[data-testid='stSelectbox']").filter(has_text="Sentence (in the order")
+                sentence_box = pg.locator("[data-testid='stSelectbox']").filter(has_text="Sentence (in the order")
                 one = []
                 for _ in range(args.rounds * 2):
                     def next_sentence() -> None:
-                        pick.locator("input").click()
+                        sentence_box.locator("input").click()
                         pg.keyboard.press("ArrowDown")
                         pg.keyboard.press("Enter")
                     one.append(wait_rerun(pg, next_sentence, ".dde-output"))

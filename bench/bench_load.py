@@ -26,6 +26,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -165,7 +166,7 @@ def main() -> None:
             server.terminate()
             try:
                 server.wait(timeout=15)
-            except Exception:
+            except subprocess.TimeoutExpired:
                 server.kill()
     res["load_average_after"] = os.getloadavg()
     (OUT / "load.json").write_text(json.dumps(res, indent=1))

@@ -3,6 +3,7 @@ notes per output with marked spans, and exports with the page's column names."""
 
 import math
 
+import pandas as pd
 import streamlit as st
 
 from explorer.analysis import errors
@@ -114,11 +115,11 @@ for m in models:
     guess = errors.confident_guess(row.get(f"pred_{m}"), row.get(f"pred_p_{m}"))
     p = row.get(f"pred_p_{m}")
     looks = (f"looks like {variety_label(guess) if guess != ENG else 'English'} (p = {p:.2f})" if guess else
-             f"no confident dialect guess (best p = {p:.2f} < {errors.CONFIDENT:.2f})" if p == p and p is not None
+             f"no confident dialect guess (best p = {p:.2f} < {errors.CONFIDENT:.2f})" if pd.notna(p)
              else "no dialect guess")
     copied = row[f"copy_{m}"]
     meta = (f"{widgets.model_label(m)} · chrF++ {row[f'chrf_{m}']:.1f} · "
-            f"{'—' if copied != copied else f'{copied:.0%}'} of its words copied from the source · {looks}")
+            f"{f'{copied:.0%}' if pd.notna(copied) else '—'} of its words copied from the source · {looks}")
     out_note = annotations.output(key, m) if annotations else None
     if out_note and not out_note.empty:
         meta += f" · your tags: {', '.join(out_note.tags) or '—'}"

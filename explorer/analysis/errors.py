@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import html
+import itertools
 import json
 import re
 from collections import Counter
@@ -65,7 +66,7 @@ def output_flags(hyp: str, source: str, ref: str) -> tuple[str, ...]:
         return (FLAG_EMPTY,)
     flags = []
     if len(h) >= 6:
-        grams = Counter(h) + Counter(zip(h, h[1:]))
+        grams = Counter(h) + Counter(itertools.pairwise(h))
         top = max(grams.values())
         if top / len(h) >= REPEAT_SHARE and top >= 3:
             flags.append(FLAG_REPEATS)

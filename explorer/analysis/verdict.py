@@ -177,8 +177,8 @@ def _is(who: str) -> str:
 def sentences(f: Findings, claim: float = PAPER_GAIN) -> list[str]:
     """Two or three sentences: the result against the claim, whether it can be read, and what the probe did."""
     if f.n_directions == 0 or not math.isfinite(f.delta):
-        return [f"This run has no MSA → dialect scores for both {f.arm} and {f.reference} yet, so it cannot be set "
-                f"against the paper's claim (+{claim:.1f} chrF++ on average)."]
+        return [(f"This run has no MSA → dialect scores for both {f.arm} and {f.reference} yet, so it cannot be "
+                 f"set against the paper's claim (+{claim:.1f} chrF++ on average).")]
     seeds = f" (mean of {f.seeds} seeds)" if f.seeds and f.seeds > 1 else ""
     spread = (f"; the {f.reference} arm alone varies by ±{f.noise_floor:.1f} from seed to seed"
               if f.noise_floor is not None else "")

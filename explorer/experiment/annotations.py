@@ -257,7 +257,7 @@ class AnnotationStore:
         with self._locked() as current:
             self._check(current, tags, comment)
             item = current.items.get(key, Item())
-            clean = dict(tags=tuple(dict.fromkeys(tags)), comment=comment.strip(), updated=_now())
+            clean = {"tags": tuple(dict.fromkeys(tags)), "comment": comment.strip(), "updated": _now()}
             if model is None:
                 item = replace(item, note=replace(item.note, **clean))
             else:

@@ -19,11 +19,11 @@ import streamlit as st
 from ..analysis import errors, readings
 from ..analysis.verdict import probe_chance
 from ..analysis.verdict import verdict as verdict_sentences
-from ..data.varieties import ENG, HR, KINDS, variety, variety_label
-from ..experiment.annotations import Annotations, AnnotationStore
+from ..data.varieties import ENG, variety, variety_label
 from ..evaluation.dialect_id import DialectClassifier
 from ..evaluation.single import ModelHandle, Translation, translate_text
 from ..experiment import report
+from ..experiment.annotations import Annotations, AnnotationStore
 from ..experiment.view import ExperimentView, list_experiment_dirs, load_experiment
 from ..files import StoreError, read_json
 from . import figures
@@ -254,7 +254,7 @@ def _probe(key: str, arm: str, metric: str, varieties: tuple[str, ...]) -> go.Fi
 
 def _energy(key: str, model_name: str, site: str, lo: float, hi: float) -> go.Figure:
     return figures.energy_heatmap(energy_heatmap(key, model_name, site),
-                                  f"{model_name} at {site}", (lo, hi) if lo == lo else None)
+                                  f"{model_name} at {site}", (lo, hi) if np.isfinite(lo) else None)
 
 
 def _layers(key: str, metric: str, variety_code: str, step: int, models: tuple[str, ...]) -> go.Figure:

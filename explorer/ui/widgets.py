@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import html
+import math
 import re
 from pathlib import Path
 
@@ -155,6 +156,11 @@ def page_helpers() -> None:
         st.html(f"<script>{js}</script>", unsafe_allow_javascript=True)
 
 
+def _finite(x) -> bool:
+    """A real number that is not NaN (table cells may hold None, NaN or text)."""
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
 def _colour(code: str | None) -> str:
     if code and code != ENG:
         try:
@@ -208,10 +214,10 @@ def html_table(frame: pd.DataFrame, *, text: tuple[str, ...] = (), numbers: dict
             if c in raw:
                 body = str(v)
             elif c in numbers:
-                body = (format(v, numbers[c]) if isinstance(v, (int, float)) and v == v else
+                body = (format(v, numbers[c]) if _finite(v) else
                         html.escape(v) if isinstance(v, str) else "—")
             else:
-                body = html.escape("" if v is None or (isinstance(v, float) and v != v) else str(v))
+                body = html.escape("" if v is None or (isinstance(v, float) and not _finite(v)) else str(v))
             attr = f' class="{" ".join(cls)}"' if cls else ""
             cells.append(f'<td dir="auto"{attr}>{body}</td>')
         rows.append(f"<tr>{''.join(cells)}</tr>")
@@ -313,14 +319,14 @@ def headline(table: pd.DataFrame, models: list[str]) -> None:
     for m in models:
         out[m] = table[f"chrF++ {m}"]
         if copy is not None:
-            classes[m] = ["dim" if c == c and v == v and v < c else "" for v, c in zip(out[m], copy)]
+            classes[m] = ["dim" if _finite(c) and _finite(v) and v < c else "" for v, c in zip(out[m], copy)]
     if copy is not None:
         out["copy src"] = copy
     for c in [c for c in table.columns if c.startswith("Δ ")]:
         system = c[2:]
         ci = table.get(f"95% CI {system}")
         lows_highs = [_ci(x) for x in (ci if ci is not None else [None] * len(table))]
-        out[f"Δ {system} [95% CI]"] = [f"{d:+.2f} {x}" if d == d else "—" for d, x in zip(table[c],
+        out[f"Δ {system} [95% CI]"] = [f"{d:+.2f} {x}" if _finite(d) else "—" for d, x in zip(table[c],
                                                                                       ci if ci is not None else
                                                                                       [""] * len(table))]
         classes[f"Δ {system} [95% CI]"] = ["good" if lo > 0 else "bad" if hi < 0 else ""
@@ -347,11 +353,11 @@ def translations_table(rows: pd.DataFrame, models: list[str], labels: dict[str, 
         return f'<div style="font-size:0.78rem;color:#4b5563;direction:ltr;text-align:left">{text}</div>'
 
     def pct(x: float) -> str:
-        return "—" if x != x else f"{x:.0%}"
+        return f"{x:.0%}" if _finite(x) else "—"
 
     out = pd.DataFrame({
         "example": [f'{html.escape(r["label"])}{small(html.escape(str(r["sent_id"])))}'
-                    + (small(f'Δ {r["delta"]:+.1f}') if r["delta"] == r["delta"] else "")
+                    + (small(f'Δ {r["delta"]:+.1f}') if _finite(r["delta"]) else "")
                     + flags_html(r["pair_flags"]) for r in rows.to_dict("records")],
         labels["source"]: [html.escape(str(x)) for x in rows["source"]],
         labels["ref"]: [html.escape(str(x)) for x in rows["ref"]]})
