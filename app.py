@@ -6,11 +6,14 @@ in ``pages/`` reads its own widgets, calls the explorer once and draws.
 
 import streamlit as st
 
-from explorer.ui import shell, widgets
+from explorer.ui import freeze_heap, shell, widgets
+
+freeze_heap()    # once per process: the imported libraries leave Streamlit's per-run garbage collection
 
 st.set_page_config(page_title="Dialect Decoupling Explorer", page_icon="🗺️", layout="wide")
 
 page = shell.navigation()       # the page list lives in explorer/ui/shell.py (every page also checks the frame)
+widgets.page_helpers()          # styles, dir="auto" on text inputs, SVG export of figures
 try:
     widgets.experiment_picker()
     shell.app_ran()

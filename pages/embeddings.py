@@ -1,38 +1,50 @@
-"""Embeddings: where sentences of each variety sit in a model's hidden states, two models side by side."""
+"""Embeddings: where sentences of each variety sit in a model's hidden states, two models side by side, each with
+its measured distance of every dialect to MSA."""
 
 import streamlit as st
 
+from explorer.analysis.readings import embedding_reading
+from explorer.data.varieties import variety_label
 from explorer.ui import cache, figures, shell, widgets
 
-shell.page_setup()   # first: a page opened before any other still gets the app's frame
-
+shell.page_setup()
 st.title("Embeddings")
 exp = widgets.current_experiment() or widgets.no_experiment()
 view = cache.view(exp)
 widgets.require(exp, "represent", "sentence representations")
 
+step = widgets.checkpoint_control(exp)
 side = st.sidebar
 left = widgets.model_picker(exp, "emb_left", label="Left model", default="baseline")
 right = widgets.model_picker(exp, "emb_right", label="Right model", default="decoupled")
-step = widgets.checkpoint_slider(exp, right if right != "base" else left, "emb_step")
 site = widgets.site_picker(exp, "emb_site")
 method = side.radio("Layout", ["UMAP", "PCA"], key="emb_method", horizontal=True,
                     help="UMAP keeps neighbourhoods (cosine distance); PCA keeps the two widest directions.")
 colour = side.radio("Colour by", ["variety", "region"], key="emb_colour", horizontal=True,
                     format_func={"variety": "variety", "region": "dialect group"}.get)
-links = side.checkbox("Link translations of the same sentence", key="emb_links")
+link = side.selectbox("Link translations to MSA for", ["", *view.dialects], key="emb_link",
+                      format_func=lambda c: "no dialect" if not c else variety_label(c),
+                      help="Draw a line from each sentence of one dialect to its MSA translation.")
 
 rows = cache.index(exp)
 st.caption(f"Mean-pooled hidden states at **{site}** of {rows['sent_id'].nunique()} parallel sentences in "
-           f"{rows['variety'].nunique()} varieties, one dot per sentence and variety (★ = MSA). Models that "
-           "entangle dialects with MSA put each dialect dot next to its MSA translation; decoupling should pull the "
-           "dialects apart from MSA while keeping the meaning.")
-cols = st.columns(2)
-for col, name in zip(cols, (left, right)):
-    s = 0 if name == "base" else min(view.checkpoints(name), key=lambda c: abs(c - step))
+           f"{rows['variety'].nunique()} varieties, one dot per sentence and variety (★ = MSA). Beside each cloud, "
+           "the measured distance of every dialect to MSA in that model: the plot shows where sentences fall, the "
+           "numbers say how far apart they are.")
+tables = {}
+for i, (col, name) in enumerate(zip(st.columns(2), (left, right))):
+    s = 0 if name == "base" else widgets.nearest_step(exp, name, step)
     with col:
-        fig = figures.embedding(cache.points(exp, name, s, site, method), colour_by=colour, links=links,
-                                title=f"{widgets.model_label(name)} · step {s}")
-        st.plotly_chart(fig, width="stretch", key=f"emb_fig_{col is cols[0]}")
-st.caption("How to read it: dots close together are sentences the model represents alike; hover a dot for its text "
-           "and id, and turn on the links to see how far each dialect sentence sits from its MSA translation.")
+        title = f"{widgets.model_label(name)} · step {s}"
+        st.plotly_chart(cache.figure("embedding", exp, name, s, site, method, colour, link, title), width="stretch",
+                        key=f"emb_fig_{i}", config=figures.config(f"embedding-{name}-{s}-{site}"))
+        dist = cache.msa_distances(exp, name, s, site)
+        widgets.html_table(dist, numbers={c: ".3g" for c in dist.columns[1:]})
+        tables[name] = dist
+if len(tables) == 2:
+    widgets.reading(embedding_reading(tables, site))
+st.caption("How to read it: dots close together are sentences the model represents alike; hover a dot for its text. "
+           "The numbers beside each cloud are computed on the full hidden states, not on the 2-D layout: *paired "
+           "1 − cos* is the mean cosine distance between a dialect sentence and its own MSA translation, *centroid* "
+           "columns compare the variety means. Decoupling should make these larger than in the baseline at and "
+           "after the penalised layer; equal numbers mean the two clouds differ only by the layout's chance.")

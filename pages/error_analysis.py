@@ -1,14 +1,19 @@
-"""Error analysis: every test translation, filters, a character diff, tags and comments, CSV export."""
+"""Error analysis: every test translation (filters kept in the URL), one sentence with every model's output,
+notes per output with marked spans, and exports with the page's column names."""
 
+import math
+
+import pandas as pd
 import streamlit as st
 
-from explorer.analysis.errors import char_diff_html, diff_ratio, filter_table, first_of
-from explorer.data.varieties import variety_label
+from explorer.analysis import errors
+from explorer.analysis.readings import errors_reading
+from explorer.data.varieties import ENG, HR, variety_label
 from explorer.experiment.annotations import item_key
 from explorer.ui import cache, notes, shell, widgets
 
-shell.page_setup()   # first: a page opened before any other still gets the app's frame
-
+ROWS_PER_PAGE = 20
+shell.page_setup()
 st.title("Error analysis")
 exp = widgets.current_experiment() or widgets.no_experiment()
 view = cache.view(exp)
@@ -17,65 +22,117 @@ if table.empty:
     st.info("This experiment has no test translations yet.")
     st.stop()
 models = [m for m in view.models if f"hyp_{m}" in table.columns]
+pair = errors.delta_pair(models)
+labels = errors.column_labels(models, pair)
 annotations, notes_error = notes.load(exp)
 
-# ---- filters and sorting
+# ---- filters: every one is kept in the URL, so a reload keeps the view and a link shares it
 with st.container(border=True):
     f1, f2, f3 = st.columns([2, 2, 3])
-    labels = dict(zip(table["direction"], table["label"]))
-    directions = f1.multiselect("Direction", sorted(labels, key=list(labels).index), key="ea_dirs",
-                                format_func=labels.get)
-    varieties = f2.multiselect("Variety", sorted(table["variety"].unique(), key=list(table["variety"]).index),
-                               key="ea_vars", format_func=variety_label)
-    search = f3.text_input("Search the texts", key="ea_search", placeholder="a word in the source, reference or an output")
-    lo, hi = float(table["delta"].min()), float(table["delta"].max())
-    g1, g2, g3 = st.columns([3, 2, 1])
-    rng = g1.slider("Δ chrF++ (decoupled − baseline)", min(lo, -0.1), max(hi, 0.1), (min(lo, -0.1), max(hi, 0.1)),
-                    key="ea_delta") if table["delta"].notna().any() else None
-    sort_cols = ["delta", "length", *[f"chrf_{m}" for m in models], "sent_id"]
-    sort_by = g2.selectbox("Sort by", sort_cols, key="ea_sort")
-    ascending = g3.toggle("Ascending", value=True, key="ea_asc")
-shown = filter_table(table, directions=directions, varieties=varieties, delta_range=rng, search=search)
-shown = shown.sort_values(sort_by, ascending=ascending, kind="stable")
-if annotations is not None:   # the linguist's notes travel with the table (and the CSV)
-    keys = [item_key(d, s) for d, s in zip(shown["direction"], shown["sent_id"])]
-    shown = shown.assign(tags=[", ".join(annotations.note(k).tags) for k in keys],
-                         comment=[annotations.note(k).comment for k in keys])
+    names = dict(zip(table["direction"], table["label"]))
+    directions = f1.multiselect("Direction", list(names), key="ea_dirs", format_func=names.get, bind="query-params")
+    varieties = f2.multiselect("Variety", list(dict.fromkeys(table["variety"])), key="ea_vars",
+                               format_func=variety_label, bind="query-params")
+    search = f3.text_input("Search the texts", key="ea_search", bind="query-params",
+                           placeholder="a word of the source, the reference or an output")
+    g1, g2, g3, g4 = st.columns([3, 3, 2, 1], vertical_alignment="bottom")
+    rng = None
+    if table["delta"].notna().any():
+        lo, hi = math.floor(min(table["delta"].min(), -0.1)), math.ceil(max(table["delta"].max(), 0.1))
+        rng = g1.slider(labels["delta"], float(lo), float(hi), (float(lo), float(hi)), step=0.5, key="ea_delta",
+                        bind="query-params")
+    flags = g2.multiselect("Only flagged", [*errors.OUTPUT_FLAGS, errors.PAIR_SAME], key="ea_flags",
+                           bind="query-params", help="Outputs flagged automatically (any model), or test pairs whose "
+                                                    "source is the same text as the reference")
+    sort_cols = ["delta", "length", *[f"chrf_{m}" for m in models], *[f"copy_{m}" for m in models], "sent_id"]
+    sort_by = g3.selectbox("Sort by", sort_cols, key="ea_sort", format_func=labels.get, bind="query-params")
+    ascending = g4.toggle("Ascending", value=True, key="ea_asc", bind="query-params")
+shown = errors.filter_table(table, directions=directions, varieties=varieties, delta_range=rng, search=search,
+                            flags=flags).sort_values(sort_by, ascending=ascending, kind="stable")
+widgets.reading(errors_reading(shown, len(table), models, pair))
 
-cols = ["variety", "label", "sent_id", "source", "ref", *[f"hyp_{m}" for m in models],
-        *[f"chrf_{m}" for m in models], "delta", "length", *[f"pred_{m}" for m in models if f"pred_{m}" in shown],
-        *[c for c in ("tags", "comment") if c in shown]]
-config = {"label": "direction", "ref": "reference", "delta": st.column_config.NumberColumn("Δ", format="%+.1f")}
-config |= {f"hyp_{m}": f"output {m}" for m in models}
-config |= {f"chrf_{m}": st.column_config.NumberColumn(f"chrF++ {m}", format="%.1f") for m in models}
-config |= {f"pred_{m}": f"looks like ({m})" for m in models}
-st.dataframe(shown[cols], hide_index=True, width="stretch", height=360, column_config=config)
-c1, c2 = st.columns([3, 1])
-c1.caption(f"{len(shown)} of {len(table)} translations. Δ is the sentence chrF++ of decoupled minus baseline; "
-           "'looks like' is the dialect classifier's guess for each output. Click a column header to sort too.")
-c2.download_button("Download CSV", shown[cols].to_csv(index=False).encode("utf-8-sig"), key="ea_csv",
-                   file_name=f"{view.name}-translations.csv", mime="text/csv", icon=":material/download:")
+flat = annotations.flat() if annotations is not None else None
+filtered = len(shown) < len(table)
+scopes = {"filtered view": (shown, f"filtered view: {len(shown)} of {len(table)} translations"),
+          "everything": (table, f"everything: {len(table)} translations")}
+with st.container(horizontal=True):
+    for scope, fmt in [(s, f) for s in scopes for f in ("csv", "jsonl")]:
+        rows, what = scopes[scope]
+
+        def data(rows=rows, what=what, fmt=fmt) -> bytes:   # built only when clicked
+            frame = errors.export_frame(rows, models, scope=what, notes=flat, delta_of=pair)
+            return errors.to_csv(frame) if fmt == "csv" else errors.to_jsonl(frame)
+
+        st.download_button(f"{fmt.upper()} · {scope} ({len(rows)})", data, key=f"ea_export_{scope[:3]}_{fmt}",
+                           file_name=f"{view.name}-translations-{scope.split()[0]}.{fmt}", on_click="ignore",
+                           mime="text/csv" if fmt == "csv" else "application/jsonl", icon=":material/download:",
+                           disabled=scope == "filtered view" and rows.empty)
+st.caption("Exports use the column names of this page, with the linguist's tags, comments and spans; their first "
+           "column says whether the file is the filtered view or everything." +
+           ("" if filtered else " No filter is set: both hold every translation."))
 if shown.empty:
+    st.info("No translation matches these filters. Clear the search or widen the filters above (they are also in "
+            "the page's address).")
     st.stop()
 
-# ---- one example: diff and notes
-st.subheader("One example")
-keys = [item_key(d, s) for d, s in zip(shown["direction"], shown["sent_id"])]
-rows = dict(zip(keys, shown.to_dict("records")))
-key = st.selectbox("Example", keys, key="ea_example",
-                   format_func=lambda k: f"{rows[k]['label']} · {rows[k]['sent_id']} · Δ {rows[k]['delta']:+.1f}")
-row = rows[key]
-widgets.sentence(row["source"], row["src"], label="Source")
-widgets.sentence(row["ref"], row["tgt"], label="Reference")
-a, b = st.columns(2)
-ma = a.selectbox("Output A", models, index=models.index(first_of(models, "baseline") or models[0]), key="ea_a")
-mb = b.selectbox("Output B", models, index=models.index(first_of(models, "decoupled") or models[0]), key="ea_b")
-for col, m in ((a, ma), (b, mb)):
-    with col:
-        widgets.diff_box(char_diff_html(row[f"hyp_{m}"], row["ref"]), row["tgt"])
-        st.caption(f"{m}: chrF++ {row[f'chrf_{m}']:.1f} · {diff_ratio(row[f'hyp_{m}'], row['ref']):.0%} of characters "
-                   f"match · looks like {row.get(f'pred_{m}', '—')}")
-st.caption("How to read the diff: green characters are in the output but not the reference, red struck-through "
-           "ones are in the reference but missing from the output; plain text matches.")
+# ---- the table, a page at a time, every cell wrapping (no truncated Arabic)
+shown_first = [m for m in (errors.first_of(models, "baseline"), errors.first_of(models, "decoupled")) if m]
+in_table = st.multiselect("Outputs shown in the table", models, default=shown_first or models[:2], key="ea_cols",
+                          format_func=widgets.model_label, bind="query-params")
+n_pages = max(1, math.ceil(len(shown) / ROWS_PER_PAGE))
+page_no = st.pagination(n_pages, key="ea_page", bind="query-params") if n_pages > 1 else 1
+page_no = min(page_no, n_pages)
+rows = shown.iloc[(page_no - 1) * ROWS_PER_PAGE: page_no * ROWS_PER_PAGE]
+widgets.translations_table(rows, in_table, labels)
+st.caption(f"Rows {(page_no - 1) * ROWS_PER_PAGE + 1}–{(page_no - 1) * ROWS_PER_PAGE + len(rows)} of {len(shown)}. "
+           "Flags are set automatically: an empty output, one that repeats itself, a near-copy of the source "
+           f"(≥{errors.NEAR_COPY:.0%} of its words from the source, covering as much of it), one far too long or "
+           "short, and test pairs whose source is the reference.")
 
-notes.panel(exp, key, annotations, notes_error)
+# ---- one sentence, every output
+st.header("One sentence, every output")
+keys = [item_key(d, s) for d, s in zip(shown["direction"], shown["sent_id"])]
+names = dict(zip(keys, [f"{lbl} · {sid}" for lbl, sid in zip(shown["label"], shown["sent_id"])]))
+key = st.selectbox("Sentence (in the order of the table)", keys, key="ea_item", bind="query-params",
+                   format_func=names.get)
+row = shown.iloc[keys.index(key)].to_dict()
+if row["pair_flags"]:
+    st.warning(f"Suspicious test pair: {row['pair_flags']}. The source already is the reference, so copying it "
+               "scores 100 and this sentence says nothing about translation.")
+widgets.sentence(row["source"], row["src"], label=f"Source · {variety_label(row['src'])} · {row['sent_id']}")
+msa = cache.test_sentences(exp).set_index("sent_id").get(HR, {}).get(row["sent_id"]) \
+    if HR not in (row["src"], row["tgt"]) else None
+if isinstance(msa, str) and msa:
+    widgets.sentence(msa, HR, label="The same sentence in MSA")
+diff = st.toggle("Word diff against the reference", key="ea_diff", bind="query-params",
+                 help="Marks, in each output, the words the reference does not have there (yellow), and, in the "
+                      "reference below it, the words that output lacks (blue). The two texts are never mixed.")
+widgets.sentence(row["ref"], row["tgt"], label=f"Reference · {variety_label(row['tgt'])}")
+sentence_note = annotations.note(key) if annotations else None
+if sentence_note and not sentence_note.empty:
+    st.caption(f"Note on the sentence: {', '.join(sentence_note.tags)} {sentence_note.comment}".strip())
+for m in models:
+    hyp = str(row[f"hyp_{m}"] or "")
+    guess = errors.confident_guess(row.get(f"pred_{m}"), row.get(f"pred_p_{m}"))
+    p = row.get(f"pred_p_{m}")
+    looks = (f"looks like {variety_label(guess) if guess != ENG else 'English'} (p = {p:.2f})" if guess else
+             f"no confident dialect guess (best p = {p:.2f} < {errors.CONFIDENT:.2f})" if pd.notna(p)
+             else "no dialect guess")
+    copied = row[f"copy_{m}"]
+    meta = (f"{widgets.model_label(m)} · chrF++ {row[f'chrf_{m}']:.1f} · "
+            f"{f'{copied:.0%}' if pd.notna(copied) else '—'} of its words copied from the source · {looks}")
+    out_note = annotations.output(key, m) if annotations else None
+    if out_note and not out_note.empty:
+        meta += f" · your tags: {', '.join(out_note.tags) or '—'}"
+    body = errors.word_diff_html(hyp, row["ref"]) if diff else None
+    widgets.sentence(hyp, row["tgt"], label=meta, cls="dde-output",
+                     label_html=" " + widgets.flags_html(row[f"flags_{m}"]),
+                     body_html=body[0] if body else notes.marked_html(hyp, annotations, key, m))
+    if diff and hyp:
+        widgets.sentence(row["ref"], row["tgt"], label=f"reference: words {m} lacks", size="0.95rem",
+                         body_html=body[1])
+st.caption(f"Every model's output in full, as plain right-to-left text you can select and copy. The dialect guess "
+           f"(character n-gram classifier) is shown only when it is at least {errors.CONFIDENT:.0%} sure.")
+
+notes.panel(exp, key, {m: str(row[f"hyp_{m}"] or "") for m in models}, annotations, notes_error,
+            label=widgets.model_label)

@@ -1,13 +1,58 @@
-"""Home: what the experiment is, the experiments present, the Run button, and the headline results."""
+"""Home: what this run shows (a computed verdict), the headline results, what the experiment is, the Run button."""
 
 import streamlit as st
 
+from explorer.analysis.readings import map_reading
 from explorer.data.varieties import KINDS
+from explorer.files import StoreError
 from explorer.ui import cache, cache_root, figures, shell, widgets
 
-shell.page_setup()   # first: a page opened before any other still gets the app's frame
-
+shell.page_setup()
 st.title("Dialect Decoupling Explorer")
+st.markdown("A small-scale rerun of *When Alignment Hurts: Decoupling Representational Spaces in Multilingual "
+            "Models* (Elshabrawy et al., 2025, [arXiv 2508.12803](https://arxiv.org/abs/2508.12803)): does pushing a "
+            "model's hidden states away from Modern Standard Arabic help it write Arabic dialects?")
+
+exp = widgets.current_experiment()
+view = table = None
+try:
+    view = cache.view(exp) if exp else None
+    table = cache.headline_table(exp) if exp else None
+except StoreError as e:        # shown here, so that the rest of Home (and the experiments list) still draws
+    st.error(f"{type(e).__name__}: {e}")
+if view is not None and table is not None and not table.empty:
+    st.header(f"What `{view.name}` shows")
+    widgets.verdict_box(cache.verdict(exp), "In short:")
+    st.caption("Computed from this run's numbers below (never written by hand); the paper's claim is +2.0 chrF++ on "
+               "average for MSA → dialect with decoupling, with a random-subspace control that does not help.")
+    notes = cache.data_notes(exp)
+    if notes:
+        st.markdown("**Data notes** (from loading the corpus): " + " · ".join(notes))
+    arms = dict.fromkeys(["base", *(view.arm_of(m) for m in view.arms)])   # one column per arm: its mean over seeds
+    models = [a for a in arms if f"chrF++ {a}" in table.columns]
+    widgets.headline(table, models)
+    st.caption("chrF++ per translation direction (higher is better). *copy src* is the score of handing back the "
+               "source unchanged: between varieties this close it is a high bar, and a model below it (grey) has "
+               "not learned to translate yet. Δ is an arm minus baseline on the same test sentences with a 95% "
+               "paired-bootstrap interval (over test sentences only): blue or red when the interval excludes zero.")
+
+    deltas = cache.deltas(exp)
+    if not deltas.empty:
+        systems = [s for s in dict.fromkeys(deltas["system"]) if s != "base"] + \
+            (["base"] if "base" in set(deltas["system"]) else [])
+        c1, c2 = st.columns(2)
+        system = c1.selectbox("Arm compared with baseline", systems, key="home_system",
+                              format_func=widgets.model_label)
+        kind = c2.radio("Direction", list(KINDS[:2]), key="home_kind", horizontal=True)
+        st.plotly_chart(cache.figure("map", exp, system, kind), width="stretch", config=figures.config("delta-map"))
+        widgets.reading(map_reading(cache.map_frame(exp, system, kind), system, kind))
+        st.plotly_chart(cache.figure("bars", exp, system, kind), width="stretch", config=figures.config("delta-bars"))
+        st.caption(f"One colour scale and one axis for every arm and direction (±{cache.delta_limit(exp):g} chrF++), so "
+                   "the same colour means the same number everywhere. Large dots and coloured bars: the 95% interval "
+                   "excludes zero. A run that supports the paper shows blue across the MSA → dialect map for "
+                   "decoupled and not for random; red, or blue for both, does not.")
+
+st.header("What the experiment is")
 st.markdown(
     """
 **Arabic is diglossic.** Modern Standard Arabic (MSA) is the Arabic of school, books and the news; daily life is
@@ -16,12 +61,11 @@ grammar and spelling. Language models read far more MSA than dialect, so they le
 *through* MSA: inside the model, a dialect sentence lands close to its MSA translation. That helps the model
 understand dialects, but when it has to *write* one it drifts back towards MSA.
 
-**The claim.** Elshabrawy et al. (2025), *When Alignment Hurts: Decoupling Representational Spaces in
-Multilingual Models* ([arXiv 2508.12803](https://arxiv.org/abs/2508.12803)), test this directly. While fine-tuning,
-they keep re-estimating the directions of the model's hidden states that signal "this is MSA" (with a variational
-probe) and add a small penalty on how far the hidden states point along them. On 25 Arabic city dialects, dialect
-translation improved by +2.0 chrF++ on average (up to +4.9) at a small cost on MSA; the same penalty on a *random*
-direction did not help, which is the evidence that the MSA directions themselves matter.
+**The claim.** While fine-tuning, the authors keep re-estimating the directions of the model's hidden states that
+signal "this is MSA" (with a variational probe) and add a small penalty on how far the hidden states point along
+them. On 25 Arabic city dialects, dialect translation improved by +2.0 chrF++ on average (up to +4.9) at a small
+cost on MSA; the same penalty on a *random* direction did not help, which is the evidence that the MSA directions
+themselves matter.
 
 **What this explorer does.** It reruns that experiment at a small scale on this machine. One base model (first
 trained on English ↔ MSA, so that MSA dominates) is fine-tuned three ways on MSA ↔ dialect translation, with the
@@ -44,39 +88,5 @@ if overview.empty:
 else:
     st.dataframe(overview, hide_index=True, width="stretch")
 widgets.run_panel(has_experiments=not overview.empty)
-
-exp = widgets.current_experiment()
-if exp is None:
-    st.stop()
-view = cache.view(exp)
-table = cache.headline_table(exp)
-st.header(f"Results of `{view.name}`")
-if table.empty:
-    st.info("This experiment has no evaluation results yet; they appear when its run reaches the eval stage.")
-    st.stop()
-
-models = [c.removeprefix("chrF++ ") for c in table.columns if c.startswith("chrF++ ") and c != "chrF++ copy src"]
-fmt = {f"chrF++ {m}": st.column_config.NumberColumn(f"chrF++ {m}", format="%.2f")
-       for m in [*models, "copy src"]}
-fmt |= {c: st.column_config.NumberColumn(c, format="%+.2f") for c in table.columns if c.startswith("Δ ")}
-st.dataframe(table.drop(columns=["code"]), hide_index=True, width="stretch", column_config=fmt)
-st.caption("chrF++ of every model per translation direction (higher is better); Δ is an arm minus baseline on the "
-           "same test sentences, with a 95% paired-bootstrap interval: an interval that excludes 0 is a difference "
-           "the test set supports. Small models on small data move little; read the sign and interval, not the "
-           "size. *copy src* is the score of handing back the source unchanged: between varieties this close it is "
-           "a high bar (MSA copied scores 45–98 against the dialect references), and a model's score means "
-           "little until it is set against it.")
-
-deltas = cache.deltas(exp)
-if not deltas.empty:
-    systems = [s for s in ("decoupled", "random", "base") if s in set(deltas["system"])]
-    c1, c2 = st.columns(2)
-    system = c1.selectbox("Arm compared with baseline", systems, key="home_system")
-    kind = c2.radio("Direction", list(KINDS[:2]), key="home_kind", horizontal=True)
-    frame = cache.map_frame(exp, system, kind)
-    st.plotly_chart(figures.delta_map(frame, f"Δ chrF++ ({system} − baseline), {kind}"), width="stretch")
-    st.caption("Each dot is a dialect's city, coloured by how much the arm changed chrF++ against baseline (blue "
-               "better, red worse, white no change); large dots have a 95% interval that excludes zero.")
-    st.plotly_chart(figures.delta_bars(table, deltas, system), width="stretch")
-    st.caption("One bar per direction: the arm's chrF++ minus baseline's; the whisker is the 95% bootstrap "
-               "interval, and a bar is coloured only when that interval excludes zero.")
+if view is not None and (table is None or table.empty):
+    st.info(f"`{view.name}` has no evaluation results yet; they appear when its run reaches the eval stage.")

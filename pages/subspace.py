@@ -1,73 +1,92 @@
-"""Subspace: the estimated MSA directions over training, and what they do to the geometry."""
+"""Subspace: the estimated MSA directions over training, what the probe sees, and what they do to the geometry."""
 
 import streamlit as st
 
-from explorer.analysis.errors import first_of
-from explorer.config import arm_kind
+from explorer.analysis import readings
+from explorer.data.varieties import HR, variety_label
 from explorer.ui import cache, figures, shell, widgets
 
-shell.page_setup()   # first: a page opened before any other still gets the app's frame
-
+shell.page_setup()
 st.title("The MSA subspace over training")
 exp = widgets.current_experiment() or widgets.no_experiment()
 view = cache.view(exp)
 
-probed = [m for m in view.arms if arm_kind(view.arm_of(m)) != "baseline"]
+probed = [a for a in view.arms if not cache.refits(exp, a).empty]
 if not probed:
-    st.info("This experiment has no decoupled or random arm with a checkpoint yet.")
+    st.info("This experiment has no arm with probe refits yet (the decoupled and random arms record them).")
     st.stop()
-arm = st.sidebar.selectbox("Arm whose refits to show", probed, key="sub_arm", format_func=widgets.model_label)
+step = widgets.checkpoint_control(exp)
+arm = st.sidebar.selectbox("Arm whose subspace to show", probed, key="sub_arm", format_func=widgets.model_label,
+                           index=probed.index("decoupled") if "decoupled" in probed else 0)
 site = widgets.site_picker(exp, "sub_site")
+refits = cache.refits(exp, arm)
+drawn = refits["accuracy"].isna().all()     # the random control draws its subspace, it fits no probe
 
 st.subheader("How the estimate moves")
-refits = cache.refits(exp, arm)
-if refits.empty:
-    st.info(f"The {arm} arm has no refits recorded.")
+if refits["step"].nunique() < 2:
+    st.info(f"The {arm} arm has {refits['step'].nunique()} refit: there is no movement to draw yet.")
 else:
-    st.plotly_chart(figures.angles(refits), width="stretch")
-    st.caption("Each point is one refit of the probe. 0° means the new MSA subspace is the old one; 90° means it is "
-               "orthogonal to it. A curve that settles means the model keeps MSA in a stable place.")
+    st.plotly_chart(cache.figure("angles", exp, arm), width="stretch", config=figures.config("subspace-angles"))
+widgets.reading(readings.angles_reading(refits, drawn=drawn))
+st.caption("Each point is one refit: the largest principal angle between the new subspace and the previous one (red) "
+           "or the first one (blue). 0° is the same subspace, 90° an orthogonal one. In a good run the red curve "
+           "falls and stays low (the model keeps MSA in one place, so the penalty pushes on a fixed direction); a "
+           "curve near 90° means each refit found an unrelated direction, and the penalty chased it.")
 
-st.subheader("What the probe sees, per variety")
-metric = st.radio("Probe metric", ["accuracy", "code_length_bits"], key="sub_metric", horizontal=True,
-                  format_func={"accuracy": "accuracy", "code_length_bits": "code length (bits)"}.get)
-per = cache.refit_varieties(exp, arm)
-if per.empty:
-    st.info("No per-variety probe results (the random arm draws its subspace, it does not fit a probe).")
+st.subheader("What the probe sees")
+if drawn:
+    st.info(f"The {arm} arm draws a random subspace at each refit; it fits no probe.")
 else:
-    st.plotly_chart(figures.probe_per_variety(per, metric), width="stretch")
-    st.caption("Accuracy: how well the probe tells each variety's tokens apart as MSA or not (0.5 is chance for "
-               "the MSA-vs-rest task). Code length: bits needed to transmit the labels with the probe; shorter "
-               "means MSA is easier to read off the hidden states.")
+    c1, c2 = st.columns([1, 2])
+    metric = c1.radio("Probe metric", ["accuracy", "code_length_bits"], key="sub_metric", horizontal=True,
+                      format_func={"accuracy": "accuracy", "code_length_bits": "code length (bits)"}.get)
+    per = cache.refit_varieties(exp, arm)
+    options = [v for v in view.varieties if v in set(per["variety"])]
+    default = options if len(options) <= 9 else [HR, *options[1:4]]
+    shown = c2.multiselect("Varieties", options, default=default, key="sub_varieties", format_func=variety_label)
+    st.plotly_chart(cache.figure("probe", exp, arm, metric, tuple(shown)), width="stretch",
+                    config=figures.config("probe"))
+    widgets.reading(readings.probe_reading(refits, per, cache.probe_chance_of(exp, arm)))
+    st.caption("The thick line is the probe's accuracy on held-out tokens (MSA vs every dialect together); the dotted "
+               "line is what always answering the larger class scores. A probe well above that line has found an "
+               "MSA direction; one on it has found nothing to penalise. Per variety, the accuracy is the share of "
+               "that variety's tokens put on the right side: a dialect below 0.5 is mostly taken for MSA. Code "
+               "length: bits to transmit the labels with the probe; shorter means MSA is easier to read off.")
 
 widgets.require(exp, "represent", "geometry tables")
 st.subheader("MSA-subspace energy per variety, over checkpoints")
-names = [m for m in (first_of(view.arms, "baseline"), first_of(view.arms, "decoupled")) if m] or list(view.arms)[:2]
+reference = "baseline" if "baseline" in view.models else view.models[0]
+names = list(dict.fromkeys([reference, arm]))
 heats = {name: cache.energy_heatmap(exp, name, site) for name in names}
-zrange = figures.shared_range(list(heats.values()))
-for col, (name, heat) in zip(st.columns(2), heats.items()):
+zrange = figures.shared_range(list(heats.values())) or (float("nan"), float("nan"))
+for col, (name, heat) in zip(st.columns(len(names)), heats.items()):
     with col:
         if not heat.notna().any().any():
             st.info(f"No MSA subspace at {site} for {name}: energy is measured at the penalised layer(s) only.")
         else:
-            st.plotly_chart(figures.energy_heatmap(heat, f"{widgets.model_label(name)} at {site}", zrange),
-                            width="stretch", key=f"heat_{name}")
-st.caption("Each cell is the average share of a variety's sentence vector that lies inside the MSA subspace "
-           "(‖Uᵀh‖/‖h‖) at that checkpoint. Decoupling is working when the dialect rows fade over training in the "
-           "decoupled arm but not in the baseline.")
+            st.plotly_chart(cache.figure("energy", exp, name, site, *zrange), width="stretch",
+                            key=f"heat_{name}", config=figures.config(f"energy-{name}"))
+widgets.reading(readings.energy_reading(heats))
+st.caption(f"Each cell is the average share of a variety's sentence vector inside the {arm} arm's current MSA "
+           "subspace (‖Uᵀh‖/‖h‖), left for the reference arm, right for the chosen one, on one colour scale. "
+           "Decoupling works as intended when the dialect rows fade over training while the MSA row does not; if "
+           "every row fades alike, MSA included, the penalty shrank the direction rather than separating dialects.")
 
 st.subheader("Distance to MSA, layer by layer")
 geo = cache.geometry_long(exp)
-steps = sorted(int(s) for s in geo["step"].unique()) if not geo.empty else []
-if not steps:
+if geo.empty:
     st.info("No geometry tables yet: they are written by the represent stage.")
     st.stop()
-step = st.select_slider("Checkpoint", steps, value=steps[-1], key="sub_step")
-metric2 = st.selectbox("Measure", list(figures.GEOMETRY_LABELS), key="sub_geo_metric",
+c1, c2 = st.columns(2)
+dialect = c1.selectbox("Dialect", list(view.dialects), key="sub_dialect", format_func=variety_label)
+metric2 = c2.selectbox("Measure", list(figures.GEOMETRY_LABELS), key="sub_geo_metric",
                        format_func=figures.GEOMETRY_LABELS.get)
+models = tuple(view.models)
 pick = geo[(geo["step"] == step) | (geo["model"] == "base")]   # the base model is the step-0 reference
-st.plotly_chart(figures.per_layer(pick, metric2, f"{figures.GEOMETRY_LABELS[metric2]} of each dialect vs MSA, "
-                                                 f"step {step}"), width="stretch")
-st.caption("One line per dialect and model (dash = model). Similarity near 1 (or a small distance) means the "
-           "model represents the dialect much like MSA at that layer; decoupling should lower similarity at and "
-           "after the penalised layer.")
+st.plotly_chart(cache.figure("layers", exp, metric2, dialect, step, models), width="stretch",
+                config=figures.config("distance-per-layer"))
+widgets.reading(readings.layers_reading(pick, metric2, figures.GEOMETRY_LABELS[metric2], dialect, step, models))
+st.caption("One line per model for the chosen dialect at the chosen checkpoint (the base model before fine-tuning "
+           "for reference). Similarity near 1, or a small distance, means the model represents the dialect much "
+           "like MSA at that layer; decoupling should lower the similarity at and after the penalised layer, by "
+           "more than the baseline's own movement.")

@@ -2,13 +2,12 @@
 
 import streamlit as st
 
-from explorer.analysis.errors import first_of
+from explorer.analysis.errors import CONFIDENT, confident_guess
 from explorer.data.varieties import ENG, HR, variety_label
 from explorer.evaluation.chrf import sentence_chrf
 from explorer.ui import cache, shell, widgets
 
-shell.page_setup()   # first: a page opened before any other still gets the app's frame
-
+shell.page_setup()
 st.title("Translate")
 exp = widgets.current_experiment() or widgets.no_experiment()
 view = cache.view(exp)
@@ -47,9 +46,9 @@ if reference is not None:
     widgets.sentence(reference, tgt, label=f"Reference · {variety_label(tgt)}")
 
 side = st.sidebar
+step = widgets.checkpoint_control(exp)
 left = widgets.model_picker(exp, "tr_left", label="Left model", default="baseline")
 right = widgets.model_picker(exp, "tr_right", label="Right model", default="decoupled")
-step = widgets.checkpoint_slider(exp, first_of(view.arms, "decoupled") or view.arms[0], "tr_step")
 st.sidebar.divider()
 on = side.toggle("Inference-time decoupling", key="tr_on",
                  help="Remove the MSA subspace from the hidden states while decoding: h ← h − α·U Uᵀ h at "
@@ -58,11 +57,12 @@ alpha = side.slider("Strength α", 0.0, 1.0, 1.0, 0.05, key="tr_alpha", disabled
 target = side.radio("Apply it to", ["left", "right"], index=0, key="tr_target", horizontal=True,
                     format_func={"left": f"left ({left})", "right": f"right ({right})"}.get, disabled=not on)
 st.sidebar.caption(f"Dialect ID: character n-gram classifier, {clf.test_accuracy:.0%} accurate on the test split "
-                   f"over {len(clf.classes)} varieties.")
+                   f"over {len(clf.classes)} varieties; a guess is shown only when it is at least {CONFIDENT:.0%} "
+                   "sure.")
 
 cols = st.columns(2)
 for col, side_name, name in ((cols[0], "left", left), (cols[1], "right", right)):
-    s = 0 if name == "base" else min(view.checkpoints(name), key=lambda c: abs(c - step))
+    s = 0 if name == "base" else widgets.nearest_step(exp, name, step)
     strength = float(alpha) if on and target == side_name else 0.0    # 0 = off: the one place it is decided
     with col:
         st.markdown(f"#### {widgets.model_label(name)}")
@@ -74,8 +74,10 @@ for col, side_name, name in ((cols[0], "left", left), (cols[1], "right", right))
         extra = f" · decoupling α={out.alpha:g} at {', '.join(out.sites)}" if out.alpha else ""
         widgets.sentence(out.text, tgt, label=f"step {out.step}{extra}")
         pred = clf.predict_one(out.text)
-        looks = variety_label(pred.variety) if pred.variety in clf.classes else pred.variety
-        st.markdown(f"Looks like **{looks}** (p = {pred.probability:.2f})")
+        guess = confident_guess(pred.variety, pred.probability) if pred.variety in clf.classes else None
+        st.markdown(f"Looks like **{variety_label(guess)}** (p = {pred.probability:.2f})" if guess else
+                    f"No confident dialect guess (best p = {pred.probability:.2f}, below {CONFIDENT:.2f})"
+                    if pred.variety in clf.classes else f"Dialect guess: {pred.variety}")
         m = st.columns(2)
         m[0].metric("chrF++ vs reference", f"{sentence_chrf(out.text, reference):.1f}" if reference else "—")
         m[1].metric("MSA-subspace share", f"{out.msa_share:.3f}" if out.msa_share is not None else "—",
@@ -83,5 +85,7 @@ for col, side_name, name in ((cols[0], "left", left), (cols[1], "right", right))
         st.caption(f"{out.seconds:.2f} s" + (f" · read the first {out.read_tokens} of {out.source_tokens} tokens "
                                              "(the models were trained on shorter sentences)" if out.truncated else ""))
 st.caption("How to read it: the two boxes are the same sentence translated by two models. Switch decoupling on to "
-           "remove the MSA directions from one model's hidden states while it translates; the MSA-subspace share "
-           "drops to ~0 at α = 1, and the output (and which variety it looks like) may change.")
+           "remove the MSA directions from one model's hidden states while it translates: the MSA-subspace share "
+           "drops to ~0 at α = 1 and the output may change. A changed output is not by itself more dialectal: "
+           "compare its chrF++ with the reference, and trust a dialect guess only when one is shown (the classifier "
+           "is confident); a garbled output is often guessed as some dialect with a low probability.")

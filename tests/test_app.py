@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import time
@@ -83,23 +84,36 @@ def test_committed_streamlit_config_is_private():
 # ---------------------------------------------------------------- pages
 
 
-def test_home_renders_headline_and_map(app):
+def test_home_states_the_verdict_and_draws_one_scale(app):
     at = app()
     assert at.title[0].value == "Dialect Decoupling Explorer"
-    assert "diglossic" in html_of(at)
-    assert len(at.dataframe) == 2                      # experiments, headline
-    headline = at.dataframe[1].value
-    assert {"chrF++ baseline", "chrF++ decoupled", "chrF++ random", "Δ decoupled", "chrF++ copy src"} \
-        <= set(headline.columns)
-    assert headline["chrF++ copy src"].notna().all()
+    page = html_of(at)
+    assert "diglossic" in page
+    verdict = [m.value for m in at.markdown if "dde-verdict" in m.value]
+    assert len(verdict) == 1 and "The paper reports +2.0 chrF++" in verdict[0] and "over 2 directions" in verdict[0]
+    assert len(at.dataframe) == 1                      # the experiments; the headline is a plain HTML table
+    headline = next(m.value for m in at.markdown if 'class="dde-table"' in m.value)
+    for col in ("base", "baseline", "decoupled", "random", "copy src", "Δ decoupled [95% CI]", "MSA → dialect"):
+        assert f">{col}<" in headline, col
+    assert headline.count('<td dir="auto"') > 20
     figs = charts(at)
     assert len(figs) == 2
     geo = json.loads(figs[0])
     assert geo["data"][0]["type"] == "scattergeo" and geo["layout"]["geo"]["showland"] is False  # offline map
     assert {"Cairo", "Rabat"} <= {t.split()[0] for t in geo["data"][1]["texttemplate"]}
+    scale = (geo["data"][1]["marker"]["cmin"], geo["data"][1]["marker"]["cmax"])
+    assert scale[0] == -scale[1]
+    assert any("This run:" in m.value and "MSA → dialect: decoupled" in m.value for m in at.markdown)
+    bars = json.loads(figs[1])
+    at.radio(key="home_kind").set_value("dialect → MSA").run()
+    assert_ok(at)
+    assert json.loads(charts(at)[1])["data"][0]["x"] != bars["data"][0]["x"]   # the bars follow the direction
     at.selectbox(key="home_system").set_value("random").run()
     assert_ok(at)
-    assert "random − baseline" in json.loads(charts(at)[0])["layout"]["title"]["text"]
+    geo = json.loads(charts(at)[0])
+    assert "random − baseline" in geo["layout"]["title"]["text"]
+    assert (geo["data"][1]["marker"]["cmin"], geo["data"][1]["marker"]["cmax"]) == scale   # one scale for all arms
+    assert json.loads(charts(at)[1])["layout"]["yaxis"]["range"] == bars["layout"]["yaxis"]["range"]
 
 
 @pytest.mark.parametrize("page", ["pages/translate.py", "pages/error_analysis.py"])
@@ -117,42 +131,64 @@ def test_a_page_opened_first_gets_the_apps_frame(app_root, monkeypatch, page):
     assert at.sidebar.selectbox(key="experiment").value.endswith("tiny")
 
 
-def test_embeddings_react_to_widgets(app, app_root):
+def test_embeddings_react_to_widgets_and_show_distances(app, app_root):
     from explorer.experiment.view import load_experiment
 
-    steps = [str(s) for s in load_experiment(app_root / "tiny").checkpoints("decoupled.s0")]
+    steps = load_experiment(app_root / "tiny").checkpoints("decoupled.s0")
     at = app("pages/embeddings.py")
     before = charts(at)
     assert len(before) == 2                               # baseline and decoupled side by side
-    assert at.sidebar.select_slider(key="emb_step").options == steps and len(steps) > 1
+    ckpt = at.sidebar.button_group(key="ckpt")
+    assert ckpt.options == [str(s) for s in steps] and len(steps) > 1 and ckpt.value == steps[-1]
     hover = json.loads(before[1])["data"][0]["hovertemplate"]
     assert "customdata[2]" in hover                       # hover shows the sentence
+    assert "\u2068" in before[1] or "\u2068" in json.dumps(json.loads(before[1])["data"][0]["customdata"])
+    tables = [m.value for m in at.markdown if 'class="dde-table"' in m.value]
+    assert len(tables) == 2 and all("paired 1 − cos" in t and ">mean<" in t for t in tables)
+    assert any("This run:" in m.value and "from their MSA translations" in m.value for m in at.markdown)
     at.sidebar.radio(key="emb_method").set_value("PCA").run()
     assert_ok(at)
     pca = charts(at)
     assert pca[0] != before[0]
-    at.sidebar.select_slider(key="emb_step").set_value(steps[0]).run()
+    at.sidebar.button_group(key="ckpt").set_value(steps[0]).run()
     assert_ok(at)
     assert charts(at)[1] != pca[1] and f"step {steps[0]}" in charts(at)[1]
-    at.sidebar.checkbox(key="emb_links").check().run()
+    at.sidebar.selectbox(key="emb_link").set_value("arz").run()
     assert_ok(at)
-    assert any(tr.get("name") == "same sentence" for tr in json.loads(charts(at)[0])["data"])
+    assert any(tr.get("name") == "Egyptian ↔ MSA translation" for tr in json.loads(charts(at)[0])["data"])
     at.sidebar.radio(key="emb_colour").set_value("region").run()
     names = {tr.get("name") for tr in json.loads(charts(at)[0])["data"]}
-    assert {"Standard", "Nile Valley", "Maghrebi"} <= names
+    assert {"MSA (arb)", "Nile Valley", "Maghrebi"} <= names and "Standard" not in names
+    # the checkpoint chosen here is the one the other pages show
+    at.switch_page("pages/subspace.py").run()
+    assert_ok(at)
+    assert at.sidebar.button_group(key="ckpt").value == steps[0]
+    assert f"step {steps[0]}" in charts(at)[-1]
 
 
-def test_subspace_page(app):
+def test_subspace_page(app, app_root):
+    from explorer.experiment.view import load_experiment
+
     at = app("pages/subspace.py")
     figs = charts(at)
-    assert len(figs) == 5      # angles, probe per variety, two energy heatmaps, per-layer distances
+    assert len(figs) == 5      # angles, probe, two energy heatmaps, per-layer distances
     assert "previous refit" in figs[0] and "first refit" in figs[0]
+    assert "chance" in figs[1]
     assert json.loads(figs[2])["data"][0]["type"] == "heatmap"
+    readings = [m.value for m in at.markdown if "This run:" in m.value]
+    assert len(readings) == 4 and any("held-out tokens against" in r for r in readings)
     at.radio(key="sub_metric").set_value("code_length_bits").run()
     assert_ok(at)
     assert charts(at)[1] != figs[1] and "code length" in charts(at)[1]
+    layer = json.loads(charts(at)[4])
+    assert {tr["name"] for tr in layer["data"]} == set(load_experiment(app_root / "tiny").models)  # one dialect
     at.selectbox(key="sub_geo_metric").set_value("cka").run()
     assert "linear CKA" in charts(at)[4]
+    at.selectbox(key="sub_dialect").set_value("ary").run()
+    assert "Moroccan" in charts(at)[4]
+    at.sidebar.selectbox(key="sub_arm").set_value("random.s0").run()
+    assert_ok(at)
+    assert any("random" in json.loads(c)["layout"]["title"]["text"] for c in charts(at))
 
 
 def test_translate_page_and_decoupling_switch(app):
@@ -160,6 +196,10 @@ def test_translate_page_and_decoupling_switch(app):
     boxes = html_of(at)
     assert boxes.count('class="dde-sentence"') == 4       # source, reference, two outputs
     assert 'dir="rtl"' in boxes
+    assert at.sidebar.button_group(key="ckpt")            # the same checkpoint control as elsewhere
+    guesses = [m.value for m in at.markdown if "dialect guess" in m.value.lower() or "Looks like" in m.value]
+    assert len(guesses) == 2                              # a guess is shown only when the classifier is sure
+    assert all(float(re.search(r"p = ([0-9.]+)", g)[1]) >= 0.6 for g in guesses if "Looks like" in g)
     assert any("accurate on the test split" in c.value for c in at.sidebar.caption)
     shares = [m.value for m in at.metric if m.label == "MSA-subspace share"]
     at.sidebar.toggle(key="tr_on").set_value(True).run()
@@ -186,36 +226,86 @@ def test_translate_input_is_checked(app):
     assert html_of(at).count('class="dde-sentence"') == 3   # no reference for a typed sentence
 
 
-def test_error_analysis_table_filters_and_export(app):
+def test_error_analysis_filters_table_and_exports(app):
     at = app("pages/error_analysis.py")
-    table = at.dataframe[0].value
-    assert {"variety", "source", "hyp_baseline.s0", "hyp_decoupled.s1", "chrf_decoupled.s0", "delta", "length",
-            "pred_baseline.s0", "pred_decoupled.s1"} <= set(table.columns)
-    n = len(table)
+    table = next(m.value for m in at.markdown if 'class="dde-table"' in m.value)
+    assert ">example<" in table and ">source<" in table and ">reference<" in table
+    assert ">baseline.s0<" in table and ">decoupled.s0<" in table       # the first seed of each, by default
+    first = next(r.value for r in at.markdown if "This run:" in r.value)
+    n = int(first.split("</b> ")[1].split(" of ")[0])
     at.multiselect(key="ea_dirs").select("arb-arz").run()
     assert_ok(at)
-    assert 0 < len(at.dataframe[0].value) < n and set(at.dataframe[0].value["label"]) == {"MSA → Egyptian"}
-    sid = at.dataframe[0].value["sent_id"].iloc[0]
-    at.text_input(key="ea_search").input(sid).run()
-    assert list(at.dataframe[0].value["sent_id"]) == [sid]
-    assert at.get("download_button")
-    assert "<del" in html_of(at) or "<ins" in html_of(at)   # the character diff
+    reading = next(r.value for r in at.markdown if "This run:" in r.value)
+    assert 0 < int(reading.split("</b> ")[1].split(" of ")[0]) < n
+    assert "MSA → Egyptian" in html_of(at) and "Egyptian → MSA" not in next(
+        m.value for m in at.markdown if 'class="dde-table"' in m.value)
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert any(lbl.startswith("CSV · filtered view") for lbl in labels)
+    assert any(lbl.startswith("JSONL · everything") for lbl in labels)
+    at.text_input(key="ea_search").input("no such words anywhere zzz").run()
+    assert_ok(at)
+    assert any("No translation matches" in i.value for i in at.info)   # not a blank grid
 
 
-def test_notes_survive_a_restart(app, app_root):
+def test_one_sentence_shows_every_output_and_a_clean_word_diff(app, app_root):
+    from explorer.experiment.view import load_experiment
+
+    models = [m for m in load_experiment(app_root / "tiny").models]
     at = app("pages/error_analysis.py")
-    key = at.selectbox(key="ea_example").value
-    at.multiselect(key=f"ea_tags_{key}").select("MSA leakage").run()
-    at.text_area(key=f"ea_comment_{key}").input("keeps the MSA negation").run()
+    outputs = [m.value for m in at.markdown if 'class="dde-output"' in m.value]
+    assert len(outputs) == len(models)
+    assert all('dir="rtl"' in o or 'dir="ltr"' in o for o in outputs)
+    from explorer.ui.widgets import model_label
+
+    assert all(any(model_label(m) in o for o in outputs) for m in models)
+    assert all("chrF++" in o and "copied from the source" in o for o in outputs)
+    at.toggle(key="ea_diff").set_value(True).run()
+    assert_ok(at)
+    diffed = [m.value for m in at.markdown if 'class="dde-output"' in m.value]
+    assert len(diffed) == len(models) and "<del" not in html_of(at)
+
+
+def test_filters_live_in_the_url(app_root, monkeypatch):
+    """A link with filters opens the page filtered, as a reload does: a new session opening the page's address
+    with its query parameters (values as the page shows them). The browser test checks that changing a filter
+    writes the address."""
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("DDE_CACHE_ROOT", str(app_root))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params = {"ea_dirs": "MSA → Egyptian", "ea_asc": "false", "ea_sort": "source words",
+                       "ea_search": "devtest"}
+    at.switch_page("pages/error_analysis.py").run()       # the page's own address, first thing in the session
+    assert_ok(at)
+    assert at.title[0].value == "Error analysis" and at.selectbox(key="experiment").value  # through app.py
+    assert at.multiselect(key="ea_dirs").value == ["arb-arz"]
+    assert at.toggle(key="ea_asc").value is False and at.selectbox(key="ea_sort").value == "length"
+    assert at.text_input(key="ea_search").value == "devtest"
+    table = next(m.value for m in at.markdown if 'class="dde-table"' in m.value)
+    assert "MSA → Egyptian" in table and "Egyptian → MSA" not in table
+
+
+def test_notes_per_output_survive_a_restart(app, app_root):
+    at = app("pages/error_analysis.py")
+    key = at.selectbox(key="ea_item").value
+    target = at.button_group(key="ea_target").value
+    assert target in ("base", "baseline", "decoupled", "random")
+    slot = f"{key}|{target}"
+    at.multiselect(key=f"ea_tags_{slot}").select("MSA leakage").run()
+    at.text_area(key=f"ea_comment_{slot}").input("keeps the MSA negation").run()
     at.button(key="ea_save").click().run()
     assert_ok(at)
     saved = json.loads((app_root / "tiny" / "annotations.json").read_text())
-    assert saved["items"][key] == {**saved["items"][key], "tags": ["MSA leakage"], "comment": "keeps the MSA negation"}
+    assert saved["format"] == 2
+    note = saved["items"][key]["outputs"][target]
+    assert note["tags"] == ["MSA leakage"] and note["comment"] == "keeps the MSA negation"
 
     again = app("pages/error_analysis.py")                  # a new session: the server was restarted
-    assert again.selectbox(key="ea_example").value == key
-    assert again.text_area(key=f"ea_comment_{key}").value == "keeps the MSA negation"
-    assert again.multiselect(key=f"ea_tags_{key}").value == ["MSA leakage"]
+    assert again.selectbox(key="ea_item").value == key
+    assert again.text_area(key=f"ea_comment_{slot}").value == "keeps the MSA negation"
+    assert again.multiselect(key=f"ea_tags_{slot}").value == ["MSA leakage"]
+    assert any("your tags: MSA leakage" in m.value for m in again.markdown)
+    (app_root / "tiny" / "annotations.json").unlink()
 
 
 def test_malformed_notes_are_reported_not_overwritten(app, app_root):
@@ -322,14 +412,11 @@ def test_runner_reads_the_run_state(tmp_path):
     assert runner.format_eta(90) == "1 min 30 s" and runner.format_eta(None) == "—"
 
 
-def test_char_diff_and_filters():
+def test_filters():
     import pandas as pd
 
-    from explorer.analysis.errors import char_diff_html, filter_table
+    from explorer.analysis.errors import filter_table
 
-    out = char_diff_html("ab<X>d", "abcd")
-    assert "<del" in out and ">c</del>" in out and "&lt;X&gt;" in out and "<X>" not in out
-    assert char_diff_html("same", "same") == "same"
     df = pd.DataFrame({"direction": ["arb-arz", "arb-ary"], "variety": ["arz", "ary"], "delta": [1.0, -2.0],
                        "sent_id": ["s1", "s2"], "source": ["مرحبا", "أهلا"], "ref": ["x", "y"],
                        "hyp_baseline": ["إزيك", "لاباس"]})

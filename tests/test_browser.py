@@ -8,6 +8,7 @@ the output box must change. The server is always stopped, even when a test fails
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -33,7 +34,7 @@ PAGES = {  # url path -> the element that proves the page drew its real content
     "embeddings": ".js-plotly-plot",
     "subspace": ".js-plotly-plot",
     "translate": ".dde-sentence",
-    "error_analysis": "[data-testid='stDataFrame']",
+    "error_analysis": ".dde-output",
 }
 
 
@@ -136,7 +137,13 @@ def test_page_shows_its_content(server, page, path):
     if path == "":
         assert page.get_by_text("Arabic is diglossic").count()
         assert page.locator(".js-plotly-plot .geo").count() == 1          # the map
-        assert page.locator("[data-testid='stDataFrame']").count() == 2   # experiments and headline
+        assert page.locator(".dde-verdict").count() == 1                  # what the run shows, in words
+        assert page.locator("table.dde-table td[dir='auto']").count() > 20  # the headline, no inner scroll box
+        assert page.locator(".modebar-btn.dde-svg").count() >= 1          # SVG export beside the PNG one
+        for fmt, button in (("svg", ".modebar-btn.dde-svg"), ("png", ".modebar-btn[data-title$='PNG']")):
+            with page.expect_download(timeout=WAIT_MS) as download:
+                page.locator(button).first.dispatch_event("click")
+            assert download.value.suggested_filename == f"delta-map.{fmt}"
     elif path in ("embeddings", "subspace"):
         assert page.locator(".js-plotly-plot").count() >= (2 if path == "embeddings" else 5)
         assert page.locator(".js-plotly-plot .modebar").count() or page.locator(".modebar-container").count()
@@ -144,10 +151,84 @@ def test_page_shows_its_content(server, page, path):
         assert page.locator(".dde-sentence").count() == 4
         assert page.locator(".dde-sentence[dir='rtl']").count() == 4
     else:
-        assert page.get_by_text("Download CSV").count()
-        assert page.locator(".dde-diff").count() == 2
+        assert page.get_by_text("CSV · filtered view").count() and page.get_by_text("JSONL · everything").count()
+        assert page.locator(".dde-output").count() == 7     # every model's output: base + 3 arms x 2 seeds
     assert not errors, errors
     shoot(page, path or "home")
+
+
+def test_arabic_inputs_run_right_to_left(server, page):
+    """Arabic typed into a text input or a text area is laid out right to left (dir="auto")."""
+    page.goto(f"{server}/error_analysis")
+    settle(page, ".dde-output")
+    search = page.locator("[data-testid='stTextInput'] input").first
+    assert search.get_attribute("dir") == "auto"
+    search.fill("المركز")
+    assert search.evaluate("e => e.matches(':dir(rtl)')")
+    search.press("Enter")
+    page.wait_for_function("() => decodeURIComponent(location.search).includes('ea_search=المركز')",
+                           timeout=WAIT_MS)                    # the filter is in the address: a reload keeps it
+    settle(page, "[data-testid='stMarkdown']")
+    page.reload()
+    settle(page, "[data-testid='stTextInput'] input")
+    assert page.locator("[data-testid='stTextInput'] input").first.input_value() == "المركز"
+    page.goto(f"{server}/translate")
+    settle(page, ".dde-sentence")
+    page.get_by_text("Type my own").click()
+    area = page.locator("textarea").first
+    area.wait_for(state="visible", timeout=WAIT_MS)
+    assert area.get_attribute("dir") == "auto"
+    area.fill("كيف حالك اليوم؟")
+    assert area.evaluate("e => e.matches(':dir(rtl)')")
+    assert area.evaluate("e => getComputedStyle(e).unicodeBidi") == "plaintext"
+    shoot(page, "translate-arabic-input")
+
+
+@pytest.fixture(scope="module")
+def known_outputs(tiny_experiment, tmp_path_factory):
+    """A copy of the tiny experiment whose saved outputs are distinct, known Arabic sentences (the tiny model's own
+    are empty), in the evaluation's own file format: (server URL, {model: output of the first test sentence})."""
+    from explorer.experiment.layout import Experiment
+    from explorer.experiment.view import load_experiment
+    from explorer.files import write_jsonl
+
+    root = tmp_path_factory.mktemp("known-outputs")
+    shutil.copytree(tiny_experiment, root / "tiny")
+    exp = Experiment(root / "tiny")
+    words = {"base": "قال المركز", "baseline": "المركز بيقول", "decoupled": "المركز قال انه", "random": "مش عارف"}
+    first = {}
+    for model in load_experiment(exp.root).models:      # "base", then every arm's seeds ("decoupled.s1")
+        arm, _, seed = model.partition(".s")
+        path = exp.hyps_path(model)
+        rows = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()]
+        for i, r in enumerate(rows):
+            r["hyp"] = f"{words[arm]} {seed or 0}{i} — {r['ref'][:40]}"
+        write_jsonl(path, rows)                         # with its check record, as the evaluation writes it
+        first[model] = rows[0]
+    with streamlit_server(root) as url:
+        yield url, first
+
+
+def test_one_sentence_shows_every_output_in_full(known_outputs, page):
+    from urllib.parse import urlencode
+
+    from explorer.data.varieties import direction_label
+
+    url, first = known_outputs
+    row = next(iter(first.values()))
+    chosen = f"{direction_label(row['src'], row['tgt'])} · {row['sent_id']}"     # as the page names it
+    page.goto(f"{url}/error_analysis?{urlencode({'ea_item': chosen})}")          # a shared link to one sentence
+    settle(page, ".dde-output")
+    outputs = page.locator(".dde-output")
+    assert outputs.count() == len(first)
+    texts = [outputs.nth(i).inner_text().strip() for i in range(outputs.count())]
+    assert texts == [r["hyp"] for r in first.values()]            # every model, in full, its own text only
+    assert all(outputs.nth(i).get_attribute("dir") == "rtl" for i in range(outputs.count()))
+    page.get_by_text("Word diff against the reference").click()
+    settle(page, "mark.dde-extra, mark.dde-missing")
+    texts_diffed = [outputs.nth(i).inner_text().strip() for i in range(outputs.count())]
+    assert texts_diffed == texts                                   # the diff adds no character to an output
+    shoot(page, "error-analysis-one-sentence")
 
 
 def test_sidebar_navigation_keeps_the_experiment(server, page):

@@ -1,15 +1,22 @@
-"""Qualitative error analysis: every test translation in one table, filters, and a character-level diff.
+"""Qualitative error analysis: every test translation in one table, what is suspicious about each, a word diff
+that never mixes the reference into the output, and the table as the linguist exports it.
 
 The table is built from ``ExperimentView.hypotheses()`` (direction, src, tgt, sent_id, source, ref,
-hyp_<model>, chrf_<model>) plus, for each output, the variety the dialect-identification classifier thinks it
-is (``evaluation.dialect_id``). Δ is the sentence chrF++ of decoupled minus baseline (sacrebleu
-``CHRF(word_order=2)`` sentence scores, computed by the evaluation stage).
+hyp_<model>, chrf_<model>) plus, per output: the variety the dialect-identification classifier thinks it is
+(``evaluation.dialect_id``) and how sure it is, the share of its words copied from the source, and automatic flags
+(empty, repeating itself, a near-copy of the source, far too long or short). Δ is the sentence chrF++ of one arm
+minus the reference arm (sacrebleu ``CHRF(word_order=2)`` sentence scores, computed by the evaluation stage).
+Model names are whatever the experiment has (``view.models``): nothing here assumes which ones.
 """
 
 from __future__ import annotations
 
 import difflib
 import html
+import itertools
+import json
+import re
+from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
@@ -18,10 +25,70 @@ import pandas as pd
 from ..data.varieties import dialect_of, direction_kind, direction_label
 from ..evaluation.dialect_id import DialectClassifier
 
-INS = "background:#c6f6d5;color:#14532d;text-decoration:none;border-radius:2px"
+CONFIDENT = 0.6        # a dialect guess is shown only when the classifier gives it at least this probability
+NEAR_COPY = 0.9        # ... of the output's words are in the source, and they cover as much of the source
+REPEAT_SHARE = 0.4     # one word (or word pair) making up this share of an output of 6+ words is a loop
+LENGTH_RATIO = 2.5     # an output this many times longer (or shorter) than the reference, in words
+
+FLAG_EMPTY, FLAG_REPEATS, FLAG_COPY, FLAG_LONG, FLAG_SHORT = "empty", "repeats itself", "near-copy of source", \
+    "far too long", "far too short"
+OUTPUT_FLAGS = (FLAG_EMPTY, FLAG_REPEATS, FLAG_COPY, FLAG_LONG, FLAG_SHORT)
+PAIR_SAME = "source = reference"   # a test pair whose two sides are the same text: nothing to translate
+
+_EDGE = re.compile(r"^[\W_]+|[\W_]+$")
 
 
-DEL = "background:#fecaca;color:#7f1d1d;text-decoration:line-through;border-radius:2px"
+def words(text: str) -> list[str]:
+    """Whitespace tokens with leading/trailing punctuation removed (empty tokens dropped)."""
+    out = []
+    for tok in str(text or "").split():
+        tok = _EDGE.sub("", tok)
+        if tok:
+            out.append(tok)
+    return out
+
+
+def copied_share(hyp: str, source: str) -> float:
+    """Share of the output's words that also occur in the source (counted with multiplicity); NaN when the
+    output has no words. 1.0 = every word could have been copied from the source."""
+    h = words(hyp)
+    if not h:
+        return float("nan")
+    src = Counter(words(source))
+    common = sum(min(n, src[w]) for w, n in Counter(h).items())
+    return common / len(h)
+
+
+def output_flags(hyp: str, source: str, ref: str) -> tuple[str, ...]:
+    """What looks wrong with one output, whatever its score (``OUTPUT_FLAGS``)."""
+    h, s, r = words(hyp), words(source), words(ref)
+    if not h:
+        return (FLAG_EMPTY,)
+    flags = []
+    if len(h) >= 6:
+        grams = Counter(h) + Counter(itertools.pairwise(h))
+        top = max(grams.values())
+        if top / len(h) >= REPEAT_SHARE and top >= 3:
+            flags.append(FLAG_REPEATS)
+    if s:
+        common = sum((Counter(h) & Counter(s)).values())
+        if common / len(h) >= NEAR_COPY and common / len(s) >= NEAR_COPY:
+            flags.append(FLAG_COPY)
+    if r:
+        if len(h) >= LENGTH_RATIO * len(r) and len(h) - len(r) >= 4:
+            flags.append(FLAG_LONG)
+        elif len(h) * LENGTH_RATIO <= len(r) and len(r) - len(h) >= 4:
+            flags.append(FLAG_SHORT)
+    return tuple(flags)
+
+
+def _norm(text: str) -> str:
+    return " ".join(str(text or "").split())
+
+
+def pair_flags(source: str, ref: str) -> tuple[str, ...]:
+    """What is suspicious about the test pair itself: its source and reference are the same text."""
+    return (PAIR_SAME,) if _norm(source) and _norm(source) == _norm(ref) else ()
 
 
 def first_of(models: Sequence[str], arm: str) -> str | None:
@@ -29,32 +96,57 @@ def first_of(models: Sequence[str], arm: str) -> str | None:
     return next((m for m in models if m == arm or m.rpartition(".s")[0] == arm), None)
 
 
+def delta_pair(models: Sequence[str], system: str | None = None, reference: str = "baseline") \
+        -> tuple[str, str] | None:
+    """(system, reference) of the Δ column: ``system`` (default: the first decoupled model if there is one, else
+    the first model that is neither the base nor the reference) against ``reference``; arm names mean their first
+    seed ("baseline" -> "baseline.s0"), so both sides come from the same seed. None when either is missing."""
+    reference = first_of(models, reference) or reference
+    if reference not in models:
+        return None
+    if system is None:
+        system = first_of(models, "decoupled") or next((m for m in models if m not in ("base", reference)), None)
+    else:
+        system = first_of(models, system) or system
+    return (system, reference) if system in models and system != reference else None
+
+
 def error_table(hyps: pd.DataFrame, models: Sequence[str], classifier: DialectClassifier | None,
-                system: str = "decoupled", reference: str = "baseline") -> pd.DataFrame:
-    """One row per (direction, sentence) with every model's output, chrF++, predicted variety and Δ (sentence
-    chrF++ of ``system`` minus ``reference``: model names, or arm names meaning their first seed)."""
+                system: str | None = None, reference: str = "baseline") -> pd.DataFrame:
+    """One row per (direction, sentence) with every model's output, chrF++, dialect guess, copied share and
+    flags, the pair's own flags, and Δ = chrF++(system) − chrF++(reference) (see ``delta_pair``)."""
     df = hyps.copy()
     models = [m for m in models if f"hyp_{m}" in df.columns]
-    system, reference = first_of(models, system) or system, first_of(models, reference) or reference
     df.insert(0, "variety", [dialect_of(s, t) for s, t in zip(df["src"], df["tgt"])])
     df.insert(1, "kind", [direction_kind(s, t) for s, t in zip(df["src"], df["tgt"])])
     df.insert(2, "label", [direction_label(s, t) for s, t in zip(df["src"], df["tgt"])])
-    if f"chrf_{system}" in df.columns and f"chrf_{reference}" in df.columns:
-        df["delta"] = (df[f"chrf_{system}"] - df[f"chrf_{reference}"]).round(3)
-    else:
-        df["delta"] = np.nan
+    pair = delta_pair(models, system, reference)
+    df["delta"] = (df[f"chrf_{pair[0]}"] - df[f"chrf_{pair[1]}"]).round(3) if pair else np.nan
     df["length"] = df["source"].astype(str).str.split().str.len()
-    if classifier is not None and len(df):
-        for m in models:
-            preds = classifier.predict(df[f"hyp_{m}"].astype(str).tolist())
+    df["pair_flags"] = [", ".join(pair_flags(s, r)) for s, r in zip(df["source"], df["ref"])]
+    for m in models:
+        hyp = df[f"hyp_{m}"].fillna("").astype(str)
+        df[f"copy_{m}"] = [round(copied_share(h, s), 3) for h, s in zip(hyp, df["source"])]
+        df[f"flags_{m}"] = [", ".join(output_flags(h, s, r)) for h, s, r in zip(hyp, df["source"], df["ref"])]
+        if classifier is not None and len(df):
+            preds = classifier.predict(hyp.tolist())
             df[f"pred_{m}"] = [p.variety for p in preds]
             df[f"pred_p_{m}"] = [round(p.probability, 3) for p in preds]
+    df["flagged"] = (df["pair_flags"] != "") | np.logical_or.reduce(
+        [df[f"flags_{m}"] != "" for m in models] or [np.zeros(len(df), bool)])
     return df.reset_index(drop=True)
 
 
+def models_in(table: pd.DataFrame) -> list[str]:
+    """The models whose outputs the table holds, in column order."""
+    return [c[4:] for c in table.columns if c.startswith("hyp_")]
+
+
 def filter_table(df: pd.DataFrame, *, directions: Sequence[str] = (), varieties: Sequence[str] = (),
-                 delta_range: tuple[float, float] | None = None, search: str = "") -> pd.DataFrame:
-    """Rows matching every given filter; ``search`` is a case-insensitive substring of any text column."""
+                 delta_range: tuple[float, float] | None = None, search: str = "",
+                 flags: Sequence[str] = ()) -> pd.DataFrame:
+    """Rows matching every given filter; ``search`` is a case-insensitive substring of any text column; ``flags``
+    keeps rows where any output (or the pair) carries one of these flags."""
     mask = pd.Series(True, index=df.index)
     if directions:
         mask &= df["direction"].isin(directions)
@@ -70,25 +162,105 @@ def filter_table(df: pd.DataFrame, *, directions: Sequence[str] = (), varieties:
         for c in texts:
             hit |= df[c].astype(str).str.casefold().str.contains(needle, regex=False)
         mask &= hit
+    if flags:
+        cols = ["pair_flags", *[c for c in df.columns if c.startswith("flags_")]]
+        hit = pd.Series(False, index=df.index)
+        for c in cols:
+            for f in flags:
+                hit |= df[c].astype(str).str.contains(f, regex=False)
+        mask &= hit
     return df[mask]
 
 
-def char_diff_html(hyp: str, ref: str) -> str:
-    """``hyp`` against ``ref``, character by character (difflib), as HTML: characters the output has and the
-    reference lacks are green (inserted), characters of the reference it lacks are struck through in red."""
-    sm = difflib.SequenceMatcher(None, ref, hyp, autojunk=False)
-    parts = []
+def confident_guess(variety: str | None, probability: float | None, threshold: float = CONFIDENT) -> str | None:
+    """The classifier's guess when it is at least ``threshold`` sure, else None (the page says it withheld it)."""
+    if variety is None or probability is None or not np.isfinite(probability) or probability < threshold:
+        return None
+    return variety
+
+
+# ---------------------------------------------------------------- diffs
+
+
+def word_diff_html(hyp: str, ref: str) -> tuple[str, str]:
+    """(output, reference) as two HTML strings, word by word: in the output, the words the reference does not have
+    at that place are marked ``<mark class="dde-extra">``; in the reference, the words the output lacks are marked
+    ``<mark class="dde-missing">``. Each string holds only its own text (with its own spacing), so the output stays
+    readable, copyable Arabic: nothing of the reference is mixed into it and no word is cut."""
+    h_tok, r_tok = re.split(r"(\s+)", str(hyp or "")), re.split(r"(\s+)", str(ref or ""))
+    h_words = [(i, _EDGE.sub("", t)) for i, t in enumerate(h_tok) if t and not t.isspace()]
+    r_words = [(i, _EDGE.sub("", t)) for i, t in enumerate(r_tok) if t and not t.isspace()]
+    sm = difflib.SequenceMatcher(None, [w for _, w in r_words], [w for _, w in h_words], autojunk=False)
+    h_mark, r_mark = set(), set()
     for op, i1, i2, j1, j2 in sm.get_opcodes():
         if op == "equal":
-            parts.append(html.escape(hyp[j1:j2]))
             continue
-        if op in ("delete", "replace"):
-            parts.append(f'<del style="{DEL}">{html.escape(ref[i1:i2])}</del>')
-        if op in ("insert", "replace"):
-            parts.append(f'<ins style="{INS}">{html.escape(hyp[j1:j2])}</ins>')
-    return "".join(parts)
+        r_mark |= {r_words[i][0] for i in range(i1, i2)}
+        h_mark |= {h_words[j][0] for j in range(j1, j2)}
+
+    def render(tokens: list[str], marked: set[int], cls: str) -> str:
+        return "".join(f'<mark class="{cls}">{html.escape(t)}</mark>' if i in marked else html.escape(t)
+                       for i, t in enumerate(tokens))
+
+    return render(h_tok, h_mark, "dde-extra"), render(r_tok, r_mark, "dde-missing")
 
 
-def diff_ratio(hyp: str, ref: str) -> float:
-    """Share of matching characters (difflib's ratio), a quick similarity next to the diff."""
-    return difflib.SequenceMatcher(None, ref, hyp, autojunk=False).ratio()
+# ---------------------------------------------------------------- what the user sees and exports
+
+
+def column_labels(models: Sequence[str], delta_pair_: tuple[str, str] | None = None) -> dict[str, str]:
+    """Internal column -> the name the page shows (and the export uses)."""
+    sys_, ref = delta_pair_ or ("decoupled", "baseline")
+    labels = {"label": "direction", "variety": "variety", "sent_id": "sentence id", "source": "source",
+              "ref": "reference", "delta": f"Δ chrF++ ({sys_} − {ref})", "length": "source words",
+              "pair_flags": "test pair flags"}
+    for m in models:
+        labels |= {f"hyp_{m}": f"output · {m}", f"chrf_{m}": f"chrF++ · {m}", f"copy_{m}": f"copied from source · {m}",
+                   f"flags_{m}": f"flags · {m}", f"guess_{m}": f"looks like · {m}", f"pred_p_{m}": f"p(guess) · {m}",
+                   f"tags_{m}": f"tags · {m}", f"comment_{m}": f"comment · {m}", f"spans_{m}": f"marked spans · {m}"}
+    return labels | {"tags": "tags (sentence)", "comment": "comment (sentence)"}
+
+
+def export_frame(shown: pd.DataFrame, models: Sequence[str], *, scope: str,
+                 notes: dict[str, dict] | None = None, threshold: float = CONFIDENT,
+                 delta_of: tuple[str, str] | None = None) -> pd.DataFrame:
+    """The rows as the user sees them, columns named as on the page, first column ``exported`` saying what the
+    file holds (``scope``, e.g. "filtered view: 12 of 1800 translations" or "everything: 1800 translations").
+
+    ``notes`` maps an item key (``direction|sent_id``) to ``{"tags", "comment", "outputs": {model: {"tags",
+    "comment", "spans"}}}`` (plain values, as ``experiment.annotations.Annotations.flat`` gives them)."""
+    df = shown.copy()
+    for m in models:
+        if f"pred_{m}" in df:
+            df[f"guess_{m}"] = [confident_guess(v, p, threshold) or "" for v, p in zip(df[f"pred_{m}"],
+                                                                                       df[f"pred_p_{m}"])]
+    if notes is not None:
+        keys = [f"{d}|{s}" for d, s in zip(df["direction"], df["sent_id"])]
+        got = [notes.get(k, {}) for k in keys]
+        df["tags"] = [", ".join(n.get("tags", ())) for n in got]
+        df["comment"] = [n.get("comment", "") for n in got]
+        for m in models:
+            outs = [n.get("outputs", {}).get(m, {}) for n in got]
+            df[f"tags_{m}"] = [", ".join(o.get("tags", ())) for o in outs]
+            df[f"comment_{m}"] = [o.get("comment", "") for o in outs]
+            df[f"spans_{m}"] = ["; ".join(f"{s['text']} [{s.get('tag', '')}]" for s in o.get("spans", ()))
+                                for o in outs]
+    cols = ["label", "variety", "sent_id", "source", "ref", "pair_flags", "delta", "length"]
+    for m in models:
+        cols += [c for c in (f"hyp_{m}", f"chrf_{m}", f"copy_{m}", f"flags_{m}", f"guess_{m}", f"pred_p_{m}",
+                             f"tags_{m}", f"comment_{m}", f"spans_{m}") if c in df]
+    cols += [c for c in ("tags", "comment") if c in df]
+    out = df[cols].rename(columns=column_labels(models, delta_of))
+    out.insert(0, "exported", scope)
+    return out.reset_index(drop=True)
+
+
+def to_csv(frame: pd.DataFrame) -> bytes:
+    """UTF-8 with a byte-order mark, so that spreadsheet programs open Arabic text correctly."""
+    return frame.to_csv(index=False).encode("utf-8-sig")
+
+
+def to_jsonl(frame: pd.DataFrame) -> bytes:
+    """One JSON object per row, keys = the column names shown on the page, NaN as null."""
+    records = frame.astype(object).where(frame.notna(), None).to_dict("records")
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode("utf-8")

@@ -40,20 +40,24 @@ def _v(code, name, city, country, region, lat, lon, sources, color) -> Variety:
 
 
 # Regions follow the usual dialect groups (MADAR's own grouping, with Iraq split out as Mesopotamian so that it
-# matches FLORES' acm). Colours share a hue per region so that maps read by region first.
+# matches FLORES' acm). Colours: MSA and the 8 FLORES dialects, shown together on every page of a FLORES run, take
+# nine colours from Paul Tol's and Okabe & Ito's colour-blind-safe sets, chosen so that every pair stays at least
+# 13 CIEDE2000 apart for normal vision and under simulated protanopia, deuteranopia and tritanopia
+# (``ui.palette``; tests/test_palette.py). MADAR's 25 cities cannot all be told apart by colour: they share a hue
+# per region, and the pages let the reader pick a city instead of drawing all of them.
 VARIETIES: tuple[Variety, ...] = (
     _v("arb", "Modern Standard Arabic", None, None, "Standard", None, None, "flores madar", "#1f1f1f"),
     # FLORES-200 dialects; the city is a representative one for the map.
-    _v("arz", "Egyptian Arabic (Cairo)", "Cairo", "Egypt", "Nile Valley", 30.04, 31.24, "flores", "#d62728"),
-    _v("ary", "Moroccan Arabic (Rabat)", "Rabat", "Morocco", "Maghrebi", 34.02, -6.84, "flores", "#2ca02c"),
-    _v("aeb", "Tunisian Arabic (Tunis)", "Tunis", "Tunisia", "Maghrebi", 36.81, 10.18, "flores", "#66bd63"),
+    _v("arz", "Egyptian Arabic (Cairo)", "Cairo", "Egypt", "Nile Valley", 30.04, 31.24, "flores", "#ee3377"),
+    _v("ary", "Moroccan Arabic (Rabat)", "Rabat", "Morocco", "Maghrebi", 34.02, -6.84, "flores", "#117733"),
+    _v("aeb", "Tunisian Arabic (Tunis)", "Tunis", "Tunisia", "Maghrebi", 36.81, 10.18, "flores", "#56b4e9"),
     _v("apc", "North Levantine Arabic (Beirut)", "Beirut", "Lebanon", "Levantine", 33.89, 35.50, "flores",
-       "#1f77b4"),
-    _v("ajp", "South Levantine Arabic (Amman)", "Amman", "Jordan", "Levantine", 31.95, 35.93, "flores", "#17becf"),
+       "#332288"),
+    _v("ajp", "South Levantine Arabic (Amman)", "Amman", "Jordan", "Levantine", 31.95, 35.93, "flores", "#aa4499"),
     _v("acm", "Mesopotamian Arabic (Baghdad)", "Baghdad", "Iraq", "Mesopotamian", 33.31, 44.36, "flores",
-       "#9467bd"),
-    _v("acq", "Ta'izzi-Adeni Arabic (Taiz)", "Taiz", "Yemen", "Yemeni", 13.58, 44.02, "flores", "#e377c2"),
-    _v("ars", "Najdi Arabic (Riyadh)", "Riyadh", "Saudi Arabia", "Gulf", 24.71, 46.68, "flores", "#8c564b"),
+       "#999933"),
+    _v("acq", "Ta'izzi-Adeni Arabic (Taiz)", "Taiz", "Yemen", "Yemeni", 13.58, 44.02, "flores", "#cc79a7"),
+    _v("ars", "Najdi Arabic (Riyadh)", "Riyadh", "Saudi Arabia", "Gulf", 24.71, 46.68, "flores", "#ddcc77"),
     # MADAR's 25 cities (Bouamor et al. 2018); `city` is spelled as in the release's file names.
     _v("cai", "Cairo Arabic", "Cairo", "Egypt", "Nile Valley", 30.04, 31.24, "madar", "#b2182b"),
     _v("alx", "Alexandria Arabic", "Alexandria", "Egypt", "Nile Valley", 31.20, 29.92, "madar", "#ef6548"),

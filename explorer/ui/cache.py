@@ -13,15 +13,20 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
-from ..analysis import errors
-from ..data.varieties import ENG, variety
+from ..analysis import errors, readings
+from ..analysis.verdict import probe_chance
+from ..analysis.verdict import verdict as verdict_sentences
+from ..data.varieties import ENG, variety, variety_label
 from ..evaluation.dialect_id import DialectClassifier
 from ..evaluation.single import ModelHandle, Translation, translate_text
 from ..experiment import report
+from ..experiment.annotations import Annotations, AnnotationStore
 from ..experiment.view import ExperimentView, list_experiment_dirs, load_experiment
-from ..files import StoreError
+from ..files import StoreError, read_json
+from . import figures
 
 
 def experiment_key(folder: str | Path) -> str:
@@ -182,6 +187,98 @@ def points(key: str, model_name: str, step: int, site: str, method: str) -> pd.D
     df["x"], df["y"] = xy[:, 0], xy[:, 1]
     df["region"] = [variety(c).region for c in df["variety"]]
     return df
+
+
+# ---------------------------------------------------------------- what the pages say and draw
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def data_notes(key: str) -> list[str]:
+    """The corpus loader's notes for this run (skipped or missing cities, ignored files), from data.json."""
+    try:
+        notes = read_json(view(key).exp.data_info_path).get("notes", [])
+    except (FileNotFoundError, StoreError, ValueError):
+        return []
+    return [str(n) for n in notes]
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def verdict(key: str, arm: str = "decoupled", reference: str = "baseline") -> list[str]:
+    v = view(key)
+    return verdict_sentences(scores(key), deltas(key), v.copy_source(), refits=refits(key, arm) if arm in v.arms
+                             else None, refit_varieties=refit_varieties(key, arm) if arm in v.arms else None,
+                             arm=arm, reference=reference)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def delta_limit(key: str) -> float:
+    return figures.delta_limit(deltas(key))
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def probe_chance_of(key: str, arm: str) -> float:
+    return probe_chance(refit_varieties(key, arm))
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def msa_distances(key: str, model_name: str, step: int, site: str) -> pd.DataFrame:
+    return readings.msa_distances(geometry_long(key), model_name, step, site)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def annotations(root: str, stamp: int) -> Annotations:
+    """The annotations file as read at modification time ``stamp`` (AnnotationsError for a damaged file)."""
+    return AnnotationStore(root).load()
+
+
+def _map(key: str, system: str, kind: str) -> go.Figure:
+    return figures.delta_map(map_frame(key, system, kind), f"Δ chrF++ ({system} − baseline), {kind}",
+                             delta_limit(key))
+
+
+def _bars(key: str, system: str, kind: str) -> go.Figure:
+    table = headline_table(key)
+    d = deltas(key)
+    d = d[(d["system"] == system) & (d["direction"].isin(table.loc[table["kind"] == kind, "code"]))]
+    return figures.delta_bars(d, list(table["direction"]), f"{system} − baseline, {kind} (whiskers: 95% interval)",
+                              delta_limit(key))
+
+
+def _angles(key: str, arm: str) -> go.Figure:
+    return figures.angles(refits(key, arm))
+
+
+def _probe(key: str, arm: str, metric: str, varieties: tuple[str, ...]) -> go.Figure:
+    return figures.probe(refits(key, arm), refit_varieties(key, arm), probe_chance_of(key, arm), varieties, metric)
+
+
+def _energy(key: str, model_name: str, site: str, lo: float, hi: float) -> go.Figure:
+    return figures.energy_heatmap(energy_heatmap(key, model_name, site),
+                                  f"{model_name} at {site}", (lo, hi) if np.isfinite(lo) else None)
+
+
+def _layers(key: str, metric: str, variety_code: str, step: int, models: tuple[str, ...]) -> go.Figure:
+    g = geometry_long(key)
+    g = g[(g["step"] == step) | (g["model"] == "base")]
+    return figures.per_layer(g, metric, variety_code, models,
+                             f"{figures.GEOMETRY_LABELS[metric]}, {variety_label(variety_code)} vs MSA, step {step}")
+
+
+def _embedding(key: str, model_name: str, step: int, site: str, method: str, colour: str, link: str,
+               title: str) -> go.Figure:
+    return figures.embedding(points(key, model_name, step, site, method), colour_by=colour, link=link or None,
+                             title=title)
+
+
+FIGURES = {"map": _map, "bars": _bars, "angles": _angles, "probe": _probe, "energy": _energy, "layers": _layers,
+           "embedding": _embedding}
+
+
+@st.cache_resource(max_entries=256, show_spinner=False)
+def figure(name: str, key: str, *args) -> go.Figure:
+    """A figure of the app, built once per (experiment key, arguments): pages redraw it without rebuilding it.
+    Shared by every session and never mutated (``st.plotly_chart`` copies it to serialise it)."""
+    return FIGURES[name](key, *args)
 
 
 @st.cache_data(max_entries=256, show_spinner=False)

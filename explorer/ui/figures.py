@@ -1,32 +1,57 @@
 """The app's Plotly figures (no Streamlit here): one function per figure, from tidy frames to ``go.Figure``.
 
-Colours come from the varieties table (``data.varieties.VARIETIES``), so a variety has the same colour on every page
-and on the map. Every figure keeps Plotly's toolbar, whose camera button exports a PNG.
+- Colours come from the varieties table (``data.varieties.VARIETIES``, checked for colour-blind readers in
+  ``ui.palette``), so a variety has the same colour on every page and on the map.
+- Text that can hold Arabic is wrapped in Unicode first-strong isolates (FSI … PDI, the plain-text equivalent of
+  ``dir="auto"``) in hover labels, so that a right-to-left sentence next to a Latin id or a number keeps its order.
+- Δ chrF++ is drawn on one fixed, symmetric scale (``delta_limit``) for every arm and direction, so a colour means
+  the same number wherever it appears.
+- Figures are built from ``graph_objects`` with plain dicts (``plotly.express`` costs ~50 ms a figure) and are
+  cached by the app (``ui.cache.figure``); ``config(name)`` gives the toolbar settings (PNG at 2x; the app's script
+  adds an SVG button beside it).
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import plotly.express as px
 import plotly.graph_objects as go
 
 from ..data.varieties import HR, VARIETIES, short_name, variety_label
 
 COLOURS = {v.code: v.color for v in VARIETIES}
-REGION_COLOURS = {"Standard": "#1f1f1f", "Nile Valley": "#d62728", "Maghrebi": "#2ca02c", "Levantine": "#1f77b4",
-                  "Mesopotamian": "#9467bd", "Yemeni": "#e377c2", "Gulf": "#8c564b", "English": "#7f7f7f"}
+# dialect groups take the colour of their FLORES dialect (all checked together in tests/test_palette.py)
+REGION_COLOURS = {"Standard": COLOURS[HR], "Nile Valley": COLOURS["arz"], "Maghrebi": COLOURS["ary"],
+                  "Levantine": COLOURS["apc"], "Mesopotamian": COLOURS["acm"], "Yemeni": COLOURS["acq"],
+                  "Gulf": COLOURS["ars"], "English": "#7f7f7f"}
+MODEL_DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
+MODEL_COLOURS = ("#4477aa", "#ee6677", "#228833", "#ccbb44", "#66ccee", "#aa3377", "#bbbbbb")
+DELTA_SCALE = "RdBu"    # diverging, blue = better; red/blue stays apart for red-green colour blindness
 FONT = "Noto Naskh Arabic, Noto Sans Arabic, DejaVu Sans, Arial, sans-serif"
 BASEMAP = Path(__file__).with_name("assets") / "basemap.geojson"
+FSI, PDI = "\u2068", "\u2069"
+
+
+def config(name: str) -> dict:
+    """``st.plotly_chart(config=...)``: toolbar kept, PNG export at 2x named after the figure."""
+    return {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2, "filename": name}}
+
+
+def iso(text: str) -> str:
+    """``text`` as a directional isolate (its own direction from its first strong character, like dir="auto")."""
+    return f"{FSI}{text}{PDI}"
 
 
 def _style(fig: go.Figure, height: int = 420, **layout) -> go.Figure:
     layout = {"legend": {"itemsizing": "constant"}, **layout}
-    fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 40, "b": 10}, font={"family": FONT}, **layout)
+    fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 40, "b": 10}, font={"family": FONT},
+                      hoverlabel={"font": {"family": FONT}}, **layout)
     return fig
 
 
@@ -39,84 +64,103 @@ def _wrap(text: str, width: int = 60) -> str:
         else:
             cur = f"{cur} {w}".strip()
     lines.append(cur)
-    return "<br>".join(lines[:6]) + (" …" if len(lines) > 6 else "")
+    return "<br>".join(iso(x) for x in lines[:6]) + (" …" if len(lines) > 6 else "")
+
+
+def model_colour(i: int) -> str:
+    return MODEL_COLOURS[i % len(MODEL_COLOURS)]
 
 
 # ---------------------------------------------------------------- embeddings
 
 
-def embedding(points: pd.DataFrame, *, colour_by: str = "variety", links: bool = False, title: str = "") -> go.Figure:
+def embedding(points: pd.DataFrame, *, colour_by: str = "variety", link: str | None = None,
+              title: str = "") -> go.Figure:
     """Scatter of 2-D sentence coordinates; ``points`` has x, y, variety, region, sent_id, text.
 
-    ``links`` joins each dialect sentence to its MSA translation (same sent_id) with a faint line."""
-    df = points.copy()
-    df["Variety"] = [variety_label(c) for c in df["variety"]]
-    df["hover"] = [_wrap(t) for t in df["text"]]
-    if colour_by == "region":
-        colour, cmap = "region", REGION_COLOURS
-    else:
-        colour, cmap = "Variety", {variety_label(c): COLOURS.get(c, "#999") for c in df["variety"].unique()}
-    fig = px.scatter(df, x="x", y="y", color=colour, color_discrete_map=cmap, title=title,
-                     custom_data=["sent_id", "Variety", "hover"])
-    msa = variety_label(HR)
-    fig.update_traces(hovertemplate="<b>%{customdata[1]}</b> · %{customdata[0]}<br>%{customdata[2]}<extra></extra>",
-                      marker={"size": 8, "opacity": 0.85, "line": {"width": 0.5, "color": "white"}})
-    for trace in fig.data:  # MSA sentences as stars, whatever the colouring
-        trace.marker.symbol = ["star" if cd[1] == msa else "circle" for cd in trace.customdata]
-        trace.marker.size = [12 if cd[1] == msa else 8 for cd in trace.customdata]
-    if links:
-        fig.add_trace(_links(df))
-        fig.data = (fig.data[-1], *fig.data[:-1])  # lines under the points
+    ``link`` (a dialect code) joins each of that dialect's sentences to its MSA translation (same sent_id) with a
+    faint line; one dialect at a time, so the lines can be followed."""
+    fig = go.Figure()
+    if link:
+        fig.add_trace(_links(points, link))
+    groups = points["region"] if colour_by == "region" else points["variety"]
+    for g in pd.unique(groups):
+        df = points[groups == g]
+        is_msa = (df["variety"] == HR).to_numpy()
+        name = variety_label(HR) if g in (HR, "Standard") else (g if colour_by == "region" else variety_label(g))
+        colour = REGION_COLOURS.get(g, "#999") if colour_by == "region" else COLOURS.get(g, "#999")
+        custom = np.stack([df["sent_id"].astype(str), [variety_label(v) for v in df["variety"]],
+                           [_wrap(t) for t in df["text"]]], axis=-1)
+        fig.add_trace(go.Scatter(
+            x=df["x"].to_numpy(), y=df["y"].to_numpy(), mode="markers", name=name, customdata=custom,
+            hovertemplate="<b>%{customdata[1]}</b> · %{customdata[0]}<br>%{customdata[2]}<extra></extra>",
+            hoverlabel={"align": "right"},
+            marker={"color": colour, "size": np.where(is_msa, 12, 8), "symbol": np.where(is_msa, "star", "circle"),
+                    "opacity": 0.85, "line": {"width": 0.5, "color": "white"}}))
     fig.update_xaxes(showticklabels=False, title=None)
     fig.update_yaxes(showticklabels=False, title=None)
-    return _style(fig, height=540, legend={"orientation": "h", "yanchor": "top", "y": -0.02, "itemsizing": "constant"},
-                  legend_title_text="")
+    return _style(fig, height=520, title=title, legend={"orientation": "h", "yanchor": "top", "y": -0.02,
+                                                        "itemsizing": "constant"})
 
 
-def _links(df: pd.DataFrame) -> go.Scatter:
+def _links(df: pd.DataFrame, dialect: str) -> go.Scatter:
+    hub = df[df["variety"] == HR].set_index("sent_id")[["x", "y"]]
+    rows = df[(df["variety"] == dialect) & df["sent_id"].isin(hub.index)]
     xs: list[float | None] = []
     ys: list[float | None] = []
-    for _, g in df.groupby("sent_id", sort=False):
-        hub = g[g["variety"] == HR]
-        if hub.empty:   # no MSA row: chain the translations instead
-            xs += [*g["x"], None]
-            ys += [*g["y"], None]
-            continue
-        hx, hy = float(hub["x"].iloc[0]), float(hub["y"].iloc[0])
-        for x, y in zip(g.loc[g["variety"] != HR, "x"], g.loc[g["variety"] != HR, "y"]):
-            xs += [hx, float(x), None]
-            ys += [hy, float(y), None]
-    return go.Scatter(x=xs, y=ys, mode="lines", line={"width": 0.7, "color": "rgba(120,120,120,0.35)"},
-                      hoverinfo="skip", showlegend=True, name="same sentence")
+    for sid, x, y in zip(rows["sent_id"], rows["x"], rows["y"]):
+        xs += [float(hub.at[sid, "x"]), float(x), None]
+        ys += [float(hub.at[sid, "y"]), float(y), None]
+    return go.Scatter(x=xs, y=ys, mode="lines", line={"width": 0.8, "color": "rgba(90,90,90,0.45)"},
+                      hoverinfo="skip", showlegend=True, name=f"{short_name(dialect)} ↔ MSA translation")
 
 
 # ---------------------------------------------------------------- subspace over time
 
 
-def angles(refits: pd.DataFrame) -> go.Figure:
-    """Largest principal angle of each refit to the previous and to the first estimate, vs step."""
-    long = refits.melt(id_vars=["step", "site"], value_vars=["angle_prev_deg", "angle_first_deg"],
-                       var_name="compared with", value_name="angle (degrees)").dropna()
-    long["compared with"] = long["compared with"].map({"angle_prev_deg": "previous refit",
-                                                       "angle_first_deg": "first refit"})
-    fig = px.line(long, x="step", y="angle (degrees)", color="compared with", line_dash="site", markers=True,
-                  color_discrete_map={"previous refit": "#d62728", "first refit": "#1f77b4"},
-                  title="How far the MSA subspace moves between refits")
-    fig.update_yaxes(range=[0, 92])
-    return _style(fig, height=360)
+def angles(refits: pd.DataFrame, title: str = "How far the MSA subspace moves between refits") -> go.Figure:
+    """Largest principal angle of each refit to the previous and to the first estimate, vs step (0°–90°)."""
+    fig = go.Figure()
+    for col, name, colour in (("angle_prev_deg", "previous refit", "#ee6677"),
+                              ("angle_first_deg", "first refit", "#4477aa")):
+        for i, (site, g) in enumerate(refits.sort_values("step").groupby("site", sort=True)):
+            g = g.dropna(subset=[col])
+            fig.add_trace(go.Scatter(x=g["step"], y=g[col], mode="lines+markers", name=f"{name} · {site}",
+                                     line={"color": colour, "dash": MODEL_DASHES[i % len(MODEL_DASHES)]},
+                                     hovertemplate=f"{name} · {site}<br>step %{{x}}: %{{y:.0f}}°<extra></extra>"))
+    fig.add_hline(y=90, line={"color": "#999", "width": 1, "dash": "dot"})
+    fig.update_yaxes(range=[0, 95], title="largest principal angle (°)", dtick=15)
+    fig.update_xaxes(title="training step")
+    return _style(fig, height=340, title=title)
 
 
-def probe_per_variety(per: pd.DataFrame, metric: str) -> go.Figure:
-    """Probe ``metric`` (accuracy or code_length_bits) per variety over refits."""
-    df = per.copy()
-    df["Variety"] = [variety_label(c) for c in df["variety"]]
-    cmap = {variety_label(c): COLOURS.get(c, "#999") for c in df["variety"].unique()}
-    names = {"accuracy": "probe accuracy", "code_length_bits": "code length (bits)", "compression": "compression"}
-    fig = px.line(df, x="step", y=metric, color="Variety", color_discrete_map=cmap, markers=True,
-                  line_dash="site" if df["site"].nunique() > 1 else None,
-                  labels={metric: names.get(metric, metric)}, title=f"{names.get(metric, metric).capitalize()} "
-                                                                     "per variety at each refit")
-    return _style(fig, height=360)
+def probe(refits: pd.DataFrame, per: pd.DataFrame, chance: float, varieties: Sequence[str],
+          metric: str = "accuracy") -> go.Figure:
+    """The probe's held-out ``metric`` at each refit: overall (thick), chance (dotted, accuracy only) and the
+    chosen ``varieties`` (thin, their colours)."""
+    names = {"accuracy": "held-out accuracy", "code_length_bits": "code length (bits)", "compression": "compression"}
+    fig = go.Figure()
+    fitted = refits.dropna(subset=[metric]).sort_values("step") if metric in refits else refits.iloc[:0]
+    if len(fitted):
+        overall = fitted.groupby("step")[metric].mean()
+        fig.add_trace(go.Scatter(x=overall.index, y=overall.values, mode="lines+markers", name="all tokens",
+                                 line={"color": "#1f1f1f", "width": 3},
+                                 hovertemplate="all tokens<br>step %{x}: %{y:.3g}<extra></extra>"))
+    for v in varieties:
+        g = per[per["variety"] == v].dropna(subset=[metric]).groupby("step")[metric].mean()
+        if g.empty:
+            continue
+        fig.add_trace(go.Scatter(x=g.index, y=g.values, mode="lines+markers", name=variety_label(v),
+                                 line={"color": COLOURS.get(v, "#999"), "width": 1.5},
+                                 hovertemplate=f"{variety_label(v)}<br>step %{{x}}: %{{y:.3g}}<extra></extra>"))
+    if metric == "accuracy":
+        if math.isfinite(chance):
+            fig.add_hline(y=chance, line={"color": "#555", "width": 1.5, "dash": "dot"},
+                          annotation_text=f"chance {chance:.2f}", annotation_position="bottom right")
+        fig.update_yaxes(range=[0, 1.02])
+    fig.update_yaxes(title=names.get(metric, metric))
+    fig.update_xaxes(title="training step (refit)")
+    return _style(fig, height=340, title=f"Probe {names.get(metric, metric)} at each refit")
 
 
 def energy_heatmap(frame: pd.DataFrame, title: str, zrange: tuple[float, float] | None = None) -> go.Figure:
@@ -144,18 +188,22 @@ GEOMETRY_LABELS = {"centroid_cosine": "centroid cosine similarity", "centroid_l2
                    "paired_cosine": "cosine of paired translations", "cka": "linear CKA"}
 
 
-def per_layer(geo: pd.DataFrame, metric: str, title: str) -> go.Figure:
-    """``metric`` of each dialect vs MSA per layer; one colour per variety, one dash per model."""
-    df = geo.dropna(subset=[metric]).copy()
-    df = df[df["variety"] != HR]
-    df["Variety"] = [variety_label(c) for c in df["variety"]]
-    df["layer"] = [int(s.split(".")[1]) for s in df["site"]]
-    cmap = {variety_label(c): COLOURS.get(c, "#999") for c in df["variety"].unique()}
-    fig = px.line(df.sort_values("layer"), x="layer", y=metric, color="Variety", line_dash="model",
-                  color_discrete_map=cmap, markers=True, title=title,
-                  labels={metric: GEOMETRY_LABELS.get(metric, metric)})
-    fig.update_xaxes(dtick=1)
-    return _style(fig, height=380)
+def per_layer(geo: pd.DataFrame, metric: str, variety: str, models: Sequence[str], title: str) -> go.Figure:
+    """``metric`` of one dialect vs MSA per layer, one line per model (its colour and dash)."""
+    df = geo[(geo["variety"] == variety)].dropna(subset=[metric])
+    fig = go.Figure()
+    for i, m in enumerate(models):
+        g = df[df["model"] == m]
+        if g.empty:
+            continue
+        layer = [int(s.split(".")[1]) for s in g["site"]]
+        order = np.argsort(layer)
+        fig.add_trace(go.Scatter(x=np.asarray(layer)[order], y=g[metric].to_numpy()[order], mode="lines+markers",
+                                 name=m, line={"color": model_colour(i), "dash": MODEL_DASHES[i % len(MODEL_DASHES)]},
+                                 hovertemplate=f"{m}<br>layer %{{x}}: %{{y:.4g}}<extra></extra>"))
+    fig.update_xaxes(title="decoder layer", dtick=1)
+    fig.update_yaxes(title=GEOMETRY_LABELS.get(metric, metric))
+    return _style(fig, height=340, title=title)
 
 
 # ---------------------------------------------------------------- headline
@@ -175,8 +223,53 @@ def _basemap() -> tuple[tuple[float | None, ...], tuple[float | None, ...]]:
     return tuple(lon), tuple(lat)
 
 
-def delta_map(frame: pd.DataFrame, title: str) -> go.Figure:
-    """Dialect cities coloured by Δ chrF++ (diverging, 0 = white), on country outlines drawn as plain lines.
+def delta_limit(deltas: pd.DataFrame, systems: Sequence[str] | None = None, floor: float = 1.0) -> float:
+    """One symmetric bound for every Δ colour scale and axis of the experiment: the largest |Δ| or interval end
+    over ``systems`` (default: every system but the base) and all directions, rounded up to a whole number."""
+    if deltas is None or deltas.empty:
+        return floor
+    d = deltas[deltas["system"].isin(systems)] if systems else deltas[deltas["system"] != "base"]
+    vals = d[["delta", "low", "high"]].to_numpy(dtype=float)
+    vals = vals[np.isfinite(vals)]
+    return float(max(floor, math.ceil(np.abs(vals).max()))) if vals.size else floor
+
+
+# label placement on the map: text offsets tried in order, and the box a label takes (degrees at this zoom)
+_POSITIONS = (("top center", 0.0, 1.0), ("bottom center", 0.0, -1.0), ("middle right", 1.0, 0.0),
+              ("middle left", -1.0, 0.0), ("top right", 0.8, 0.8), ("bottom left", -0.8, -0.8),
+              ("top left", -0.8, 0.8), ("bottom right", 0.8, -0.8))
+_CHAR_DEG, _LINE_DEG = 0.62, 1.5
+
+
+def label_positions(lon: Sequence[float], lat: Sequence[float], texts: Sequence[str]) -> list[str]:
+    """A Plotly ``textposition`` per city so that labels overlap neither each other nor other cities' dots
+    (greedy, north to south; the first free position wins, else the least crowded)."""
+    boxes: list[tuple[float, float, float, float]] = []
+    dots = [(float(x), float(y)) for x, y in zip(lon, lat)]
+    out = [""] * len(texts)
+
+    def box(i: int, dx: float, dy: float) -> tuple[float, float, float, float]:
+        w, h = _CHAR_DEG * len(texts[i]), _LINE_DEG
+        x, y = dots[i]
+        cx, cy = x + dx * (w / 2 + 0.6), y + dy * (h / 2 + 0.6)
+        return cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2
+
+    def clash(b: tuple[float, float, float, float], me: int) -> int:
+        n = sum(b[0] < o[2] and o[0] < b[2] and b[1] < o[3] and o[1] < b[3] for o in boxes)
+        return n + sum(b[0] - 0.4 < x < b[2] + 0.4 and b[1] - 0.4 < y < b[3] + 0.4
+                       for j, (x, y) in enumerate(dots) if j != me)
+
+    for i in sorted(range(len(texts)), key=lambda k: -dots[k][1]):
+        scored = [(clash(box(i, dx, dy), i), k) for k, (_, dx, dy) in enumerate(_POSITIONS)]
+        best = min(scored)[1]
+        out[i] = _POSITIONS[best][0]
+        boxes.append(box(i, *_POSITIONS[best][1:]))
+    return out
+
+
+def delta_map(frame: pd.DataFrame, title: str, limit: float) -> go.Figure:
+    """Dialect cities coloured by Δ chrF++ on the fixed scale ±``limit`` (diverging, 0 = white), on country
+    outlines drawn as plain lines.
 
     Plotly's own geo layers (land, coasts, countries) and any trace with ``locations`` make plotly.js fetch a
     topojson file from its CDN, which an offline laptop cannot reach; so every layer is off and the countries
@@ -185,33 +278,37 @@ def delta_map(frame: pd.DataFrame, title: str) -> go.Figure:
     fig = go.Figure(go.Scattergeo(lon=lon, lat=lat, mode="lines", fill="toself", fillcolor="#f3f4f6",
                                   line={"width": 0.6, "color": "#9ca3af"}, hoverinfo="skip", showlegend=False))
     if len(frame):
-        lim = max(0.5, float(np.nanmax(np.abs(frame["delta"]))))
         text = [f"<b>{n}</b><br>Δ chrF++ {d:+.2f} [{lo:+.2f}, {hi:+.2f}]" for n, d, lo, hi in
                 zip(frame["name"], frame["delta"], frame["low"], frame["high"])]
+        labels = [f"{c} {d:+.1f}" for c, d in zip(frame["city"], frame["delta"])]
         fig.add_trace(go.Scattergeo(
             lat=frame["lat"], lon=frame["lon"], text=text, hovertemplate="%{text}<extra></extra>",
-            mode="markers+text", textposition="top center",
-            texttemplate=[f"{c} {d:+.1f}" for c, d in zip(frame["city"], frame["delta"])],
+            mode="markers+text", textposition=label_positions(frame["lon"], frame["lat"], labels),
+            texttemplate=labels, textfont={"size": 12},
             marker={"size": [16 if s else 11 for s in frame["significant"]], "color": frame["delta"],
-                        "colorscale": "RdBu", "cmin": -lim, "cmax": lim, "line": {"width": 1, "color": "#333"},
-                        "colorbar": {"title": "Δ chrF++"}}, showlegend=False))
+                    "colorscale": DELTA_SCALE, "cmin": -limit, "cmax": limit, "cmid": 0,
+                    "line": {"width": 1, "color": "#333"},
+                    "colorbar": {"title": "Δ chrF++", "tickformat": "+.1f"}},
+            showlegend=False))
     fig.update_geos(showcoastlines=False, showland=False, showocean=False, showlakes=False, showrivers=False,
                     showcountries=False, showsubunits=False, showframe=False, bgcolor="#dbe9f6",
                     lonaxis_range=[-18, 62], lataxis_range=[6, 44], projection_type="equirectangular")
-    return _style(fig, height=480, title=title)
+    return _style(fig, height=460, title=title)
 
 
-def delta_bars(table: pd.DataFrame, deltas: pd.DataFrame, system: str) -> go.Figure:
-    """Δ chrF++ vs baseline per direction with its 95% bootstrap interval."""
-    d = deltas[deltas["system"] == system].copy()
-    d["direction label"] = [f"{short_name(s)} → {short_name(t)}" for s, t in zip(d["src"], d["tgt"])]
-    order = [x for x in table["direction"] if x in set(d["direction label"])]
-    d = d.set_index("direction label").loc[order].reset_index()
+def delta_bars(deltas: pd.DataFrame, order: Sequence[str], title: str, limit: float) -> go.Figure:
+    """Δ chrF++ per direction with its 95% interval, on the fixed axis ±``limit``; ``deltas`` holds one arm's rows
+    for the directions to draw, ``order`` the direction labels in display order."""
+    d = deltas.copy()
+    d["label"] = [f"{short_name(s)} → {short_name(t)}" for s, t in zip(d["src"], d["tgt"])]
+    d = d.set_index("label").reindex([x for x in order if x in set(d["label"])]).reset_index()
     colours = ["#2166ac" if lo > 0 else "#b2182b" if hi < 0 else "#999999" for lo, hi in zip(d["low"], d["high"])]
-    fig = go.Figure(go.Bar(x=d["direction label"], y=d["delta"], marker_color=colours,
+    fig = go.Figure(go.Bar(x=d["label"], y=d["delta"], marker_color=colours,
                            error_y={"type": "data", "symmetric": False, "array": d["high"] - d["delta"],
-                                        "arrayminus": d["delta"] - d["low"]},
-                           hovertemplate="%{x}<br>Δ %{y:+.2f}<extra></extra>"))
+                                    "arrayminus": d["delta"] - d["low"]},
+                           customdata=np.stack([d["low"], d["high"]], axis=-1) if len(d) else None,
+                           hovertemplate="%{x}<br>Δ %{y:+.2f} [%{customdata[0]:+.2f}, %{customdata[1]:+.2f}]"
+                                         "<extra></extra>"))
     fig.add_hline(y=0, line_color="#333", line_width=1)
-    fig.update_yaxes(title=f"Δ chrF++ ({system} − baseline)")
-    return _style(fig, height=360, title=f"{system} vs baseline, per direction (bars: 95% interval)")
+    fig.update_yaxes(title="Δ chrF++", range=[-limit * 1.05, limit * 1.05])
+    return _style(fig, height=320, title=title)

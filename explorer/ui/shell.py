@@ -17,8 +17,8 @@ same URL (a page's hash is its URL path in both modes). A first run carries no w
 
 Later runs of a session never take that path on a real server (the flag stays False). Streamlit's ``AppTest``
 resets the flag before every run, so there every run after the first executes the page alone, as it always
-did; the guard leaves those alone (rerouting them would drop the button click that started the run, and
-calling ``st.navigation`` mid-page would change the page's widget ids).
+did; the guard does not reroute those (that would drop the button click that started the run, and calling
+``st.navigation`` mid-page would change the page's widget ids): it draws the frame's shared parts itself.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import streamlit as st
 from ..data.corpus import CorpusError
 from ..files import StoreError
 from ..model.sites import ModelLoadError
+from . import widgets
 
 APP_RAN = "dde_app_ran"           # session-state mark: app.py drew the frame for the page now running
 SEEN = "dde_frame_seen"           # this session has had the frame at least once
@@ -55,12 +56,19 @@ def app_ran() -> None:
 
 
 def page_setup() -> None:
-    """The first call of every page: reroute through ``app.py`` when a session's first run skipped it."""
-    if st.session_state.pop(APP_RAN, False) or st.session_state.get(SEEN):
+    """The first call of every page: reroute through ``app.py`` when a session's first run skipped it.
+
+    A later run without ``app.py`` (only Streamlit's ``AppTest`` does that) draws the frame's shared parts
+    here, in the same order ``app.py`` draws them, so that the page looks and reads its widgets as it does on
+    a real server."""
+    if st.session_state.pop(APP_RAN, False):
         return
-    st.session_state[SEEN] = True   # once: never a loop
-    navigation()    # declares the app's pages: Streamlit leaves its pages/-folder mode for good
-    st.rerun()      # same URL, now through app.py
+    if not st.session_state.get(SEEN):
+        st.session_state[SEEN] = True   # once: never a loop
+        navigation()    # declares the app's pages: Streamlit leaves its pages/-folder mode for good
+        st.rerun()      # same URL, now through app.py
+    widgets.page_helpers()
+    widgets.experiment_picker()
 
 
 def show_error(e: Exception) -> None:

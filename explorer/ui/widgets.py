@@ -7,9 +7,13 @@ them (in the sidebar, under the experiment picker) and offer only what exists in
 
 from __future__ import annotations
 
+import functools
 import html
+import math
+import re
 from pathlib import Path
 
+import pandas as pd
 import streamlit as st
 
 from ..analysis.errors import first_of
@@ -46,33 +50,58 @@ def current_experiment() -> str | None:
     return cache.experiment_key(folder) if folder else None
 
 
+ROLES = {"base": "before fine-tuning", "baseline": "plain fine-tuning", "decoupled": "probe + penalty",
+         "random": "random-subspace control"}
+_SEEDED = re.compile(r"^(?P<arm>.+)\.s(?P<seed>\d+)$")
+
+
 def model_label(name: str) -> str:
-    """'decoupled.s1' -> 'decoupled (probe + penalty) · seed 1'."""
-    arm, _, seed = name.rpartition(".s") if name != "base" else ("base", "", "")
-    text = {"base": "base (before fine-tuning)", "baseline": "baseline (plain fine-tuning)",
-            "decoupled": "decoupled (probe + penalty)", "random": "random subspace (control)"}.get(arm, arm)
-    return f"{text} · seed {seed}" if seed else text
+    """'decoupled (probe + penalty)', 'decoupled (probe + penalty), seed 1' for "decoupled.s1": the one way a
+    model is named in pickers and headings, whatever models the experiment has."""
+    m = _SEEDED.match(name)
+    arm, seed = (m["arm"], m["seed"]) if m else (name, None)
+    role = ROLES.get(arm) or next((v for k, v in ROLES.items() if arm.startswith(f"{k}-")), None)
+    text = f"{arm} ({role})" if role else arm
+    return f"{text}, seed {seed}" if seed is not None else text
 
 
 def model_picker(exp: str, key: str, *, label: str = "Model", default: str = "decoupled",
                  include_base: bool = True, where=None) -> str:
     v = cache.view(exp)
     options = list(v.models if include_base else v.arms)
-    first = first_of(options, default)
-    index = options.index(first) if first in options else 0
+    chosen = first_of(options, default)          # an arm name means its first seed ("decoupled" -> "decoupled.s0")
+    index = options.index(chosen) if chosen else min(1, len(options) - 1)
     return (where or st.sidebar).selectbox(label, options, index=index, key=key, format_func=model_label)
 
 
-def checkpoint_slider(exp: str, model: str, key: str, *, label: str = "Checkpoint (training step)",
-                      where=None) -> int:
+CHECKPOINT = "ckpt"             # the one checkpoint control: same key, label, place and kind on every page
+CHOSEN_STEP = "dde_checkpoint"  # session-state key (not a widget key) keeping its value across pages
+
+
+def checkpoint_control(exp: str) -> int:
+    """The training step every page looks at, in the sidebar, with every checkpoint of the experiment's arms
+    labelled; the choice is kept across pages (a model without that step shows its nearest checkpoint)."""
+    v = cache.view(exp)
+    steps = sorted({s for a in v.arms for s in v.checkpoints(a)})
+    if not steps:
+        return 0
+    chosen = st.session_state.get(CHOSEN_STEP)
+    chosen = chosen if chosen in steps else steps[-1]
+    st.session_state[CHOSEN_STEP] = chosen
+    st.session_state[CHECKPOINT] = chosen      # a widget of another page holds no value here: set it each run
+
+    def keep() -> None:                          # a click lands here before the page runs again
+        st.session_state[CHOSEN_STEP] = st.session_state[CHECKPOINT]
+
+    return st.sidebar.segmented_control(
+        "Checkpoint (training step)", steps, key=CHECKPOINT, required=True, on_change=keep,
+        help="The same control on every page. The base model has only step 0; each arm shows its checkpoint "
+             "nearest to this step.")
+
+
+def nearest_step(exp: str, model: str, step: int) -> int:
     steps = cache.view(exp).checkpoints(model)
-    place = where or st.sidebar
-    if len(steps) == 1:
-        place.caption(f"{label}: {steps[0]} (the {model} model has one checkpoint)")
-        return steps[0]
-    if st.session_state.get(key) not in steps:
-        st.session_state[key] = steps[-1]
-    return place.select_slider(label, options=steps, key=key)
+    return min(steps, key=lambda c: abs(c - step))
 
 
 def site_picker(exp: str, key: str, *, label: str = "Layer", where=None) -> str:
@@ -88,30 +117,100 @@ def site_picker(exp: str, key: str, *, label: str = "Layer", where=None) -> str:
                                            help="The residual-stream output of this decoder layer")
 
 
-def sentence(text: str, code: str | None = None, *, label: str = "", size: str = "1.15rem") -> None:
-    """A sentence in its own box, right-to-left for Arabic (left-to-right for English)."""
-    rtl = code != ENG
-    colour = "#e5e7eb"
+# ---------------------------------------------------------------- text, tables, readings
+
+
+@functools.lru_cache(maxsize=1)
+def _assets() -> tuple[str, str]:
+    here = Path(__file__).with_name("assets")
+    return (here / "page.css").read_text(encoding="utf-8"), (here / "page.js").read_text(encoding="utf-8")
+
+
+def page_helpers() -> None:
+    """The app's styles and its one script (dir="auto" on text inputs, SVG export on every figure), once per run."""
+    css, js = _assets()
+    st.html(f"<style>{css}</style>")
+    with st.sidebar:
+        st.html(f"<script>{js}</script>", unsafe_allow_javascript=True)
+
+
+def _finite(x) -> bool:
+    """A real number that is not NaN (table cells may hold None, NaN or text)."""
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def _colour(code: str | None) -> str:
     if code and code != ENG:
         try:
-            colour = variety(code).color
+            return variety(code).color
         except ValueError:
             pass
-    head = f'<div style="font-size:0.8rem;color:#555;direction:ltr">{html.escape(label)}</div>' if label else ""
-    body = html.escape(text) if text else "<i>(empty output)</i>"
+    return "#e5e7eb"
+
+
+def sentence(text: str, code: str | None = None, *, label: str = "", size: str = "1.15rem",
+             body_html: str | None = None, cls: str = "dde-sentence", label_html: str = "") -> None:
+    """A sentence in its own box, right-to-left for Arabic (left-to-right for English); plain text that can be
+    read and copied. ``body_html`` replaces the escaped text (a diff or marked spans of the same text);
+    ``label_html`` follows the (escaped) label."""
+    rtl = code != ENG
+    head = (f'<div style="font-size:0.8rem;color:#555;direction:ltr">{html.escape(label)}{label_html}</div>'
+            if label or label_html else "")
+    body = body_html if body_html is not None else (html.escape(text) if text else "<i>(empty output)</i>")
     st.markdown(
-        f'{head}<div class="dde-sentence" dir="{"rtl" if rtl else "ltr"}" lang="{"ar" if rtl else "en"}" '
-        f'style="border-inline-start:4px solid {colour};padding:0.4rem 0.7rem;background:#fafafa;'
-        f'font-size:{size};line-height:1.9;border-radius:4px;margin-bottom:0.4rem">{body}</div>',
+        f'{head}<div class="{cls}" dir="{"rtl" if rtl else "ltr"}" lang="{"ar" if rtl else "en"}" '
+        f'style="border-inline-start:4px solid {_colour(code)};font-size:{size}">{body}</div>',
         unsafe_allow_html=True)
 
 
-def diff_box(diff_html: str, code: str) -> None:
-    """An HTML diff (``analysis.errors.char_diff_html``) in a box, right-to-left unless the text is English."""
-    rtl = code != ENG
-    st.markdown(f'<div class="dde-diff" dir="{"rtl" if rtl else "ltr"}" style="font-size:1.15rem;line-height:2;'
-                f'padding:0.4rem 0.7rem;background:#fafafa;border-radius:4px">{diff_html}</div>',
-                unsafe_allow_html=True)
+def flags_html(flags: str) -> str:
+    return "".join(f'<span class="dde-flag">{html.escape(f)}</span>' for f in str(flags or "").split(", ") if f)
+
+
+def html_table(frame: pd.DataFrame, *, text: tuple[str, ...] = (), numbers: dict[str, str] | None = None,
+               classes: dict[str, list[str]] | None = None, raw: tuple[str, ...] = (),
+               group: str | None = None) -> None:
+    """A plain HTML table: every cell ``dir="auto"`` and wrapping (no inner scroll box, no truncated Arabic).
+
+    ``text``: columns of sentences (larger Arabic type); ``numbers``: column -> format (right-aligned);
+    ``classes``: column -> a CSS class per row ("good", "bad", "dim"); ``raw``: columns already holding HTML;
+    ``group``: a column whose value, when it changes, starts a group row (and is not shown as a column)."""
+    numbers, classes = numbers or {}, classes or {}
+    cols = [c for c in frame.columns if c != group]
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in cols)
+    rows, last = [], None
+    for i, rec in enumerate(frame.itertuples(index=False, name=None)):
+        r = dict(zip(frame.columns, rec))
+        if group is not None and r[group] != last:
+            last = r[group]
+            rows.append(f'<tr class="dde-group"><td colspan="{len(cols)}" dir="auto">{html.escape(str(last))}</td></tr>')
+        cells = []
+        for c in cols:
+            v = r[c]
+            cls = [*(["ar"] if c in text else []), *(["num"] if c in numbers else []),
+                   *([classes[c][i]] if c in classes and classes[c][i] else [])]
+            if c in raw:
+                body = str(v)
+            elif c in numbers:
+                body = (format(v, numbers[c]) if _finite(v) else
+                        html.escape(v) if isinstance(v, str) else "—")
+            else:
+                body = html.escape("" if v is None or (isinstance(v, float) and not _finite(v)) else str(v))
+            attr = f' class="{" ".join(cls)}"' if cls else ""
+            cells.append(f'<td dir="auto"{attr}>{body}</td>')
+        rows.append(f"<tr>{''.join(cells)}</tr>")
+    st.markdown(f'<div class="dde-table-wrap"><table class="dde-table"><thead><tr>{head}</tr></thead>'
+                f'<tbody>{"".join(rows)}</tbody></table></div>', unsafe_allow_html=True)
+
+
+def reading(text: str) -> None:
+    """The computed one-line reading of the figure above it."""
+    st.markdown(f'<div class="dde-reading"><b>This run:</b> {html.escape(text)}</div>', unsafe_allow_html=True)
+
+
+def verdict_box(sentences: list[str], title: str) -> None:
+    body = " ".join(html.escape(s) for s in sentences)
+    st.markdown(f'<div class="dde-verdict"><b>{html.escape(title)}</b> {body}</div>', unsafe_allow_html=True)
 
 
 def require(exp: str, stage: str, what: str) -> None:
@@ -183,3 +282,65 @@ def _progress(folder: str) -> None:
     c[3].metric("Stages done", len(s.done_stages))
     if s.done_stages:
         st.caption("Done: " + ", ".join(s.done_stages))
+
+
+# ---------------------------------------------------------------- the headline table
+
+
+def headline(table: pd.DataFrame, models: list[str]) -> None:
+    """``experiment.report.headline_table`` as a compact HTML table grouped by kind of direction: chrF++ per model
+    (grey when below copying the source), the copy bar, and each arm's Δ with its interval in one cell (blue or
+    red when the interval excludes zero)."""
+    copy = table.get("chrF++ copy src")
+    out = pd.DataFrame({"kind": table["kind"], "direction": table["direction"]})
+    classes: dict[str, list[str]] = {}
+    for m in models:
+        out[m] = table[f"chrF++ {m}"]
+        if copy is not None:
+            classes[m] = ["dim" if _finite(c) and _finite(v) and v < c else "" for v, c in zip(out[m], copy)]
+    if copy is not None:
+        out["copy src"] = copy
+    for c in [c for c in table.columns if c.startswith("Δ ")]:
+        system = c[2:]
+        ci = table.get(f"95% CI {system}")
+        lows_highs = [_ci(x) for x in (ci if ci is not None else [None] * len(table))]
+        out[f"Δ {system} [95% CI]"] = [f"{d:+.2f} {x}" if _finite(d) else "—" for d, x in zip(table[c],
+                                                                                      ci if ci is not None else
+                                                                                      [""] * len(table))]
+        classes[f"Δ {system} [95% CI]"] = ["good" if lo > 0 else "bad" if hi < 0 else ""
+                                          for lo, hi in lows_highs]
+    numbers = {m: ".1f" for m in [*models, "copy src"]} | {c: "" for c in out.columns if c.startswith("Δ ")}
+    html_table(out, numbers=numbers, classes=classes, group="kind")
+
+
+def _ci(text) -> tuple[float, float]:
+    try:
+        lo, hi = str(text).strip("[]").split(",")
+        return float(lo), float(hi)
+    except (ValueError, AttributeError):
+        return 0.0, 0.0
+
+
+# ---------------------------------------------------------------- the error-analysis table
+
+
+def translations_table(rows: pd.DataFrame, models: list[str], labels: dict[str, str]) -> None:
+    """One row per translation: the example (direction, id, Δ, the pair's flags), its source and reference, and
+    each of ``models``' outputs with its chrF++, copied share and flags underneath; every text wraps in full."""
+    def small(text: str) -> str:
+        return f'<div style="font-size:0.78rem;color:#4b5563;direction:ltr;text-align:left">{text}</div>'
+
+    def pct(x: float) -> str:
+        return f"{x:.0%}" if _finite(x) else "—"
+
+    out = pd.DataFrame({
+        "example": [f'{html.escape(r["label"])}{small(html.escape(str(r["sent_id"])))}'
+                    + (small(f'Δ {r["delta"]:+.1f}') if _finite(r["delta"]) else "")
+                    + flags_html(r["pair_flags"]) for r in rows.to_dict("records")],
+        labels["source"]: [html.escape(str(x)) for x in rows["source"]],
+        labels["ref"]: [html.escape(str(x)) for x in rows["ref"]]})
+    for m in models:
+        out[m] = [f'{html.escape(str(h or ""))}'
+                  + small(f"chrF++ {c:.1f} · copied {pct(cp)}") + flags_html(f)
+                  for h, c, cp, f in zip(rows[f"hyp_{m}"], rows[f"chrf_{m}"], rows[f"copy_{m}"], rows[f"flags_{m}"])]
+    html_table(out, text=(labels["source"], labels["ref"], *models), raw=tuple(out.columns))

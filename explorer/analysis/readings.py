@@ -1,0 +1,209 @@
+"""One computed sentence per figure of the app: what this run's figure shows, so that a reader is told, not left
+to guess, whether a curve "settles" or a cloud is "pulled apart". Pure functions of the same tables the figures are
+drawn from; model names are parameters (no "baseline"/"decoupled" assumed beyond defaults), so more models (seeds,
+sweep arms) only mean more rows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..data.varieties import HR, short_name
+from .verdict import PROBE_MARGIN, UNSTABLE_DEG
+
+SETTLED_DEG = 15.0     # consecutive refits closer than this (median): the subspace holds still
+
+
+def _f(x: float, fmt: str = "+.1f") -> str:
+    return format(x, fmt) if x is not None and math.isfinite(x) else "—"
+
+
+# ---------------------------------------------------------------- Home
+
+
+def map_reading(frame: pd.DataFrame, system: str, kind: str, reference: str = "baseline") -> str:
+    """``frame``: ``experiment.report.map_frame`` rows (name, delta, low, high, significant) of one arm and kind."""
+    if frame is None or frame.empty:
+        return f"No {kind} differences between {system} and {reference} to show."
+    n = len(frame)
+    up, down = int((frame["delta"] > 0).sum()), int((frame["delta"] < 0).sum())
+    sig_up, sig_down = int((frame["low"] > 0).sum()), int((frame["high"] < 0).sum())
+    best, worst = frame.loc[frame["delta"].idxmax()], frame.loc[frame["delta"].idxmin()]
+    ext = (f"largest gain {short_name(best['variety'])} {best['delta']:+.1f}, largest loss "
+           f"{short_name(worst['variety'])} {worst['delta']:+.1f}" if best["delta"] > 0 > worst["delta"] else
+           f"from {short_name(worst['variety'])} {worst['delta']:+.1f} to {short_name(best['variety'])} "
+           f"{best['delta']:+.1f}")
+    return (f"{kind}: {system} is above {reference} in {up} of {n} dialects and below in {down} ({sig_up} and "
+            f"{sig_down} with a 95% interval that excludes zero); {ext}.")
+
+
+# ---------------------------------------------------------------- Subspace
+
+
+def angles_reading(refits: pd.DataFrame, drawn: bool = False) -> str:
+    """``refits``: ``ExperimentView.refits`` (step, angle_prev_deg, angle_first_deg). ``drawn``: the arm draws
+    random subspaces (the control) rather than fitting them."""
+    if refits is None or refits.empty:
+        return "No refits recorded."
+    prev = refits["angle_prev_deg"].dropna()
+    first = refits.sort_values("step")["angle_first_deg"].dropna()
+    if prev.empty:
+        return (f"Only {refits['step'].nunique()} refit recorded, so there is no movement to measure"
+                + (" (this arm draws a random subspace: its angles say nothing about MSA)." if drawn else "."))
+    med = float(prev.median())
+    last = float(first.iloc[-1]) if len(first) else float("nan")
+    if drawn:
+        return (f"Random draws: consecutive subspaces are {med:.0f}° apart on median, as unrelated random "
+                "directions in many dimensions are; nothing here is an estimate of MSA.")
+    if med > UNSTABLE_DEG:
+        judged = "the subspace keeps moving, so after each refit the penalty pushes on a different direction"
+    elif med > SETTLED_DEG:
+        judged = "it moves noticeably at each refit"
+    else:
+        judged = "it settles: the model keeps MSA in a stable place"
+    return (f"Consecutive refits are {prev.min():.0f}°–{prev.max():.0f}° apart (median {med:.0f}°) and the last "
+            f"estimate is {_f(last, '.0f')}° from the first: {judged}.")
+
+
+def probe_reading(refits: pd.DataFrame, per: pd.DataFrame, chance: float) -> str:
+    """``refits``: overall held-out accuracy per refit; ``per``: ``ExperimentView.refit_varieties``; ``chance``: the
+    accuracy of always answering the larger class (``verdict.probe_chance``)."""
+    fitted = refits.dropna(subset=["accuracy"]) if refits is not None and not refits.empty else pd.DataFrame()
+    if fitted.empty:
+        return "No probe was fitted (the random control draws its subspace instead)."
+    step = int(fitted["step"].max())
+    acc = float(fitted.loc[fitted["step"] == step, "accuracy"].mean())
+    if math.isfinite(chance):
+        judged = ("at chance: it finds no MSA direction" if acc - chance < PROBE_MARGIN else
+                  f"{acc - chance:+.2f} above chance")
+        head = f"At the last refit (step {step}) the probe is right on {acc:.2f} of held-out tokens against " \
+               f"{chance:.2f} for always guessing the larger class: {judged}"
+    else:
+        head = f"At the last refit (step {step}) the probe is right on {acc:.2f} of held-out tokens"
+    last = per[per["step"] == step] if per is not None and not per.empty else pd.DataFrame()
+    dialects = last[last["variety"] != HR].dropna(subset=["accuracy"]) if len(last) else last
+    if len(dialects):
+        lo = dialects.loc[dialects["accuracy"].idxmin()]
+        tail = (f"; per dialect from {short_name(lo['variety'])} {lo['accuracy']:.2f}"
+                + (" (most of its tokens are called MSA)" if lo["accuracy"] < 0.5 else "")
+                + f" to {short_name(dialects.loc[dialects['accuracy'].idxmax(), 'variety'])} "
+                  f"{dialects['accuracy'].max():.2f}")
+    else:
+        tail = ""
+    return head + tail + "."
+
+
+def energy_reading(heats: Mapping[str, pd.DataFrame]) -> str:
+    """``heats``: model -> ``ExperimentView.energy_heatmap`` (variety × step). Compares how the dialects' share
+    inside the MSA subspace changes from the first to the last checkpoint with how MSA's own share changes."""
+    parts = []
+    for name, heat in heats.items():
+        h = heat.dropna(axis=1, how="all")
+        if h.shape[1] < 2 or HR not in h.index:
+            continue
+        first, last = h.iloc[:, 0], h.iloc[:, -1]
+        dia = [v for v in h.index if v != HR]
+        d0, d1 = float(np.nanmean(first[dia])), float(np.nanmean(last[dia]))
+        m0, m1 = float(first[HR]), float(last[HR])
+        rd, rm = (d1 - d0) / d0 if d0 else float("nan"), (m1 - m0) / m0 if m0 else float("nan")
+        if not (math.isfinite(rd) and math.isfinite(rm)):
+            continue
+        diff = rd - rm
+        if rd < -0.05 and diff < -0.1:
+            judged = "the dialects fall more than MSA: they are being separated from it"
+        elif rd < -0.05 and rm < -0.05:
+            judged = "every row falls alike, MSA included: the whole direction shrinks, dialects are not singled out"
+        elif rd > 0.05 and diff > 0.1:
+            judged = "the dialects move further into the MSA subspace than MSA itself"
+        elif rd > 0.05 and rm > 0.05:
+            judged = "every row rises alike, MSA included"
+        else:
+            judged = "the dialects barely change"
+        parts.append(f"{name}: dialects {d0:.3f} → {d1:.3f} ({rd:+.0%}), MSA {m0:.3f} → {m1:.3f} ({rm:+.0%}); "
+                     f"{judged}")
+    return ("; ".join(parts) + ".") if parts else "Not enough checkpoints with an MSA subspace to compare."
+
+
+def layers_reading(geo: pd.DataFrame, metric: str, label: str, variety: str, step: int,
+                   models: Sequence[str]) -> str:
+    """``geo``: ``ExperimentView.geometry_long`` rows of one dialect (``variety``) at the chosen checkpoint (plus
+    the base at step 0); compares each model's ``metric`` with the first model's, layer by layer."""
+    g = geo[(geo["variety"] == variety)].dropna(subset=[metric])
+    have = [m for m in models if m in set(g["model"])]
+    if len(have) < 2:
+        return f"Only {', '.join(have) or 'no model'} has {label} for {short_name(variety)} at step {step}."
+    ref = g[g["model"] == have[0]].set_index("site")[metric]
+    parts = []
+    for m in have[1:]:
+        other = g[g["model"] == m].set_index("site")[metric]
+        diff = (other - ref).dropna()
+        if diff.empty:
+            continue
+        site = diff.abs().idxmax()
+        parts.append(f"{m} differs from {have[0]} by at most {diff.abs().max():.3g} (at {site}, {diff[site]:+.3g})")
+    spread = float(g[metric].max() - g[metric].min())
+    scale = (" — all values lie within " + format(spread, ".3g") + ", so the lines look apart only because the "
+             "axis is zoomed in") if spread < 0.02 * max(1e-12, float(g[metric].abs().max())) else ""
+    return f"{short_name(variety)}, {label}, step {step}: " + "; ".join(parts) + scale + "."
+
+
+# ---------------------------------------------------------------- Embeddings
+
+
+def msa_distances(geo: pd.DataFrame, model: str, step: int, site: str) -> pd.DataFrame:
+    """Per dialect, how far it sits from MSA in ``model`` at ``step`` and ``site``: 1 − cosine of paired
+    translations (mean over sentences), 1 − cosine of the centroids, and the centroid L2 distance; a last row
+    "mean" averages the dialects."""
+    g = geo[(geo["model"] == model) & (geo["step"] == step) & (geo["site"] == site) & (geo["variety"] != HR)]
+    out = pd.DataFrame({"dialect": [short_name(v) for v in g["variety"]],
+                        "paired 1 − cos": 1 - g["paired_cosine"].to_numpy(float),
+                        "centroid 1 − cos": 1 - g["centroid_cosine"].to_numpy(float),
+                        "centroid L2": g["centroid_l2"].to_numpy(float)})
+    if len(out):
+        out.loc[len(out)] = ["mean", *out.iloc[:, 1:].mean().tolist()]
+    return out
+
+
+def embedding_reading(tables: Mapping[str, pd.DataFrame], site: str) -> str:
+    """Compares the mean dialect-to-MSA distance (paired 1 − cos) of the models shown side by side."""
+    means = {name: float(t.loc[t["dialect"] == "mean", "paired 1 − cos"].iloc[0])
+             for name, t in tables.items() if len(t) and (t["dialect"] == "mean").any()}
+    if not means:
+        return "No distances for these models at this checkpoint and layer."
+    text = "; ".join(f"{n} {v:.3g}" for n, v in means.items())
+    if len(means) >= 2:
+        (a, va), (b, vb) = list(means.items())[:2]
+        if va > 0 and math.isfinite(vb):
+            rel = (vb - va) / va
+            how = ("further from" if rel > 0.05 else "closer to" if rel < -0.05 else "about as far from")
+            return (f"At {site}, dialects sit on average {text} from their MSA translations (1 − cosine): {b} puts "
+                    f"them {how} MSA than {a} ({rel:+.0%}).")
+    return f"At {site}, dialects sit on average {text} from their MSA translations (1 − cosine)."
+
+
+# ---------------------------------------------------------------- Error analysis
+
+
+def errors_reading(shown: pd.DataFrame, total: int, models: Sequence[str], delta_of: tuple[str, str] | None) -> str:
+    """What the filtered rows hold: wins and losses of the Δ pair, flagged outputs and suspicious test pairs."""
+    n = len(shown)
+    if n == 0:
+        return f"No translation matches these filters (of {total})."
+    bits = [f"{n} of {total} translations"]
+    if delta_of and shown["delta"].notna().any():
+        a, b = delta_of
+        bits.append(f"{a} beats {b} on {int((shown['delta'] > 0).sum())} and loses on "
+                    f"{int((shown['delta'] < 0).sum())}")
+    cols = [f"flags_{m}" for m in models if f"flags_{m}" in shown]
+    flat = pd.concat([shown[c] for c in cols]) if cols else pd.Series(dtype=str)
+    counts = flat[flat != ""].str.split(", ").explode().value_counts() if len(flat) else pd.Series(dtype=int)
+    if len(counts):
+        bits.append("flagged outputs: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    pairs = int((shown["pair_flags"] != "").sum()) if "pair_flags" in shown else 0
+    if pairs:
+        bits.append(f"{pairs} test pair{'s' if pairs > 1 else ''} with source = reference")
+    return "; ".join(bits) + "."

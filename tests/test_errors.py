@@ -1,0 +1,241 @@
+"""Error analysis without a trained model: flags, copied share, the word diff, exports, the annotations file
+(format 2, format 1 still read, unknown fields kept), the colour palette under colour-blindness simulation, the map's
+fixed Δ scale and its labels."""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import re
+
+import pandas as pd
+import pytest
+
+from explorer.analysis import errors
+from explorer.data.varieties import FLORES_CODES, VARIETIES, variety
+from explorer.experiment.annotations import DEFAULT_TAGS, AnnotationsError, AnnotationStore, item_key
+from explorer.ui import figures, palette
+
+MSA = "يقول المركز الوطني للأعاصير إنه لا يشكل أي تهديد"
+EGY = "المركز الوطني للأعاصير بيقول إنه مش بيمثل أي تهديد"
+
+
+def hyps_frame(models=("base", "baseline", "decoupled")) -> pd.DataFrame:
+    """Three test rows in ``ExperimentView.hypotheses()`` format."""
+    rows = [
+        {"direction": "arb-arz", "src": "arb", "tgt": "arz", "sent_id": "s1", "source": MSA, "ref": EGY},
+        {"direction": "arb-arz", "src": "arb", "tgt": "arz", "sent_id": "s2", "source": "كلمة اخرى هنا", "ref": "كلمة اخرى هنا"},
+        {"direction": "arz-arb", "src": "arz", "tgt": "arb", "sent_id": "s1", "source": EGY, "ref": MSA},
+    ]
+    outs = {"base": [MSA, "", MSA], "baseline": [EGY, "كلمة اخرى هنا", "تهديد تهديد تهديد تهديد تهديد تهديد"],
+            "decoupled": ["المركز بيقول مش تهديد", "كلمة", MSA]}
+    chrf = {"base": [40.0, 0.0, 100.0], "baseline": [100.0, 100.0, 5.0], "decoupled": [30.0, 20.0, 100.0]}
+    df = pd.DataFrame(rows)
+    for m in models:
+        df[f"hyp_{m}"], df[f"chrf_{m}"] = outs[m.split(".")[0]], chrf[m.split(".")[0]]
+    return df
+
+
+def test_copied_share_and_flags():
+    assert errors.copied_share("a b c", "a b d") == pytest.approx(2 / 3)
+    assert errors.copied_share("a a a", "a") == pytest.approx(1 / 3)          # counted with multiplicity
+    assert math.isnan(errors.copied_share("  ", "a"))
+    assert errors.copied_share("«مرحبا» يا", "مرحبا") == pytest.approx(0.5)   # punctuation is not a word
+    assert errors.output_flags("", "a", "b") == (errors.FLAG_EMPTY,)
+    assert errors.FLAG_REPEATS in errors.output_flags("x x x x x x y", "a b", "c d e f g h i")
+    assert errors.FLAG_COPY in errors.output_flags(MSA, MSA, EGY)
+    assert errors.FLAG_COPY not in errors.output_flags(EGY, MSA, EGY)
+    assert errors.FLAG_LONG in errors.output_flags("a b c d e f g h i j k l", "a b", "x y z")
+    assert errors.FLAG_SHORT in errors.output_flags("a", "a b c d e f", "q r s t u v w")
+    assert errors.output_flags(EGY, MSA, EGY) == ()
+    assert errors.pair_flags("كلمة  اخرى", "كلمة اخرى") == (errors.PAIR_SAME,)
+    assert errors.pair_flags(MSA, EGY) == ()
+
+
+def test_word_diff_never_mixes_the_reference_into_the_output():
+    hyp = "المركز بيقول مش تهديد خالص"
+    out_html, ref_html = errors.word_diff_html(hyp, EGY)
+    plain = re.sub(r"<[^>]+>", "", out_html)
+    assert plain == html.escape(hyp)                          # the output's own text, and only it
+    assert re.sub(r"<[^>]+>", "", ref_html) == html.escape(EGY)
+    marked_out = re.findall(r'<mark class="dde-extra">([^<]*)</mark>', out_html)
+    marked_ref = re.findall(r'<mark class="dde-missing">([^<]*)</mark>', ref_html)
+    assert "خالص" in marked_out and "المركز" not in marked_out     # whole words, the output's extra ones
+    assert "الوطني" in marked_ref and "تهديد" not in marked_ref
+    assert errors.word_diff_html(EGY, EGY) == (html.escape(EGY), html.escape(EGY))
+
+
+def test_error_table_flags_pairs_and_generic_models():
+    t = errors.error_table(hyps_frame(), ["base", "baseline", "decoupled"], None)
+    assert list(t["pair_flags"]) == ["", errors.PAIR_SAME, ""]            # source = reference flagged
+    assert t.loc[0, "flags_base"] == errors.FLAG_COPY and t.loc[1, "flags_base"] == errors.FLAG_EMPTY
+    assert errors.FLAG_REPEATS in t.loc[2, "flags_baseline"]
+    assert list(t["delta"]) == [-70.0, -80.0, 95.0] and bool(t["flagged"].all())
+    assert t.loc[0, "copy_base"] == 1.0 and t.loc[0, "copy_baseline"] < 1.0
+    seeded = errors.error_table(hyps_frame(("base", "baseline", "decoupled.s1")), ["base", "baseline", "decoupled.s1"],
+                                None)
+    assert errors.delta_pair(["base", "baseline", "decoupled.s1"]) == ("decoupled.s1", "baseline")
+    assert list(seeded["delta"]) == [-70.0, -80.0, 95.0]
+    assert errors.delta_pair(["base", "decoupled"]) is None
+    flagged = errors.filter_table(t, flags=[errors.PAIR_SAME])
+    assert list(flagged["sent_id"]) == ["s2"]
+    assert len(errors.filter_table(t, flags=[errors.FLAG_EMPTY, errors.FLAG_REPEATS])) == 2
+
+
+def test_exports_use_the_page_column_names_and_say_their_scope():
+    models = ["base", "baseline", "decoupled"]
+    t = errors.error_table(hyps_frame(), models, None)
+    notes = {"arb-arz|s1": {"tags": ["good"], "comment": "fine", "outputs": {
+        "decoupled": {"tags": ["MSA leakage"], "comment": "keeps مش", "spans": [{"text": "مش", "tag": "copy"}]}}}}
+    shown = t.iloc[:1]
+    f = errors.export_frame(shown, models, scope="filtered view: 1 of 3 translations", notes=notes,
+                            delta_of=errors.delta_pair(models))
+    labels = errors.column_labels(models, errors.delta_pair(models))
+    assert list(f.columns[:4]) == ["exported", "direction", "variety", "sentence id"]
+    assert {labels["hyp_decoupled"], labels["chrf_baseline"], labels["copy_base"], "tags · decoupled",
+            "marked spans · decoupled", "test pair flags", "Δ chrF++ (decoupled − baseline)"} <= set(f.columns)
+    assert not any(c.startswith(("hyp_", "chrf_", "pred_")) or c in ("ref", "label") for c in f.columns)
+    assert f.loc[0, "exported"] == "filtered view: 1 of 3 translations"
+    assert f.loc[0, "tags · decoupled"] == "MSA leakage" and f.loc[0, "marked spans · decoupled"] == "مش [copy]"
+    assert f.loc[0, "tags (sentence)"] == "good"
+    csv = errors.to_csv(f)
+    assert csv.startswith("\ufeff".encode()) and "output · decoupled" in csv.decode("utf-8-sig")
+    everything = errors.export_frame(t, models, scope="everything: 3 translations")
+    lines = errors.to_jsonl(everything).decode().splitlines()
+    assert len(lines) == 3
+    rec = json.loads(lines[1])
+    assert rec["exported"] == "everything: 3 translations" and rec["test pair flags"] == errors.PAIR_SAME
+    assert rec["output · base"] == ""
+
+
+def test_confident_guess():
+    assert errors.confident_guess("arz", 0.9) == "arz"
+    assert errors.confident_guess("ars", 0.34) is None and errors.confident_guess("ars", float("nan")) is None
+
+
+# ---------------------------------------------------------------- annotations
+
+
+def test_annotations_per_output_with_spans(tmp_path):
+    store = AnnotationStore(tmp_path)
+    assert "copy" in DEFAULT_TAGS and store.load().format == 2
+    k = item_key("arb-arz", "s1")
+    store.save_note(k, ["good"], "the sentence is fine")
+    store.save_note(k, ["MSA leakage"], "keeps the MSA negation", model="decoupled")
+    a = store.add_span(k, "decoupled", "لا لا مش", "لا", "MSA leakage")
+    a = store.add_span(k, "decoupled", "لا لا مش", "لا", "MSA leakage")     # the next occurrence
+    assert [(s.start, s.end) for s in a.output(k, "decoupled").spans] == [(0, 2), (3, 5)]
+    with pytest.raises(ValueError, match="every occurrence"):
+        store.add_span(k, "decoupled", "لا لا مش", "لا", "copy")
+    with pytest.raises(ValueError, match="not in this output"):
+        store.add_span(k, "decoupled", "لا لا مش", "ليس", "copy")
+    with pytest.raises(ValueError, match="unknown tag"):
+        store.add_span(k, "decoupled", "لا لا مش", "مش", "nope")
+    with pytest.raises(ValueError, match="still used"):
+        store.save_tags([t for t in DEFAULT_TAGS if t != "MSA leakage"])
+    again = AnnotationStore(tmp_path).load()
+    assert again.note(k).tags == ("good",) and again.output(k, "decoupled").comment == "keeps the MSA negation"
+    assert again.output(k, "baseline").empty
+    assert again.flat()[k]["outputs"]["decoupled"]["spans"][0]["text"] == "لا"
+    store.remove_span(k, "decoupled", 0, 2)
+    assert [(s.start, s.end) for s in store.load().output(k, "decoupled").spans] == [(3, 5)]
+    store.save_note(k, [], "", model="decoupled")
+    assert len(store.load().output(k, "decoupled").spans) == 1              # clearing the note keeps its spans
+    saved = json.loads(store.path.read_text())
+    assert saved["format"] == 2 and saved["items"][k]["outputs"]["decoupled"]["spans"][0]["end"] == 5
+
+
+def test_format_1_is_read_and_unknown_fields_are_kept(tmp_path):
+    store = AnnotationStore(tmp_path)
+    k = item_key("arb-arz", "s1")
+    store.path.write_text(json.dumps({"format": 1, "tags": list(DEFAULT_TAGS[:6]), "reviewer": "A. N.",
+                                      "items": {k: {"tags": ["orthography"], "comment": "hamza", "updated": "x",
+                                                    "confidence": 0.8}}}), encoding="utf-8")
+    old = store.load()
+    assert old.format == 1 and old.note(k).tags == ("orthography",) and old.note(k).comment == "hamza"
+    store.save_note(k, ["wrong variety"], "", model="baseline")
+    data = json.loads(store.path.read_text())
+    assert data["format"] == 2 and data["reviewer"] == "A. N."               # unknown top-level field kept
+    item = data["items"][k]
+    assert item["confidence"] == 0.8 and item["comment"] == "hamza"           # ... and the item's, and its note
+    assert item["outputs"]["baseline"]["tags"] == ["wrong variety"]
+    # a format-2 file from a newer version: unknown fields of outputs and spans survive a save too
+    item["outputs"]["baseline"]["severity"] = 3
+    item["outputs"]["baseline"]["spans"] = [{"start": 0, "end": 2, "text": "لا", "tag": "copy", "by": "B"}]
+    store.path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    store.save_note(k, ["orthography"], "now fine")
+    kept = json.loads(store.path.read_text())["items"][k]
+    assert kept["outputs"]["baseline"]["severity"] == 3 and kept["outputs"]["baseline"]["spans"][0]["by"] == "B"
+    assert kept["tags"] == ["orthography"] and kept["confidence"] == 0.8
+
+
+@pytest.mark.parametrize("content", ['{"format": 3}', '{"format": 2, "items": {"k": {"outputs": []}}}',
+                                     '{"format": 2, "items": {"k": {"outputs": {"m": {"spans": [{"start": 3}]}}}}}'])
+def test_bad_format_2_files_are_refused(tmp_path, content):
+    store = AnnotationStore(tmp_path)
+    store.path.write_text(content)
+    with pytest.raises(AnnotationsError, match="annotations.json"):
+        store.load()
+    with pytest.raises(AnnotationsError):
+        store.save_note("k", ["good"], "")
+    assert store.path.read_text() == content
+
+
+# ---------------------------------------------------------------- colours, scale, labels
+
+
+def test_ciede2000_matches_sharma_et_al():
+    # test pairs 1, 2, 7 and 17 of Sharma, Wu & Dalal (2005), table 1
+    for lab1, lab2, want in [((50, 2.6772, -79.7751), (50, 0, -82.7485), 2.0425),
+                             ((50, 3.1571, -77.2803), (50, 0, -82.7485), 2.8615),
+                             ((50, 0, 0), (50, -1, 2), 2.3669),
+                             ((50, 2.5, 0), (73, 25, -18), 27.1492)]:
+        assert palette.ciede2000(lab1, lab2) == pytest.approx(want, abs=1e-4)
+
+
+def test_palette_survives_colour_blindness():
+    flores = {c: variety(c).color for c in FLORES_CODES}
+    worst = palette.closest_pair(flores)
+    assert worst[0] >= palette.MIN_DELTA_E, worst
+    regions = {k: v for k, v in figures.REGION_COLOURS.items() if k != "English"}
+    assert palette.closest_pair(regions)[0] >= palette.MIN_DELTA_E
+    # the check can fail: the issue's look-alikes (Moroccan and Tunisian both green) do
+    old = {"ary": "#2ca02c", "aeb": "#66bd63", "arz": "#d62728"}
+    assert palette.closest_pair(old)[0] < palette.MIN_DELTA_E
+    # and the simulation does something: red and green collapse for a deuteranope
+    assert palette.delta_e("#d62728", "#2ca02c", "deuteranopia") < palette.delta_e("#d62728", "#2ca02c")
+    assert len({v.color for v in VARIETIES}) == len(VARIETIES)
+
+
+def test_delta_scale_is_fixed_and_symmetric():
+    d = pd.DataFrame({"system": ["decoupled", "decoupled", "random", "base"], "direction": ["a", "b", "a", "a"],
+                      "delta": [-1.2, 0.3, 4.1, 30.0], "low": [-2.0, -0.2, 3.0, 28.0], "high": [-0.4, 0.9, 4.7, 32.0]})
+    assert figures.delta_limit(d) == 5.0                         # the random arm's interval sets it; base ignored
+    frame = pd.DataFrame({"variety": ["apc", "ajp"], "name": ["Beirut", "Amman"], "city": ["Beirut", "Amman"],
+                          "lat": [33.89, 31.95], "lon": [35.50, 35.93], "delta": [-1.2, 0.3], "low": [-2.0, -0.2],
+                          "high": [-0.4, 0.9], "significant": [True, False]})
+    for sub in (frame, frame.iloc[:1]):
+        marker = figures.delta_map(sub, "t", 5.0).data[1].marker
+        assert (marker.cmin, marker.cmax, marker.cmid) == (-5.0, 5.0, 0)
+
+
+def test_map_labels_of_close_cities_do_not_overlap():
+    cities = [v for v in VARIETIES if v.code in FLORES_CODES and v.lat is not None]
+    texts = [f"{v.city} {-1.23:+.1f}" for v in cities]
+    pos = figures.label_positions([v.lon for v in cities], [v.lat for v in cities], texts)
+    i, j = [v.city for v in cities].index("Beirut"), [v.city for v in cities].index("Amman")
+    assert pos[i] != pos[j] or "center" not in pos[i]
+    offsets = {p: (dx, dy) for p, dx, dy in figures._POSITIONS}
+
+    def box(k):
+        w, h = figures._CHAR_DEG * len(texts[k]), figures._LINE_DEG
+        dx, dy = offsets[pos[k]]
+        cx, cy = cities[k].lon + dx * (w / 2 + 0.6), cities[k].lat + dy * (h / 2 + 0.6)
+        return cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2
+
+    boxes = [box(k) for k in range(len(cities))]
+    for a in range(len(boxes)):
+        for b in range(a + 1, len(boxes)):
+            A, B = boxes[a], boxes[b]
+            assert not (A[0] < B[2] and B[0] < A[2] and A[1] < B[3] and B[1] < A[3]), (cities[a].city, cities[b].city)
