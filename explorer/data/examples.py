@@ -204,6 +204,22 @@ class Encoder:
         return [self._layout(e.src, e.tgt, s, t) for e, s, t in zip(examples, src, tgt)]
 
 
+def jitter_rows(rows: list[tuple], target_position: int, jitter: int, rng: np.random.Generator) -> list[tuple]:
+    """Aligned rows with their target side (tag and target) moved by a fresh offset drawn uniformly from
+    [-jitter, jitter] per row, never so far back that the target would start inside the source.
+
+    Training a base with a small jitter makes it copy by content rather than by a fixed source-to-target
+    distance: without it, stage 2's targets (which differ from the source after the first changed word) rewrite
+    the position-based copy in a few steps (README, "Why copying and aligned positions")."""
+    out = []
+    for row, off in zip(rows, rng.integers(-jitter, jitter + 1, size=len(rows))):
+        pos = row[3]
+        last_source = max((p for p in pos if p < target_position), default=-1)
+        off = max(int(off), last_source + 1 - target_position)
+        out.append((*row[:3], [p + off if p >= target_position else p for p in pos]))
+    return out
+
+
 def pad(rows: Sequence[Sequence[int | float]], value: float, *, side: str = "right",
         dtype: torch.dtype = torch.long) -> torch.Tensor:
     """(B, T) tensor of ``rows`` padded with ``value`` to the longest row, on the ``right`` (training, pooling)

@@ -43,13 +43,16 @@ def load_run_data(cfg: RunConfig) -> RunData:
     train = corpus.split("train")
     if corpus.has_english:  # FLORES' own train split also teaches EN<->MSA
         base_train += pair_examples(train.assign(sent_id=train["sent_id"]))
-    base_train += copy_examples(base_train, cfg.base_copy, seed=cfg.seed)
+    msa_copies = copy_examples(base_train, cfg.base_copy, seed=cfg.seed)
+    base_train += msa_copies
+    replay_pool = list(base_train)      # stage 2 replays EN<->MSA and MSA copies, never a dialect copy
+    base_train += dialect_copies(train, dialects, round(len(msa_copies) * cfg.base_dialect_copy), seed=cfg.seed)
     md = [(HR, d) for d in dialects] + [(d, HR) for d in dialects]
     probe_pool = parallel_examples(train, md)
     rng = np.random.default_rng([cfg.seed, 17])
     n_replay = round(len(probe_pool) * cfg.replay / max(1e-9, 1 - cfg.replay)) if cfg.replay > 0 else 0
-    replay = [base_train[i] for i in rng.choice(len(base_train), size=min(n_replay, len(base_train)),
-                                                replace=False)] if n_replay else []
+    replay = [replay_pool[i] for i in rng.choice(len(replay_pool), size=min(n_replay, len(replay_pool)),
+                                                 replace=False)] if n_replay else []
     stage2 = probe_pool + replay
     test_frame = corpus.split("test")
     if cfg.eval_size:
@@ -62,6 +65,16 @@ def load_run_data(cfg: RunConfig) -> RunData:
         pt = pt.iloc[: cfg.eval_size] if cfg.eval_size else pt
         test += pair_examples(pt)
     return RunData(corpus, dialects, codes, base_train, stage2, probe_pool, test)
+
+
+def dialect_copies(train, dialects: list[str], n: int, *, seed: int) -> list[Example]:
+    """``n`` dialect->same-dialect copies drawn from the train split's sentences of ``dialects`` (no English, no
+    MSA pair: the base sees each dialect's words without learning to translate into it)."""
+    pool = [(d, t, sid) for d in dialects for sid, t in zip(train["sent_id"], train[d])]
+    if n <= 0 or not pool:
+        return []
+    idx = np.random.default_rng([seed, 6]).choice(len(pool), size=min(n, len(pool)), replace=False)
+    return [Example(pool[i][0], pool[i][0], pool[i][1], pool[i][1], f"dcopy:{pool[i][2]}") for i in sorted(idx)]
 
 
 def copy_examples(base_train: list[Example], share: float, *, seed: int) -> list[Example]:

@@ -99,7 +99,7 @@ def build_base(cfg: RunConfig, out: Path, work: Path, *, bar: bool = True) -> di
     card = {"name": "dde-base", "format": 1, "command": "python -m explorer " + shlex.join(sys.argv[1:]),
             "code_version": code_version(), "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "hardware": hardware(),
             "train_s": stage.get("train_s", stage.get("wall_s")), "steps": cfg.base_steps,
-            "tokens": stage.get("tokens"), "seed": cfg.seed, "config": cfg.to_dict(), "scores": scores,
+            "tokens": stage.get("tokens"), "seed": cfg.seed, "init_seed": cfg.stage1_seed, "config": cfg.to_dict(), "scores": scores,
             "parameters": sum(p.numel() for p in model.parameters()),
             "split": {"data": cfg.data, "seed": cfg.seed, "dev_size": cfg.dev_size, "test_size": cfg.test_size},
             "files": file_hashes(tmp, names), "build_s": round(time.perf_counter() - t0, 1)}
@@ -126,8 +126,8 @@ random), as in Elshabrawy et al. (arXiv 2508.12803).
 | parameters | {card['parameters']:,} (stored in fp16) |
 | trained by | `{card['command']}` |
 | code version | {card['code_version']} |
-| seed | {card['seed']} (FLORES split: seed {card['split']['seed']}, dev {card['split']['dev_size']}, test {card['split']['test_size']}) |
-| steps | {card['steps']:,} ({card.get('tokens') or 0:,} target tokens), batch {cfg['batch_size']}, lr {cfg['base_lr']}, {cfg['base_copy']:.0%} MSA→MSA copy examples, {cfg['base_copy_warmup']} copy-only warm-up steps |
+| seed | weights and batch order {card.get('init_seed', card['seed'])}; FLORES split: seed {card['split']['seed']}, dev {card['split']['dev_size']}, test {card['split']['test_size']} |
+| steps | {card['steps']:,} ({card.get('tokens') or 0:,} target tokens), batch {cfg['batch_size']}, lr {cfg['base_lr']}, {cfg['base_copy']:.0%} MSA→MSA copy examples, {cfg['base_copy_warmup']} copy-only warm-up steps, dialect copies {cfg.get('base_dialect_copy', 0)} per MSA copy, position jitter ±{cfg.get('base_jitter', 0)} |
 | hardware | {card['hardware'].get('gpu') or card['hardware']['processor']}, {card['hardware']['cpu_count']} cores, torch {card['hardware']['torch']} ({card['hardware']['torch_threads']} threads) |
 | training time | {(card['train_s'] or 0) / 3600:.2f} h |
 

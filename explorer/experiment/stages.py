@@ -16,7 +16,7 @@ import torch
 from ..config import RunConfig, arm_kind, derive
 from ..data.examples import IGNORE, Encoder, Example, collate
 from ..data.rundata import RunData
-from ..data.varieties import VARIETIES
+from ..data.varieties import HR, VARIETIES
 from ..files import write_json
 from ..method.decoupler import Decoupler, DecoupleSettings
 from ..model.loading import load_model
@@ -83,13 +83,14 @@ def stage_base(exp: Experiment, cfg: RunConfig, data: RunData, progress: Progres
     else:
         tok = load_tokenizer(exp.tokenizer_dir)
         model = build_small_model(tok, d_model=cfg.d_model, n_layers=cfg.n_layers, n_heads=cfg.n_heads,
-                                  d_ff=cfg.d_ff, max_len=cfg.max_len, seed=cfg.seed,
+                                  d_ff=cfg.d_ff, max_len=cfg.max_len, seed=cfg.stage1_seed,
                                   aligned_positions=cfg.aligned_positions)
     model.to(device)
     enc = encoder_for(model, tok, data.codes, cfg.max_len)
-    copies = tuple(i for i, e in enumerate(data.base_train) if e.src == e.tgt)
+    copies = tuple(i for i, e in enumerate(data.base_train) if e.src == e.tgt == HR)   # the warm-up copies MSA
     spec = derive(LoopSpec, cfg, name="base", steps=cfg.base_steps, lr=cfg.base_lr, save_checkpoints=False,
-                  warm_indices=copies, warm_steps=cfg.base_copy_warmup if copies else 0)
+                  warm_indices=copies, warm_steps=cfg.base_copy_warmup if copies else 0, seed=cfg.stage1_seed,
+                  jitter=cfg.base_jitter)
     folder = exp.stage("base")
     progress.stage("base", total=cfg.base_steps)
     info = train_loop(model, tok, enc, data.base_train, spec, folder, progress=progress, stop_after=stop_after)

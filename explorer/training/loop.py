@@ -21,9 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+import numpy as np
 import torch
 
-from ..data.examples import IGNORE, MODEL_INPUTS, Encoder, Example, collate, phased_schedule
+from ..data.examples import IGNORE, MODEL_INPUTS, Encoder, Example, collate, jitter_rows, phased_schedule
 from ..method.decoupler import Decoupler, Refit
 from ..model.weights import weight_tensors
 from .distributed import current as current_dist
@@ -103,6 +104,7 @@ class LoopSpec:
     save_checkpoints: bool = True
     warm_indices: tuple[int, ...] = ()   # examples that alone make up the first warm_steps batches
     warm_steps: int = 0
+    jitter: int = 0                      # aligned models: move each row's target side by up to ± this (stage 1)
 
 
 def lr_at(step: int, spec: LoopSpec) -> float:
@@ -172,7 +174,11 @@ def train_loop(model, tok, encoder: Encoder, examples: list[Example], spec: Loop
                     progress({"event": "refit", "stage": spec.name, "step": step, "refit": rec})
         for g in opt.param_groups:
             g["lr"] = lr_at(step, spec)
-        batch = collate([encoded[i] for i in dist.shard(schedule[step])], tok.pad_token_id)
+        rows = [encoded[i] for i in schedule[step]]
+        if spec.jitter and encoder.aligned:   # drawn per step from the seed: a resumed run draws the same offsets
+            rows = jitter_rows(rows, encoder.target_position, spec.jitter,
+                               np.random.default_rng([spec.seed, 77, step]))
+        batch = collate(dist.shard(rows), tok.pad_token_id)
         inputs = {k: batch[k].to(device) for k in (*MODEL_INPUTS, "labels") if k in batch}
         hook = decoupler.context(model) if decoupler is not None else contextlib.nullcontext({})
         with hook as states, autocast:
