@@ -260,3 +260,16 @@ def test_decoupled_arm_lowers_its_energy_in_the_subspace_below_the_baseline(tmp_
     assert share["decoupled.s0"] < 0.7 * share["baseline.s0"], share
     g = v.geometry("decoupled.s0", cfg.steps, site)
     assert g["energy_share_train"].notna().all()
+
+
+def test_fine_tuning_makes_outputs_depend_on_the_target_dialect(tiny_experiment):
+    """Target sensitivity (issue 13): the base starts every dialect tag from MSA's, so its MSA→dialect outputs are the
+    same for every target dialect; after stage 2 each arm's outputs differ for a share of the sentences."""
+    from explorer.experiment.view import load_experiment
+
+    looks = load_experiment(tiny_experiment).looks_like()
+    same = looks.groupby("model")["identical_across_targets"].mean()
+    assert same["base"] == 1.0
+    arms = same.drop(["base", "reference"], errors="ignore")
+    assert len(arms) == 6 and (arms < 0.75).all()
+    assert same.get("reference", 0.0) == 0.0      # references differ between dialects: the measure can say so

@@ -95,6 +95,8 @@ def stage_base(exp: Experiment, cfg: RunConfig, data: RunData, progress: Progres
     progress.stage("base", total=cfg.base_steps)
     info = train_loop(model, tok, enc, data.base_train, spec, folder, progress=progress, stop_after=stop_after)
     if current_dist().is_main:
+        if not cfg.model:   # the tags stage 1 trained keep their embeddings at stage 2 (init_variety_tags)
+            model.config.dde_trained_tags = sorted({e.src for e in data.base_train} | {e.tgt for e in data.base_train})
         model.save_pretrained(exp.base_model_dir)
         tok.save_pretrained(exp.base_model_dir)
         exp.mark_stage("base", **info)

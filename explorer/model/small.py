@@ -70,6 +70,9 @@ def encoder_for(model, tokenizer, codes: list[str], max_len: int) -> Encoder:
 def init_variety_tags(model, tokenizer, codes: list[str], *, like: str) -> list[str]:
     """Give every variety tag in ``codes`` that the model never trained on the embedding of the tag of ``like``.
 
+    Which tags a base trained is in its ``config.json`` (``dde_trained_tags``, written by stage 1: MSA, English and,
+    with dialect copies, the run's dialects); a tag listed there keeps what it learned.
+
     Stage 1 trains only the MSA and English tags; the dialect tags keep their random initial embeddings, so at the
     start of stage 2 a request for a dialect reads as noise and the first steps wreck what the base could do. Started
     from the MSA tag instead, a request for Egyptian is at first a request for MSA — copying, the base's strongest
@@ -85,10 +88,11 @@ def init_variety_tags(model, tokenizer, codes: list[str], *, like: str) -> list[
     emb = model.get_input_embeddings().weight
     if src is None:
         return []
+    trained = set(getattr(model.config, "dde_trained_tags", None) or ())
     done = []
     for code in codes:
         i = tag_id(code)
-        if i is not None and i != src:
+        if i is not None and i != src and code not in trained:
             emb[i] = emb[src]
             done.append(code)
     return done
