@@ -59,6 +59,17 @@ def figures(exp_dir: Path) -> dict:
     f["train_s"] = round(sum(v.get("wall_s", 0) for k, v in st.items() if k.startswith("arm:")), 1)
     f["eval_s"] = round(sum(v.get("seconds", 0) for k, v in st.items() if k.startswith("eval:")), 1)
     f["represent_s"] = st.get("represent", {}).get("seconds")
+    # what one seed costs, from the same run's stage records: stage 1 (if any), the first seed's arms and the
+    # evaluation of the base and of the first seed's models (representations and start-up not included)
+    s0 = min(s["seeds"]) if s["seeds"] else 0
+
+    def first_seed(key: str) -> bool:
+        name = key.split(":", 1)[1] if ":" in key else key
+        return name == "base" or name.endswith(f".s{s0}")
+
+    f["first_seed_stages_s"] = round(st.get("base", {}).get("wall_s", 0) + sum(
+        v.get("wall_s", v.get("seconds", 0)) for k, v in st.items()
+        if k.startswith(("arm:", "eval:")) and first_seed(k)), 1)
     refit_s = [r["seconds"] for seed in s["seeds"] for r in exp.refits(f"decoupled.s{seed}")]
     f["refits"] = len(refit_s)
     f["refits_accepted"] = sum(v["accepted"] for k, v in s["refits"].items() if k.startswith("decoupled."))

@@ -85,7 +85,8 @@ def build_base(cfg: RunConfig, out: Path, work: Path, *, bar: bool = True) -> di
                          "--arms and no --model (the `base` preset does this)")
     t0 = time.perf_counter()
     exp = run_experiment(cfg, work, bar=bar, represent=False)
-    stage = Experiment(exp.root).manifest()["stages"]["base"]
+    manifest = Experiment(exp.root).manifest()
+    stage = manifest["stages"]["base"]
     dialects = read_json(exp.data_info_path)["dialects"]
     model, tok = load_model(exp.base_model_dir)
     # the tags stage 1 trained (also written by stage 1 itself; set here for a work folder trained by older code)
@@ -99,7 +100,8 @@ def build_base(cfg: RunConfig, out: Path, work: Path, *, bar: bool = True) -> di
     for name in names:
         os.chmod(tmp / name, 0o644)      # save_pretrained may leave 0600 files; the base is shared
     card = {"name": "dde-base", "format": 1, "command": "python -m explorer " + shlex.join(sys.argv[1:]),
-            "code_version": code_version(), "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "hardware": hardware(),
+            "code_version": manifest.get("code_version") or code_version(), "export_code_version": code_version(),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "hardware": hardware(),
             "train_s": stage.get("train_s", stage.get("wall_s")), "steps": cfg.base_steps,
             "tokens": stage.get("tokens"), "seed": cfg.seed, "init_seed": cfg.stage1_seed, "config": cfg.to_dict(), "scores": scores,
             "parameters": sum(p.numel() for p in model.parameters()),
