@@ -283,18 +283,28 @@ def preset_config(name: str, **overrides: Any) -> RunConfig:
     return cfg
 
 
+class SeedsError(argparse.ArgumentTypeError, ValueError):
+    """A --seeds value that is neither a count nor a list (argparse shows its message as it is)."""
+
+
 def parse_seeds(text: str) -> tuple[int, ...]:
     """``"3"`` -> (0, 1, 2) (that many seeds); ``"0,5,7"`` -> those seeds (``"5,"`` is the single seed 5)."""
     text = text.strip()
+    hint = "--seeds takes a count (e.g. 3 for seeds 0,1,2) or a list (e.g. 0,5,7; a single seed 5 is written 5,)"
     try:
         if "," not in text:
             n = int(text)
-            if n < 1:
-                raise ValueError
-            return tuple(range(n))
-        return tuple(int(x) for x in text.split(",") if x.strip())
+        else:
+            seeds = tuple(int(x) for x in text.split(",") if x.strip())
     except ValueError:
-        raise ValueError(f"--seeds takes a count (e.g. 3 for seeds 0,1,2) or a list (e.g. 0,5,7); got {text!r}") from None
+        raise SeedsError(f"{hint}; got {text!r}") from None
+    if "," not in text:
+        if n < 1:
+            raise SeedsError(f"{hint}; got {text!r}: a count of seeds is at least 1 (for the one seed {n} write {n},)")
+        return tuple(range(n))
+    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise SeedsError(f"{hint}; got {text!r}: seeds are distinct numbers ≥ 0")
+    return seeds
 
 
 def check_limits(cfg: RunConfig) -> None:

@@ -133,3 +133,15 @@ def test_tiny_preset_runs_on_the_release_as_unpacked(tmp_path, capsys):
     s = summary(Experiment(out))
     assert s["complete"]
     assert {"arb-cai", "cai-arb", "arb-alx", "alx-arb", "eng-arb", "arb-eng"} <= set(s["models"]["decoupled.s0"])
+
+
+@pytest.mark.parametrize("value, says", [("0", "for the one seed 0 write 0,"), ("1,1", "distinct"),
+                                         ("two", "got 'two'")])
+def test_a_bad_seeds_value_says_how_to_write_one(value, says, capsys):
+    from explorer.config import parse_seeds
+
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["run", "--seeds", value])
+    err = capsys.readouterr().err
+    assert "--seeds takes a count" in err and says in err
+    assert parse_seeds("3") == (0, 1, 2) and parse_seeds("5,") == (5,) and parse_seeds("0,5,7") == (0, 5, 7)

@@ -94,6 +94,8 @@ def test_a_damaged_shipped_base_is_refused_naming_the_file(tmp_path):
     (folder / "model.safetensors").write_bytes(bytes(blob))
     with pytest.raises(ModelLoadError, match=r"model\.safetensors does not match the checksum"):
         verify(folder)
+    shutil.copy2(SHIPPED_BASE / "model.safetensors", folder / "model.safetensors")
+    assert verify(folder)["files"]                        # whole again
     (folder / "tokenizer.json").unlink()
     with pytest.raises(ModelLoadError, match=r"tokenizer\.json is missing"):
         verify(folder)
