@@ -203,11 +203,22 @@ def data_notes(key: str) -> list[str]:
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def verdict(key: str, arm: str = "decoupled", reference: str = "baseline") -> list[str]:
+def summary(key: str) -> dict:
+    """``experiment.report.summary``: every number of the run in one dict (what ``summary --json`` prints)."""
+    return report.summary(view(key).exp)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def arm_refits(key: str, arm: str) -> pd.DataFrame:
+    """The refit rows of every seed of ``arm`` (an arm name such as "decoupled"), with a ``model`` column."""
     v = view(key)
-    return verdict_sentences(scores(key), deltas(key), v.copy_source(), refits=refits(key, arm) if arm in v.arms
-                             else None, refit_varieties=refit_varieties(key, arm) if arm in v.arms else None,
-                             arm=arm, reference=reference)
+    frames = [refits(key, m).assign(model=m) for m in v.arms if v.arm_of(m) == arm]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def verdict(key: str, arm: str = "decoupled", reference: str = "baseline") -> list[str]:
+    return verdict_sentences(summary(key), refits=arm_refits(key, arm), arm=arm, reference=reference)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
