@@ -84,18 +84,33 @@ def test_committed_streamlit_config_is_private():
 # ---------------------------------------------------------------- pages
 
 
-def test_home_states_the_verdict_and_draws_one_scale(app):
+def test_home_states_the_verdict_and_draws_one_scale(app, app_root):
     at = app()
     assert at.title[0].value == "Dialect Decoupling Explorer"
     page = html_of(at)
     assert "diglossic" in page
     verdict = [m.value for m in at.markdown if "dde-verdict" in m.value]
-    assert len(verdict) == 1 and "The paper reports +2.0 chrF++" in verdict[0] and "over 2 directions" in verdict[0]
+    assert len(verdict) == 1 and "The paper reports +2.0 chrF++" in verdict[0]
+    assert "over 2 MSA → dialect directions and 2 seeds" in verdict[0] and "(the noise floor)" in verdict[0]
+    assert "over seeds and test sentences" in verdict[0] and "MSA leakage" in verdict[0]
+    assert re.search(r"probe gate accepted \d+ of \d+ refits of decoupled over 2 seeds", verdict[0])
     assert len(at.dataframe) == 1                      # the experiments; the headline is a plain HTML table
-    headline = next(m.value for m in at.markdown if 'class="dde-table"' in m.value)
-    for col in ("base", "baseline", "decoupled", "random", "copy src", "Δ decoupled [95% CI]", "MSA → dialect"):
+    tables = [m.value for m in at.markdown if 'class="dde-table"' in m.value]
+    headline = tables[0]
+    for col in ("base", "baseline", "decoupled", "random", "copy src", "Δ decoupled [95% CI]", "MSA → dialect",
+                "noise floor"):
         assert f">{col}<" in headline, col
     assert headline.count('<td dir="auto"') > 20
+    # each arm is its mean ± sd over the two seeds, from the per-model scores
+    from explorer.experiment.view import load_experiment
+    scores = load_experiment(app_root / "tiny").scores()
+    eg = scores[(scores["arm"] == "decoupled") & (scores["direction"] == "arb-arz")]["chrf"]
+    assert len(eg) == 2 and f'{eg.mean():.1f}<span class="dde-sd"> ±{eg.std():.1f}</span>' in headline
+    assert re.search(r'<br><span class="dde-ci">(within noise|better|worse)</span>', headline)
+    # what the outputs look like: as requested / called MSA per arm, and the references' ceiling
+    leak = next(t for t in tables if ">called MSA (leakage)<" in t)
+    assert ">references (ceiling)<" in leak and ">decoupled<" in leak and "dde-sd" in leak
+    assert not any("Dose–response" in h.value for h in at.subheader)      # no sweep arms here
     figs = charts(at)
     assert len(figs) == 2
     geo = json.loads(figs[0])
@@ -114,6 +129,57 @@ def test_home_states_the_verdict_and_draws_one_scale(app):
     assert "random − baseline" in geo["layout"]["title"]["text"]
     assert (geo["data"][1]["marker"]["cmin"], geo["data"][1]["marker"]["cmax"]) == scale   # one scale for all arms
     assert json.loads(charts(at)[1])["layout"]["yaxis"]["range"] == bars["layout"]["yaxis"]["range"]
+
+
+@pytest.fixture(scope="module")
+def sweep_root(tiny_experiment, tmp_path_factory) -> Path:
+    """A cache root holding the tiny experiment turned into a λ sweep: its decoupled arm copied as a second
+    decoupled arm at λ = 0.1 (checkpoints, scores, and deltas.json rows with the Δ raised by 1.0), as
+    ``run --sweep 0.1`` lays it out."""
+    from explorer.files import read_json, write_json
+
+    root = tmp_path_factory.mktemp("sweep-cache")
+    exp = root / "sweep"
+    shutil.copytree(tiny_experiment, exp)
+    arm = "decoupled-lam0.1"
+    shutil.copytree(exp / "arms" / "decoupled", exp / "arms" / arm)
+    man = read_json(exp / "manifest.json")
+    man["config"]["sweep"] = [0.1]
+    for seed in man["config"]["seeds"]:
+        shutil.copytree(exp / "eval" / f"decoupled.s{seed}", exp / "eval" / f"{arm}.s{seed}")
+        for stage in ("arm", "eval"):
+            man["stages"][f"{stage}:{arm}.s{seed}"] = man["stages"][f"{stage}:decoupled.s{seed}"]
+    write_json(exp / "manifest.json", man)
+    deltas = read_json(exp / "eval" / "deltas.json")
+
+    def raised(x: dict) -> dict:
+        return {**x, "delta": x["delta"] + 1.0, "low": x["low"] + 1.0, "high": x["high"] + 1.0}
+    deltas["systems"][arm] = {d: raised(x) for d, x in deltas["systems"]["decoupled"].items()}
+    deltas["aggregate"][arm] = {k: raised(x) for k, x in deltas["aggregate"]["decoupled"].items()}
+    write_json(exp / "eval" / "deltas.json", deltas)
+    return root
+
+
+def test_home_shows_the_dose_response_of_a_sweep(sweep_root, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("DDE_CACHE_ROOT", str(sweep_root))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    assert_ok(at)
+    assert any("Dose–response" in h.value for h in at.subheader)
+    dose = next(m.value for m in at.markdown if 'class="dde-table"' in m.value and ">post-hoc probe<" in m.value)
+    deltas = json.loads((sweep_root / "sweep" / "eval" / "deltas.json").read_text())["aggregate"]   # as written
+    for arm, lam in (("decoupled", "0.01"), ("decoupled-lam0.1", "0.1")):
+        x = deltas[arm]["msa_to_dialect"]
+        assert f">{lam}<" in dose and f"{x['delta']:+.2f}<br>" in dose, arm
+    assert ">(reference)<" in dose                       # the baseline is λ = 0
+    fig = next(f for f in map(json.loads, charts(at)) if any(t.get("name") == "Δ chrF++" for t in f["data"]))
+    assert [t["name"] for t in fig["data"]] == ["Δ chrF++", "called MSA", "post-hoc probe accuracy"]
+    assert fig["data"][0]["x"] == ["0", "0.01", "0.1"]
+    assert fig["data"][0]["y"][2] == pytest.approx(deltas["decoupled-lam0.1"]["msa_to_dialect"]["delta"])
+    headline = next(m.value for m in at.markdown if 'class="dde-table"' in m.value)
+    assert ">Δ decoupled-lam0.1 [95% CI]<" in headline
 
 
 @pytest.mark.parametrize("page", ["pages/translate.py", "pages/error_analysis.py"])

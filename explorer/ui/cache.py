@@ -17,6 +17,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from ..analysis import errors, readings
+from ..analysis.verdict import leakage as leakage_table
 from ..analysis.verdict import probe_chance
 from ..analysis.verdict import verdict as verdict_sentences
 from ..data.varieties import ENG, variety, variety_label
@@ -134,6 +135,16 @@ def refit_varieties(key: str, arm: str) -> pd.DataFrame:
     return view(key).refit_varieties(arm)
 
 
+@st.cache_data(max_entries=16, show_spinner=False)
+def penalties(key: str) -> pd.DataFrame:
+    return view(key).penalties()
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def posthoc(key: str) -> pd.DataFrame:
+    return view(key).posthoc()
+
+
 @st.cache_data(max_entries=128, show_spinner="Computing the layout…")
 def layout(key: str, model_name: str, step: int, site: str, method: str) -> np.ndarray:
     """(n_rows, 2) plot coordinates of the analysis rows: ``method`` is "UMAP" or "PCA"."""
@@ -217,6 +228,22 @@ def arm_refits(key: str, arm: str) -> pd.DataFrame:
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
+def leakage(key: str) -> pd.DataFrame:
+    """What the MSA → dialect outputs look like per arm (``analysis.verdict.leakage``): as requested, called MSA."""
+    return leakage_table(summary(key))
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def dose_response(key: str) -> pd.DataFrame:
+    """The λ sweep (``experiment.report.dose_response``), one row per decoupled arm and the baseline; empty when
+    the experiment has no sweep arm."""
+    s = summary(key)
+    if not any(a.startswith("decoupled-") for a in s["arms"]):
+        return pd.DataFrame()
+    return pd.DataFrame(report.dose_response(s))
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
 def verdict(key: str, arm: str = "decoupled", reference: str = "baseline") -> list[str]:
     return verdict_sentences(summary(key), refits=arm_refits(key, arm), arm=arm, reference=reference)
 
@@ -255,12 +282,24 @@ def _bars(key: str, system: str, kind: str) -> go.Figure:
                               delta_limit(key))
 
 
+def _dose(key: str) -> go.Figure:
+    return figures.dose_response(dose_response(key))
+
+
 def _angles(key: str, arm: str) -> go.Figure:
     return figures.angles(refits(key, arm))
 
 
 def _probe(key: str, arm: str, metric: str, varieties: tuple[str, ...]) -> go.Figure:
     return figures.probe(refits(key, arm), refit_varieties(key, arm), probe_chance_of(key, arm), varieties, metric)
+
+
+def _penalties(key: str, arms: tuple[str, ...]) -> go.Figure:
+    return figures.penalties(penalties(key), arms)
+
+
+def _posthoc(key: str, models: tuple[str, ...], site: str) -> go.Figure:
+    return figures.posthoc_vs_energy(geometry_long(key), posthoc(key), models, site)
 
 
 def _energy(key: str, model_name: str, site: str, lo: float, hi: float) -> go.Figure:
@@ -281,7 +320,8 @@ def _embedding(key: str, model_name: str, step: int, site: str, method: str, col
                              title=title)
 
 
-FIGURES = {"map": _map, "bars": _bars, "angles": _angles, "probe": _probe, "energy": _energy, "layers": _layers,
+FIGURES = {"map": _map, "bars": _bars, "dose": _dose, "angles": _angles, "probe": _probe,
+           "penalties": _penalties, "posthoc": _posthoc, "energy": _energy, "layers": _layers,
            "embedding": _embedding}
 
 
