@@ -237,24 +237,74 @@ def test_subspace_page(app, app_root):
 
     at = app("pages/subspace.py")
     figs = charts(at)
-    assert len(figs) == 5      # angles, probe, two energy heatmaps, per-layer distances
+    # angles, probe, penalties, two energy heatmaps, post-hoc vs energy, per-layer distances
+    assert len(figs) == 7
     assert "previous refit" in figs[0] and "first refit" in figs[0]
     assert "chance" in figs[1]
-    assert json.loads(figs[2])["data"][0]["type"] == "heatmap"
+    view = load_experiment(app_root / "tiny")
+    pens = json.loads(figs[2])
+    assert [a["text"] for a in pens["layout"]["annotations"]] == ["decoupled", "random"]    # side by side
+    assert sorted(t["name"] for t in pens["data"]) == sorted(m for m in view.arms if not m.startswith("baseline"))
+    assert all(t["line"]["width"] == 1 for t in pens["data"])                                 # thin, one per seed
+    assert json.loads(figs[3])["data"][0]["type"] == "heatmap"
+    post = json.loads(figs[5])
+    assert {t["name"] for t in post["data"]} == set(view.arms) and "post-hoc probe accuracy" in figs[5]
     readings = [m.value for m in at.markdown if "This run:" in m.value]
-    assert len(readings) == 4 and any("held-out tokens against" in r for r in readings)
+    assert any("held-out tokens against" in r for r in readings)
+    assert any("No probe gate in this run" in r for r in readings)
+    assert any("Penalty from its first to its last step" in r and "decoupled" in r for r in readings)
+    last = view.posthoc().query("model == 'decoupled.s1' and site == @view.penalised_sites[0]").iloc[-1]
+    assert any("decoupled.s1 energy" in r and f"probe {last['accuracy']:.2f}" in r for r in readings)
     at.radio(key="sub_metric").set_value("code_length_bits").run()
     assert_ok(at)
     assert charts(at)[1] != figs[1] and "code length" in charts(at)[1]
-    layer = json.loads(charts(at)[4])
-    assert {tr["name"] for tr in layer["data"]} == set(load_experiment(app_root / "tiny").models)  # one dialect
+    layer = json.loads(charts(at)[6])
+    assert {tr["name"] for tr in layer["data"]} == set(view.models)  # one dialect
     at.selectbox(key="sub_geo_metric").set_value("cka").run()
-    assert "linear CKA" in charts(at)[4]
+    assert "linear CKA" in charts(at)[6]
     at.selectbox(key="sub_dialect").set_value("ary").run()
-    assert "Moroccan" in charts(at)[4]
+    assert "Moroccan" in charts(at)[6]
     at.sidebar.selectbox(key="sub_arm").set_value("random.s0").run()
     assert_ok(at)
     assert any("random" in json.loads(c)["layout"]["title"]["text"] for c in charts(at))
+
+
+@pytest.fixture(scope="module")
+def gated_root(tmp_path_factory) -> Path:
+    """A cache root with a one-seed tiny run whose probe gate is on (``--gate 0.01``): the tiny model separates MSA
+    from dialects barely or not at all, so the gate rejects refits."""
+    from explorer.config import preset_config
+    from explorer.experiment.run import run_experiment
+
+    root = tmp_path_factory.mktemp("gated-cache")
+    run_experiment(preset_config("tiny", gate=0.01, seeds=(0,)), root / "gated", bar=False)
+    return root
+
+
+@pytest.mark.slow
+def test_subspace_page_shows_the_gate(gated_root, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from explorer.experiment.view import load_experiment
+
+    refits = load_experiment(gated_root / "gated").refits("decoupled.s0")
+    rejected = refits[~refits["accepted"]]
+    assert len(rejected) and refits["gate_threshold"].notna().all()     # the fixture exercises the gate
+    monkeypatch.setenv("DDE_CACHE_ROOT", str(gated_root))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    at.switch_page("pages/subspace.py").run()
+    assert_ok(at)
+    table = next(m.value for m in at.markdown if ">gate threshold<" in m.value)
+    assert table.count(">rejected<") == len(rejected) and rejected["gate_reason"].iloc[0] in table
+    assert f"{refits['gate_threshold'].iloc[0]:.3f}" in table
+    readings = [m.value for m in at.markdown if "This run:" in m.value]
+    assert any(("rejected all" in r or "applies from step" in r) for r in readings)
+    figs = [json.loads(f) for f in charts(at)]
+    probe = next(f for f in figs if any(t.get("name") == "gate threshold" for t in f["data"]))
+    marks = next(t for t in probe["data"] if t.get("name") == "rejected by the gate")
+    assert marks["marker"]["symbol"] == "x" and len(marks["x"]) == len(rejected)
+    assert any(t.get("name") == "rejected by the gate" for t in figs[0]["data"])        # on the angles too
 
 
 def test_translate_page_and_decoupling_switch(app):

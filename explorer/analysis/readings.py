@@ -97,6 +97,64 @@ def probe_reading(refits: pd.DataFrame, per: pd.DataFrame, chance: float) -> str
     return head + tail + "."
 
 
+def gate_reading(refits: pd.DataFrame) -> str:
+    """``refits``: ``ExperimentView.refits`` of one model (accepted, gate_reason, gate_threshold). What the probe
+    gate decided: before the first accepted refit no penalty applies; none accepted means plain fine-tuning."""
+    if refits is None or refits.empty:
+        return "No refits recorded."
+    if "accepted" not in refits or refits["accuracy"].isna().all():
+        return (f"The random control draws its subspace at {refits['step'].nunique()} steps (the decoupled arm's "
+                "accepted refits); it has no probe for a gate to judge.")
+    by_step = refits.groupby("step")["accepted"].all()
+    ok = by_step[by_step]
+    if "gate_threshold" in refits and refits["gate_threshold"].isna().all():
+        return f"No probe gate in this run: all {len(by_step)} refits were used as fitted."
+    if ok.empty:
+        reasons = ", ".join(dict.fromkeys(str(r) for r in refits["gate_reason"] if r))
+        return (f"The gate rejected all {len(by_step)} refits ({reasons}): no MSA direction was found above chance, "
+                "so no penalty ever applied and this model is plain fine-tuning.")
+    first = int(ok.index.min())
+    return (f"The gate accepted {len(ok)} of {len(by_step)} refits; the penalty applies from step {first} (the first "
+            "accepted one)" + (", and before that the model trained without it." if first > 0 else "."))
+
+
+def penalty_reading(frame: pd.DataFrame) -> str:
+    """``frame``: ``ExperimentView.penalties``. The last penalty of each arm, mean over its seeds: the decoupled arm
+    against its matched random control."""
+    if frame is None or frame.empty or frame["penalty"].isna().all():
+        return "No penalty was ever applied in this run (no accepted subspace)."
+    parts = []
+    for arm, g in frame.dropna(subset=["penalty"]).groupby("arm", sort=False):
+        first = g.sort_values("step").groupby("model")["penalty"].first().mean()
+        last = g.sort_values("step").groupby("model")["penalty"].last().mean()
+        parts.append(f"{arm} {first:.3g} → {last:.3g} ({g['model'].nunique()} seeds)")
+    return "Penalty from its first to its last step, mean over seeds: " + "; ".join(parts) + "."
+
+
+def posthoc_reading(probes: pd.DataFrame, energy: pd.DataFrame, models: Sequence[str], site: str) -> str:
+    """``probes``: ``ExperimentView.posthoc``; ``energy``: ``geometry_long`` rows. At each model's last checkpoint:
+    how much energy is left in its MSA subspace against how well a fresh probe still reads MSA off its states."""
+    parts = []
+    for model in models:
+        p = probes[(probes["model"] == model) & (probes["site"] == site)].sort_values("step")
+        e = energy[(energy["model"] == model) & (energy["site"] == site)].groupby("step")["energy_share_mean"].mean()
+        if p.empty:
+            continue
+        acc = float(p["accuracy"].iloc[-1])
+        en = float(e.dropna().iloc[-1]) if e.notna().any() else float("nan")
+        parts.append(f"{model} energy {_f(en, '.3f')}, probe {acc:.2f}")
+    if not parts:
+        return f"No post-hoc probes at {site} yet: build the representations."
+    accs = probes[probes["site"] == site]
+    accs = accs[accs["model"].isin(models)].sort_values("step").groupby("model")["accuracy"].last()
+    judged = ("a fresh probe still reads MSA off every model well above chance (0.5): the penalty moved the "
+              "mean, the information stays" if (accs > 0.5 + PROBE_MARGIN).all() else
+              "a fresh probe is at chance for every model: there is no linearly readable MSA signal here"
+              if (accs < 0.5 + PROBE_MARGIN).all() else
+              "a fresh probe reads MSA off some models and not others")
+    return f"At the last checkpoint ({site}): " + "; ".join(parts) + f" — {judged}."
+
+
 def energy_reading(heats: Mapping[str, pd.DataFrame]) -> str:
     """``heats``: model -> ``ExperimentView.energy_heatmap`` (variety × step). Compares how the dialects' share
     inside the MSA subspace changes from the first to the last checkpoint with how MSA's own share changes."""
