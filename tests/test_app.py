@@ -326,6 +326,18 @@ def test_translate_page_and_decoupling_switch(app):
     assert after[1] == shares[1]                             # the right model is untouched
     at.sidebar.slider(key="tr_alpha").set_value(0.5).run()
     assert "decoupling α=0.5" in html_of(at)
+    # the page says which subspace it removes: the baseline has none of its own (a post-hoc probe), the
+    # decoupled arm its own training refit at the step of that refit
+    def source() -> str:
+        return next(c.value for c in at.sidebar.caption if c.value.startswith("Removes from"))
+    assert "a probe fitted on this model's states at step" in source() and "baseline" in source()
+    assert "with a probe fitted on this model" in html_of(at)
+    at.sidebar.radio(key="tr_target").set_value("right").run()
+    assert_ok(at)
+    step = int(re.search(r"refit at step (\d+)", source())[1])
+    from explorer.experiment.view import load_experiment
+    view = load_experiment(Path(os.environ["DDE_CACHE_ROOT"]) / "tiny")
+    assert "decoupled" in source() and step in set(view.refits("decoupled.s0")["step"])
 
 
 def test_translate_input_is_checked(app):

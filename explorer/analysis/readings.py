@@ -155,6 +155,24 @@ def posthoc_reading(probes: pd.DataFrame, energy: pd.DataFrame, models: Sequence
     return f"At the last checkpoint ({site}): " + "; ".join(parts) + f" — {judged}."
 
 
+def subspace_source(subspaces: Mapping[str, tuple[str, int]], folder: str = "") -> str:
+    """Which MSA subspace the Translate switch removes: ``subspaces`` is site -> (kind, step) of the model's
+    ``ExperimentView.projection`` ("probe": the decoupled arm's own training refit; "posthoc": a probe fitted on
+    that model's states after training)."""
+    if not subspaces:
+        return ("no subspace yet: build representations (`python -m explorer represent"
+                + (f" {folder}" if folder else "") + "`) to fit one on this model's states")
+    parts = []
+    for site, (kind, step) in subspaces.items():
+        if kind == "probe":
+            parts.append(f"this model's own training subspace, refit at step {step} ({site})")
+        elif kind == "posthoc":
+            parts.append(f"a probe fitted on this model's states at step {step} ({site})")
+        else:
+            parts.append(f"a {kind} subspace from step {step} ({site})")
+    return "; ".join(parts)
+
+
 def energy_reading(heats: Mapping[str, pd.DataFrame]) -> str:
     """``heats``: model -> ``ExperimentView.energy_heatmap`` (variety × step). Compares how the dialects' share
     inside the MSA subspace changes from the first to the last checkpoint with how MSA's own share changes."""

@@ -332,6 +332,14 @@ def figure(name: str, key: str, *args) -> go.Figure:
     return FIGURES[name](key, *args)
 
 
+@st.cache_data(max_entries=64, show_spinner=False)
+def subspace_source(key: str, model_name: str, step: int) -> str:
+    """Which subspace the Translate switch removes for ``model_name`` at ``step`` (``readings.subspace_source``)."""
+    v = view(key)
+    subs = v.projection(model_name, step if model_name != "base" else 0, 1.0).subspaces
+    return readings.subspace_source({site: (s.kind, int(s.step)) for site, s in subs.items()}, str(v.root))
+
+
 @st.cache_data(max_entries=256, show_spinner=False)
 def translation(key: str, model_name: str, step: int, src: str, tgt: str, text: str, alpha: float) -> Translation:
     """One sentence by one model, with the decoupling switch at strength ``alpha`` (0 = off). ValueError for input
