@@ -210,7 +210,14 @@ def test_embeddings_react_to_widgets_and_show_distances(app, app_root):
     assert "customdata[2]" in hover                       # hover shows the sentence
     assert "\u2068" in before[1] or "\u2068" in json.dumps(json.loads(before[1])["data"][0]["customdata"])
     tables = [m.value for m in at.markdown if 'class="dde-table"' in m.value]
-    assert len(tables) == 2 and all("paired 1 − cos" in t and ">mean<" in t for t in tables)
+    assert len(tables) == 3 and all("paired 1 − cos" in t and ">mean<" in t for t in tables[:2])
+    # every seed of every arm, each its own row, with the mean over dialects of that model's own distances
+    view = load_experiment(app_root / "tiny")
+    every = tables[2]
+    assert all(f">{m.rpartition('.s')[0]} · seed {m.rpartition('.s')[2]}<" in every for m in view.arms)
+    from explorer.analysis.readings import msa_distances
+    own = msa_distances(view.geometry_long(), "decoupled.s1", steps[-1], view.penalised_sites[0])
+    assert f">{own.iloc[-1]['paired 1 − cos']:.3g}<" in every
     assert any("This run:" in m.value and "from their MSA translations" in m.value for m in at.markdown)
     at.sidebar.radio(key="emb_method").set_value("PCA").run()
     assert_ok(at)

@@ -244,6 +244,18 @@ def msa_distances(geo: pd.DataFrame, model: str, step: int, site: str) -> pd.Dat
     return out
 
 
+def seed_distances(geo: pd.DataFrame, models: Mapping[str, int], site: str) -> pd.DataFrame:
+    """One row per model (every seed of every arm) at its step in ``models`` (model -> step): the "mean" row of
+    ``msa_distances`` (dialects averaged), so that seeds of one arm can be compared with each other and with
+    another arm: a difference between arms smaller than between seeds of one arm is noise."""
+    rows = []
+    for model, step in models.items():
+        t = msa_distances(geo, model, step, site)
+        if len(t):
+            rows.append({"model": model, "step": step, **t.iloc[-1, 1:].to_dict()})
+    return pd.DataFrame(rows, columns=["model", "step", "paired 1 − cos", "centroid 1 − cos", "centroid L2"])
+
+
 def embedding_reading(tables: Mapping[str, pd.DataFrame], site: str) -> str:
     """Compares the mean dialect-to-MSA distance (paired 1 − cos) of the models shown side by side."""
     means = {name: float(t.loc[t["dialect"] == "mean", "paired 1 − cos"].iloc[0])

@@ -263,6 +263,14 @@ def msa_distances(key: str, model_name: str, step: int, site: str) -> pd.DataFra
     return readings.msa_distances(geometry_long(key), model_name, step, site)
 
 
+@st.cache_data(max_entries=64, show_spinner=False)
+def seed_distances(key: str, step: int, site: str) -> pd.DataFrame:
+    """Every model's mean distance of the dialects to MSA at ``site``, each at its checkpoint nearest ``step``."""
+    v = view(key)
+    steps = {m: 0 if m == "base" else min(v.checkpoints(m), key=lambda c: abs(c - step)) for m in v.models}
+    return readings.seed_distances(geometry_long(key), steps, site)
+
+
 @st.cache_data(max_entries=8, show_spinner=False)
 def annotations(root: str, stamp: int) -> Annotations:
     """The annotations file as read at modification time ``stamp`` (AnnotationsError for a damaged file)."""

@@ -56,13 +56,13 @@ _SEEDED = re.compile(r"^(?P<arm>.+)\.s(?P<seed>\d+)$")
 
 
 def model_label(name: str) -> str:
-    """'decoupled (probe + penalty)', 'decoupled (probe + penalty), seed 1' for "decoupled.s1": the one way a
-    model is named in pickers and headings, whatever models the experiment has."""
+    """'decoupled · seed 1' for "decoupled.s1", 'decoupled (probe + penalty)' for an arm, 'base (before
+    fine-tuning)': the one way a model is named in pickers and headings, whatever models the experiment has."""
     m = _SEEDED.match(name)
-    arm, seed = (m["arm"], m["seed"]) if m else (name, None)
-    role = ROLES.get(arm) or next((v for k, v in ROLES.items() if arm.startswith(f"{k}-")), None)
-    text = f"{arm} ({role})" if role else arm
-    return f"{text}, seed {seed}" if seed is not None else text
+    if m:
+        return f"{m['arm']} · seed {m['seed']}"
+    role = ROLES.get(name) or next((v for k, v in ROLES.items() if name.startswith(f"{k}-")), None)
+    return f"{name} ({role})" if role else name
 
 
 def model_picker(exp: str, key: str, *, label: str = "Model", default: str = "decoupled",
