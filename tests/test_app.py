@@ -136,27 +136,10 @@ def sweep_root(tiny_experiment, tmp_path_factory) -> Path:
     """A cache root holding the tiny experiment turned into a λ sweep: its decoupled arm copied as a second
     decoupled arm at λ = 0.1 (checkpoints, scores, and deltas.json rows with the Δ raised by 1.0), as
     ``run --sweep 0.1`` lays it out."""
-    from explorer.files import read_json, write_json
+    from sweep_experiment import make_sweep
 
     root = tmp_path_factory.mktemp("sweep-cache")
-    exp = root / "sweep"
-    shutil.copytree(tiny_experiment, exp)
-    arm = "decoupled-lam0.1"
-    shutil.copytree(exp / "arms" / "decoupled", exp / "arms" / arm)
-    man = read_json(exp / "manifest.json")
-    man["config"]["sweep"] = [0.1]
-    for seed in man["config"]["seeds"]:
-        shutil.copytree(exp / "eval" / f"decoupled.s{seed}", exp / "eval" / f"{arm}.s{seed}")
-        for stage in ("arm", "eval"):
-            man["stages"][f"{stage}:{arm}.s{seed}"] = man["stages"][f"{stage}:decoupled.s{seed}"]
-    write_json(exp / "manifest.json", man)
-    deltas = read_json(exp / "eval" / "deltas.json")
-
-    def raised(x: dict) -> dict:
-        return {**x, "delta": x["delta"] + 1.0, "low": x["low"] + 1.0, "high": x["high"] + 1.0}
-    deltas["systems"][arm] = {d: raised(x) for d, x in deltas["systems"]["decoupled"].items()}
-    deltas["aggregate"][arm] = {k: raised(x) for k, x in deltas["aggregate"]["decoupled"].items()}
-    write_json(exp / "eval" / "deltas.json", deltas)
+    make_sweep(tiny_experiment, root / "sweep")
     return root
 
 
