@@ -80,8 +80,9 @@ if view is not None and table is not None and not table.empty:
         widgets.reading(map_reading(cache.map_frame(exp, system, kind), system, kind))
         st.plotly_chart(cache.figure("bars", exp, system, kind), width="stretch", config=figures.config("delta-bars"))
         st.caption(f"One colour scale and one axis for every arm and direction (±{cache.delta_limit(exp):g} chrF++), so "
-                   "the same colour means the same number everywhere. Large dots and coloured bars: the 95% interval "
-                   "excludes zero. A run that supports the paper shows blue across the MSA → dialect map for "
+                   "the same colour means the same number everywhere. Large dots and coloured bars: the Δ reads "
+                   "better or worse (its 95% interval excludes zero and, with several seeds, it is beyond the noise "
+                   "floor); each is the mean over the arm's seeds. A run that supports the paper shows blue across the MSA → dialect map for "
                    "decoupled and not for random; red, or blue for both, does not.")
 
 st.header("What the experiment is")

@@ -233,3 +233,43 @@ def test_msa_distances_from_geometry_rows():
     assert list(t["dialect"]) == ["Egyptian", "Moroccan", "mean"]
     assert t["paired 1 − cos"].tolist() == pytest.approx([0.3, 0.5, 0.4])
     assert t["centroid L2"].tolist() == pytest.approx([2.0, 4.0, 3.0])
+
+
+def test_map_reading_uses_the_backends_reading_when_there_is_one():
+    frame = pd.DataFrame({"variety": ["arz", "ary"], "name": ["a", "b"], "delta": [1.5, 0.8], "low": [0.5, 0.1],
+                          "high": [2.5, 1.5], "significant": [True, False]})   # ary: interval > 0 but within noise
+    text = readings.map_reading(frame, "decoupled", "MSA → dialect")
+    assert "(1 and 0 read better or worse" in text and "noise floor" in text
+
+
+def test_gate_penalty_and_posthoc_readings_follow_the_numbers():
+    rows = refit_rows([5.0, 4.0]).assign(accepted=[False, True, True], gate_reason=["not above chance", "", ""])
+    assert "accepted 2 of 3 refits; the penalty applies from step 50" in readings.gate_reading(rows)
+    none = rows.assign(accepted=False)
+    assert "rejected all 3 refits (not above chance)" in readings.gate_reading(none)
+    assert "plain fine-tuning" in readings.gate_reading(none)
+    assert "No probe gate" in readings.gate_reading(rows.assign(gate_threshold=float("nan")))
+    assert "accepted none of the 3 refits" in readings.angles_reading(none)
+    pens = pd.DataFrame({"model": ["decoupled.s0"] * 3 + ["random.s0"] * 3, "arm": ["decoupled"] * 3 + ["random"] * 3,
+                         "seed": 0, "step": [1, 2, 3] * 2, "penalty": [float("nan"), 0.4, 0.1, 0.5, 0.5, 0.6]})
+    text = readings.penalty_reading(pens)
+    assert "decoupled 0.4 → 0.1 (1 seed)" in text and "random 0.5 → 0.6" in text
+    assert "No penalty" in readings.penalty_reading(pens.assign(penalty=float("nan")))
+    probes = pd.DataFrame({"model": ["baseline.s0", "decoupled.s0"], "step": [16, 16], "site": "layer.01",
+                           "accuracy": [0.9, 0.85]})
+    energy = pd.DataFrame({"model": ["baseline.s0", "decoupled.s0"], "step": [16, 16], "site": "layer.01",
+                           "variety": "arz", "energy_share_mean": [0.30, 0.05]})
+    text = readings.posthoc_reading(probes, energy, ["baseline.s0", "decoupled.s0"], "layer.01")
+    assert "decoupled.s0 energy 0.050, probe 0.85" in text and "the information stays" in text
+    chance = readings.posthoc_reading(probes.assign(accuracy=0.5), energy, ["baseline.s0", "decoupled.s0"],
+                                      "layer.01")
+    assert "at chance for every model" in chance
+
+
+def test_subspace_source_says_which_subspace():
+    assert readings.subspace_source({"layer.01": ("probe", 40)}) == \
+        "this model's own training subspace, refit at step 40 (layer.01)"
+    assert readings.subspace_source({"layer.01": ("posthoc", 96)}) == \
+        "a probe fitted on this model's states at step 96 (layer.01)"
+    assert "build representations" in readings.subspace_source({}, "cache/x") and "cache/x" in \
+        readings.subspace_source({}, "cache/x")

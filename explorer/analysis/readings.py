@@ -31,14 +31,20 @@ def map_reading(frame: pd.DataFrame, system: str, kind: str, reference: str = "b
         return f"No {kind} differences between {system} and {reference} to show."
     n = len(frame)
     up, down = int((frame["delta"] > 0).sum()), int((frame["delta"] < 0).sum())
-    sig_up, sig_down = int((frame["low"] > 0).sum()), int((frame["high"] < 0).sum())
+    if "significant" in frame:     # the backend's reading: interval excludes zero and beyond the noise floor
+        sig = frame["significant"].astype(bool)
+        sig_up, sig_down = int((sig & (frame["delta"] > 0)).sum()), int((sig & (frame["delta"] < 0)).sum())
+        how = "read better or worse: interval excludes zero, beyond the noise floor"
+    else:
+        sig_up, sig_down = int((frame["low"] > 0).sum()), int((frame["high"] < 0).sum())
+        how = "with a 95% interval that excludes zero"
     best, worst = frame.loc[frame["delta"].idxmax()], frame.loc[frame["delta"].idxmin()]
     ext = (f"largest gain {short_name(best['variety'])} {best['delta']:+.1f}, largest loss "
            f"{short_name(worst['variety'])} {worst['delta']:+.1f}" if best["delta"] > 0 > worst["delta"] else
            f"from {short_name(worst['variety'])} {worst['delta']:+.1f} to {short_name(best['variety'])} "
            f"{best['delta']:+.1f}")
     return (f"{kind}: {system} is above {reference} in {up} of {n} dialects and below in {down} ({sig_up} and "
-            f"{sig_down} with a 95% interval that excludes zero); {ext}.")
+            f"{sig_down} {how}); {ext}.")
 
 
 # ---------------------------------------------------------------- Subspace
@@ -49,6 +55,9 @@ def angles_reading(refits: pd.DataFrame, drawn: bool = False) -> str:
     random subspaces (the control) rather than fitting them."""
     if refits is None or refits.empty:
         return "No refits recorded."
+    if "accepted" in refits and not refits["accepted"].astype(bool).any():
+        return (f"The gate accepted none of the {refits['step'].nunique()} refits: no subspace was ever in force, so "
+                "there is no movement to track.")
     prev = refits["angle_prev_deg"].dropna()
     first = refits.sort_values("step")["angle_first_deg"].dropna()
     if prev.empty:
@@ -127,7 +136,8 @@ def penalty_reading(frame: pd.DataFrame) -> str:
     for arm, g in frame.dropna(subset=["penalty"]).groupby("arm", sort=False):
         first = g.sort_values("step").groupby("model")["penalty"].first().mean()
         last = g.sort_values("step").groupby("model")["penalty"].last().mean()
-        parts.append(f"{arm} {first:.3g} → {last:.3g} ({g['model'].nunique()} seeds)")
+        n = g["model"].nunique()
+        parts.append(f"{arm} {first:.3g} → {last:.3g} ({n} seed{'s' if n > 1 else ''})")
     return "Penalty from its first to its last step, mean over seeds: " + "; ".join(parts) + "."
 
 
