@@ -106,13 +106,38 @@ def settle(pg, selector: str) -> None:
 
 def wait_rerun(pg, action, selector: str) -> float:
     """Seconds from ``action()`` until the app has rerun (running seen, then idle) with ``selector`` drawn."""
-    pg.evaluate("() => { window.__ran = false; const a = document.querySelector('.stApp');"
-                " window.__obs?.disconnect(); window.__obs = new MutationObserver(() => {"
-                " if (a.getAttribute('data-test-script-state') === 'running') window.__ran = true; });"
-                " window.__obs.observe(a, {attributes: true}); }")
+    # the whole document is watched: a page switch may redraw the .stApp element itself
+    # and a short run can be over before the observer's callback runs: its old value still says "running"
+    pg.evaluate("() => { window.__ran = false;"
+                " window.__obs?.disconnect(); window.__obs = new MutationObserver((records) => {"
+                " if (records.some(r => r.oldValue === 'running') || document.querySelector('.stApp')"
+                "?.getAttribute('data-test-script-state') === 'running') window.__ran = true; });"
+                " window.__obs.observe(document.documentElement, {attributes: true, subtree: true, childList: true,"
+                " attributeOldValue: true, attributeFilter: ['data-test-script-state']}); }")
+    # a warm run can begin and end within one browser frame, so "running" is not always drawn: the page's main
+    # text changing (the new checkpoint in a figure title, the new sentence) counts as the rerun too
+    pg.evaluate("() => { window.__before = document.querySelector('[data-testid=\"stMain\"]')?.textContent; }")
     t = time.perf_counter()
     action()
-    pg.wait_for_function("() => window.__ran === true", timeout=60_000)
+    pg.wait_for_function("() => window.__ran === true || document.querySelector('[data-testid=\"stMain\"]')"
+                         "?.textContent !== window.__before", timeout=60_000)
+    settle(pg, selector)
+    return time.perf_counter() - t
+
+
+TITLES = {"Home": "Dialect Decoupling Explorer", "Embeddings": "Embeddings", "Subspace": "The MSA subspace over training",
+          "Translate": "Translate", "Error analysis": "Error analysis"}
+
+
+def switch_page(pg, link, name: str, selector: str) -> float:
+    """Seconds from a click on a sidebar link until that page's title and content are drawn and the run is over.
+
+    (A warm page's run can start and end within one browser frame, so "running" is not always seen; the page's
+    own title is.)"""
+    t = time.perf_counter()
+    link.click()
+    pg.wait_for_function("t => [...document.querySelectorAll('h1')].some(h => h.innerText.trim() === t)",
+                         arg=TITLES[name], timeout=60_000)
     settle(pg, selector)
     return time.perf_counter() - t
 
@@ -127,6 +152,7 @@ def translation_in_process(exp: Path, n: int) -> dict:
     Uses the app's decoding thread count (``$DDE_TORCH_THREADS``, default 1; see ``explorer.ui.cache``)."""
     import torch
 
+    from explorer.analysis.errors import first_of
     from explorer.data.varieties import ENG, HR
     from explorer.evaluation.single import ModelHandle, translate_text
     from explorer.experiment.view import load_experiment
@@ -138,10 +164,12 @@ def translation_in_process(exp: Path, n: int) -> dict:
     rows = hyps[(hyps["src"] == HR) & (hyps["tgt"] == view.dialects[0])].head(n + 1)
     handles = {}
     for arm in ("baseline", "decoupled"):
-        step = view.checkpoints(arm)[-1]
-        m, tok = view.load_model(arm, step)
-        handles[arm] = ModelHandle(m, tok, arm, step)
-    projection = view.projection(view.checkpoints("decoupled")[-1], 0.0)   # off: the MSA-share readout only
+        model = first_of(view.models, arm)                   # its first seed ("decoupled.s0")
+        step = view.checkpoints(model)[-1]
+        m, tok = view.load_model(model, step)
+        handles[arm] = ModelHandle(m, tok, model, step)
+    decoupled = first_of(view.models, "decoupled")
+    projection = view.projection(decoupled, view.checkpoints(decoupled)[-1], 0.0)   # off: the MSA-share readout
     codes = [*view.varieties, ENG]
     times = []
     for i, text in enumerate(rows["source"]):
@@ -163,6 +191,7 @@ def main() -> None:
         raise SystemExit(f"{CHROMIUM} is needed (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
+    from explorer.analysis.errors import first_of
     from explorer.experiment.view import load_experiment
 
     exp = pick_experiment(args.exp)
@@ -188,7 +217,7 @@ def main() -> None:
                     pg.goto(f"{url}/{path}")
                     settle(pg, sel)
                     cold[name] = time.perf_counter() - t
-                steps = view.checkpoints("decoupled")
+                steps = view.checkpoints(first_of(view.models, "decoupled"))
                 pg.goto(f"{url}/embeddings")
                 settle(pg, ".js-plotly-plot")
                 control = pg.locator("[data-testid='stSidebar'] .st-key-ckpt")
@@ -207,7 +236,7 @@ def main() -> None:
                 for _ in range(args.rounds):
                     for name, _, sel in [*PAGES[1:], PAGES[0]]:
                         link = pg.locator("[data-testid='stSidebarNav'] a", has_text=name)
-                        switches[name].append(wait_rerun(pg, link.click, sel))
+                        switches[name].append(switch_page(pg, link, name, sel))
                 all_switches = [x for v in switches.values() for x in v]
                 results["page_switch_median_s"] = median(all_switches)
                 results["page_switch_median_by_page_s"] = {k: median(v) for k, v in switches.items()}
@@ -215,7 +244,8 @@ def main() -> None:
                 # checkpoint changes on Embeddings, warm
                 pg.locator("[data-testid='stSidebarNav'] a", has_text="Embeddings").click()
                 settle(pg, ".js-plotly-plot")
-                ck, at, move = [], 0, 1      # the control is at the first checkpoint after warming
+                # the page switches began a new session (goto), so the control is back at the last checkpoint
+                ck, at, move = [], len(steps) - 1, -1
                 for _ in range(args.rounds * 2 if len(steps) > 1 else 0):
                     if not 0 <= at + move < len(steps):
                         move = -move

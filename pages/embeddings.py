@@ -43,6 +43,14 @@ for i, (col, name) in enumerate(zip(st.columns(2), (left, right))):
         tables[name] = dist
 if len(tables) == 2:
     widgets.reading(embedding_reading(tables, site))
+every = cache.seed_distances(exp, step, site)
+if len(view.seeds) > 1 and not every.empty:
+    st.subheader("Every model, every seed")
+    shown = every.assign(model=[widgets.model_label(m) for m in every["model"]])
+    widgets.html_table(shown, numbers={"step": "d"} | {c: ".3g" for c in every.columns[2:]})
+    st.caption(f"The mean over dialects of the distances above, for every seed of every arm at {site} (each at its "
+               "checkpoint nearest the chosen step). Two seeds of one arm differ only by training noise: a "
+               "difference between arms smaller than that is not a difference.")
 st.caption("How to read it: dots close together are sentences the model represents alike; hover a dot for its text. "
            "The numbers beside each cloud are computed on the full hidden states, not on the 2-D layout: *paired "
            "1 − cos* is the mean cosine distance between a dialect sentence and its own MSA translation, *centroid* "

@@ -31,10 +31,42 @@ if view is not None and table is not None and not table.empty:
     arms = dict.fromkeys(["base", *(view.arm_of(m) for m in view.arms)])   # one column per arm: its mean over seeds
     models = [a for a in arms if f"chrF++ {a}" in table.columns]
     widgets.headline(table, models)
-    st.caption("chrF++ per translation direction (higher is better). *copy src* is the score of handing back the "
-               "source unchanged: between varieties this close it is a high bar, and a model below it (grey) has "
-               "not learned to translate yet. Δ is an arm minus baseline on the same test sentences with a 95% "
-               "paired-bootstrap interval (over test sentences only): blue or red when the interval excludes zero.")
+    n_seeds = len(view.seeds)
+    st.caption("chrF++ per translation direction (higher is better)"
+               + (f", each arm the mean ± sd over its {n_seeds} seeds" if n_seeds > 1 else ", one seed per arm")
+               + ". *copy src* is the score of handing back the source unchanged: between varieties this close it is "
+               "a high bar, and a model below it (grey) has not learned to translate yet. Δ is an arm minus baseline "
+               "on the same test sentences with a 95% interval "
+               + ("from a two-level bootstrap (over seeds, then test sentences), so it includes training noise; "
+                  "*noise floor* is how far two baseline seeds land apart. Blue or red: the interval excludes zero "
+                  "and the Δ is larger than the noise floor." if n_seeds > 1 else
+                  "over test sentences only: with one seed it ignores training noise. Blue or red: the interval "
+                  "excludes zero."))
+
+    looks = cache.leakage(exp)
+    if not looks.empty:
+        st.subheader("What the outputs look like")
+        widgets.leakage(looks)
+        clf = view.classifiers()
+        acc = clf.get("dialect_id", {}).get("accuracy")
+        bal = clf.get("msa_vs_dialect", {}).get("balanced_accuracy")
+        st.caption("MSA → dialect outputs only, mean over directions (± sd over seeds). *as requested*: share the "
+                   "dialect classifier assigns to the dialect that was asked for"
+                   + (f" ({acc:.0%} accurate on the test split)" if acc is not None else "")
+                   + "; *called MSA*: share the MSA-vs-dialect classifier calls MSA, the MSA leakage"
+                   + (f" ({bal:.0%} balanced accuracy)" if bal is not None else "")
+                   + "; *same for every target*: test sentences whose outputs are identical whatever dialect was "
+                   "asked for. The references row is what a perfect system would score.")
+
+    dose = cache.dose_response(exp)
+    if not dose.empty:
+        st.subheader("Dose–response: the penalty's strength λ")
+        widgets.dose_table(dose)
+        st.plotly_chart(cache.figure("dose", exp), width="stretch", config=figures.config("dose-response"))
+        st.caption("One decoupled arm per λ (the baseline is λ = 0), each averaged over its seeds: the mean Δ "
+                   "chrF++ over directions with its interval, MSA leakage, the as-requested share, and the accuracy "
+                   "of a probe fitted afterwards on each model's states at the penalised layer (0.5 = no MSA "
+                   "information left). A real effect grows with λ; a flat line is no effect.")
 
     deltas = cache.deltas(exp)
     if not deltas.empty:
@@ -48,8 +80,9 @@ if view is not None and table is not None and not table.empty:
         widgets.reading(map_reading(cache.map_frame(exp, system, kind), system, kind))
         st.plotly_chart(cache.figure("bars", exp, system, kind), width="stretch", config=figures.config("delta-bars"))
         st.caption(f"One colour scale and one axis for every arm and direction (±{cache.delta_limit(exp):g} chrF++), so "
-                   "the same colour means the same number everywhere. Large dots and coloured bars: the 95% interval "
-                   "excludes zero. A run that supports the paper shows blue across the MSA → dialect map for "
+                   "the same colour means the same number everywhere. Large dots and coloured bars: the Δ reads "
+                   "better or worse (its 95% interval excludes zero and, with several seeds, it is beyond the noise "
+                   "floor); each is the mean over the arm's seeds. A run that supports the paper shows blue across the MSA → dialect map for "
                    "decoupled and not for random; red, or blue for both, does not.")
 
 st.header("What the experiment is")

@@ -22,6 +22,15 @@ site = widgets.site_picker(exp, "sub_site")
 refits = cache.refits(exp, arm)
 drawn = refits["accuracy"].isna().all()     # the random control draws its subspace, it fits no probe
 
+st.subheader("What the probe gate decided")
+widgets.reading(readings.gate_reading(refits))
+if not drawn:
+    widgets.gate_table(refits)
+st.caption("At every refit the new probe must beat chance on held-out tokens by a margin (the gate threshold) and "
+           "compress the labels; a rejected refit leaves the previous subspace in force, and before the first "
+           "accepted one no penalty applies at all. The random control is redrawn at the decoupled arm's accepted "
+           "refit steps.")
+
 st.subheader("How the estimate moves")
 if refits["step"].nunique() < 2:
     st.info(f"The {arm} arm has {refits['step'].nunique()} refit: there is no movement to draw yet.")
@@ -53,6 +62,18 @@ else:
                "that variety's tokens put on the right side: a dialect below 0.5 is mostly taken for MSA. Code "
                "length: bits to transmit the labels with the probe; shorter means MSA is easier to read off.")
 
+st.subheader("The penalty during training")
+pens = cache.penalties(exp)
+pen_arms = tuple(dict.fromkeys(sorted(pens["arm"], key=lambda a: (a != "decoupled", a != "random", a))))
+if pens.empty:
+    st.info("No decoupled or random arm has a training log yet.")
+else:
+    st.plotly_chart(cache.figure("penalties", exp, pen_arms), width="stretch", config=figures.config("penalties"))
+    widgets.reading(readings.penalty_reading(pens))
+    st.caption("The penalty ‖Uᵀh‖² the loss adds at the penalised layer, one thin line per seed: the decoupled arm "
+               "against its own MSA subspace, beside the matched random control (the same size of subspace, redrawn "
+               "at the same steps). A gap means no subspace was in force yet; a jump is a refit or a redraw.")
+
 widgets.require(exp, "represent", "geometry tables")
 st.subheader("MSA-subspace energy per variety, over checkpoints")
 reference = "baseline" if "baseline" in view.models else view.models[0]
@@ -71,6 +92,17 @@ st.caption(f"Each cell is the average share of a variety's sentence vector insid
            "subspace (‖Uᵀh‖/‖h‖), left for the reference arm, right for the chosen one, on one colour scale. "
            "Decoupling works as intended when the dialect rows fade over training while the MSA row does not; if "
            "every row fades alike, MSA included, the penalty shrank the direction rather than separating dialects.")
+
+st.subheader("Does the penalty remove MSA information, or only move it?")
+models = tuple(view.arms)
+st.plotly_chart(cache.figure("posthoc", exp, models, site), width="stretch", config=figures.config("posthoc"))
+widgets.reading(readings.posthoc_reading(cache.posthoc(exp), cache.geometry_long(exp), models, site))
+st.caption("Left: how much of each model's sentence vectors lies in its own MSA subspace (for decoupled and random "
+           "their training subspace, for the others a probe fitted on their states), what the penalty pushes down. "
+           "Right: a fresh linear probe fitted after training on each checkpoint's states, MSA tokens against "
+           "dialect tokens (held out by sentence; 0.5 = chance). If the energy falls while the probe stays high, the "
+           "penalty moved the mean away from the subspace but the MSA information is still there, readable along "
+           "another direction.")
 
 st.subheader("Distance to MSA, layer by layer")
 geo = cache.geometry_long(exp)

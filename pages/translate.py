@@ -56,6 +56,10 @@ on = side.toggle("Inference-time decoupling", key="tr_on",
 alpha = side.slider("Strength α", 0.0, 1.0, 1.0, 0.05, key="tr_alpha", disabled=not on)
 target = side.radio("Apply it to", ["left", "right"], index=0, key="tr_target", horizontal=True,
                     format_func={"left": f"left ({left})", "right": f"right ({right})"}.get, disabled=not on)
+switched = left if target == "left" else right
+switched_step = 0 if switched == "base" else widgets.nearest_step(exp, switched, step)
+side.caption(f"Removes from **{widgets.model_label(switched)}** at step {switched_step}: "
+             f"{cache.subspace_source(exp, switched, switched_step)}.")
 st.sidebar.caption(f"Dialect ID: character n-gram classifier, {clf.test_accuracy:.0%} accurate on the test split "
                    f"over {len(clf.classes)} varieties; a guess is shown only when it is at least {CONFIDENT:.0%} "
                    "sure.")
@@ -71,7 +75,8 @@ for col, side_name, name in ((cols[0], "left", left), (cols[1], "right", right))
         except ValueError as e:
             st.warning(str(e))
             continue
-        extra = f" · decoupling α={out.alpha:g} at {', '.join(out.sites)}" if out.alpha else ""
+        extra = (f" · decoupling α={out.alpha:g} at {', '.join(out.sites)} with "
+                 f"{cache.subspace_source(exp, name, s)}" if out.alpha else "")
         widgets.sentence(out.text, tgt, label=f"step {out.step}{extra}")
         pred = clf.predict_one(out.text)
         guess = confident_guess(pred.variety, pred.probability) if pred.variety in clf.classes else None

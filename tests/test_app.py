@@ -84,18 +84,33 @@ def test_committed_streamlit_config_is_private():
 # ---------------------------------------------------------------- pages
 
 
-def test_home_states_the_verdict_and_draws_one_scale(app):
+def test_home_states_the_verdict_and_draws_one_scale(app, app_root):
     at = app()
     assert at.title[0].value == "Dialect Decoupling Explorer"
     page = html_of(at)
     assert "diglossic" in page
     verdict = [m.value for m in at.markdown if "dde-verdict" in m.value]
-    assert len(verdict) == 1 and "The paper reports +2.0 chrF++" in verdict[0] and "over 2 directions" in verdict[0]
+    assert len(verdict) == 1 and "The paper reports +2.0 chrF++" in verdict[0]
+    assert "over 2 MSA → dialect directions and 2 seeds" in verdict[0] and "(the noise floor)" in verdict[0]
+    assert "over seeds and test sentences" in verdict[0] and "MSA leakage" in verdict[0]
+    assert re.search(r"probe gate accepted \d+ of \d+ refits of decoupled over 2 seeds", verdict[0])
     assert len(at.dataframe) == 1                      # the experiments; the headline is a plain HTML table
-    headline = next(m.value for m in at.markdown if 'class="dde-table"' in m.value)
-    for col in ("base", "baseline", "decoupled", "random", "copy src", "Δ decoupled [95% CI]", "MSA → dialect"):
+    tables = [m.value for m in at.markdown if 'class="dde-table"' in m.value]
+    headline = tables[0]
+    for col in ("base", "baseline", "decoupled", "random", "copy src", "Δ decoupled [95% CI]", "MSA → dialect",
+                "noise floor"):
         assert f">{col}<" in headline, col
     assert headline.count('<td dir="auto"') > 20
+    # each arm is its mean ± sd over the two seeds, from the per-model scores
+    from explorer.experiment.view import load_experiment
+    scores = load_experiment(app_root / "tiny").scores()
+    eg = scores[(scores["arm"] == "decoupled") & (scores["direction"] == "arb-arz")]["chrf"]
+    assert len(eg) == 2 and f'{eg.mean():.1f}<span class="dde-sd"> ±{eg.std():.1f}</span>' in headline
+    assert re.search(r'<br><span class="dde-ci">(within noise|better|worse)</span>', headline)
+    # what the outputs look like: as requested / called MSA per arm, and the references' ceiling
+    leak = next(t for t in tables if ">called MSA (leakage)<" in t)
+    assert ">references (ceiling)<" in leak and ">decoupled<" in leak and "dde-sd" in leak
+    assert not any("Dose–response" in h.value for h in at.subheader)      # no sweep arms here
     figs = charts(at)
     assert len(figs) == 2
     geo = json.loads(figs[0])
@@ -114,6 +129,40 @@ def test_home_states_the_verdict_and_draws_one_scale(app):
     assert "random − baseline" in geo["layout"]["title"]["text"]
     assert (geo["data"][1]["marker"]["cmin"], geo["data"][1]["marker"]["cmax"]) == scale   # one scale for all arms
     assert json.loads(charts(at)[1])["layout"]["yaxis"]["range"] == bars["layout"]["yaxis"]["range"]
+
+
+@pytest.fixture(scope="module")
+def sweep_root(tiny_experiment, tmp_path_factory) -> Path:
+    """A cache root holding the tiny experiment turned into a λ sweep: its decoupled arm copied as a second
+    decoupled arm at λ = 0.1 (checkpoints, scores, and deltas.json rows with the Δ raised by 1.0), as
+    ``run --sweep 0.1`` lays it out."""
+    from sweep_experiment import make_sweep
+
+    root = tmp_path_factory.mktemp("sweep-cache")
+    make_sweep(tiny_experiment, root / "sweep")
+    return root
+
+
+def test_home_shows_the_dose_response_of_a_sweep(sweep_root, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("DDE_CACHE_ROOT", str(sweep_root))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    assert_ok(at)
+    assert any("Dose–response" in h.value for h in at.subheader)
+    dose = next(m.value for m in at.markdown if 'class="dde-table"' in m.value and ">post-hoc probe<" in m.value)
+    deltas = json.loads((sweep_root / "sweep" / "eval" / "deltas.json").read_text())["aggregate"]   # as written
+    for arm, lam in (("decoupled", "0.01"), ("decoupled-lam0.1", "0.1")):
+        x = deltas[arm]["msa_to_dialect"]
+        assert f">{lam}<" in dose and f"{x['delta']:+.2f}<br>" in dose, arm
+    assert ">(reference)<" in dose                       # the baseline is λ = 0
+    fig = next(f for f in map(json.loads, charts(at)) if any(t.get("name") == "Δ chrF++" for t in f["data"]))
+    assert [t["name"] for t in fig["data"]] == ["Δ chrF++", "called MSA", "post-hoc probe accuracy"]
+    assert fig["data"][0]["x"] == ["0", "0.01", "0.1"]
+    assert fig["data"][0]["y"][2] == pytest.approx(deltas["decoupled-lam0.1"]["msa_to_dialect"]["delta"])
+    headline = next(m.value for m in at.markdown if 'class="dde-table"' in m.value)
+    assert ">Δ decoupled-lam0.1 [95% CI]<" in headline
 
 
 @pytest.mark.parametrize("page", ["pages/translate.py", "pages/error_analysis.py"])
@@ -144,7 +193,14 @@ def test_embeddings_react_to_widgets_and_show_distances(app, app_root):
     assert "customdata[2]" in hover                       # hover shows the sentence
     assert "\u2068" in before[1] or "\u2068" in json.dumps(json.loads(before[1])["data"][0]["customdata"])
     tables = [m.value for m in at.markdown if 'class="dde-table"' in m.value]
-    assert len(tables) == 2 and all("paired 1 − cos" in t and ">mean<" in t for t in tables)
+    assert len(tables) == 3 and all("paired 1 − cos" in t and ">mean<" in t for t in tables[:2])
+    # every seed of every arm, each its own row, with the mean over dialects of that model's own distances
+    view = load_experiment(app_root / "tiny")
+    every = tables[2]
+    assert all(f">{m.rpartition('.s')[0]} · seed {m.rpartition('.s')[2]}<" in every for m in view.arms)
+    from explorer.analysis.readings import msa_distances
+    own = msa_distances(view.geometry_long(), "decoupled.s1", steps[-1], view.penalised_sites[0])
+    assert f">{own.iloc[-1]['paired 1 − cos']:.3g}<" in every
     assert any("This run:" in m.value and "from their MSA translations" in m.value for m in at.markdown)
     at.sidebar.radio(key="emb_method").set_value("PCA").run()
     assert_ok(at)
@@ -171,24 +227,74 @@ def test_subspace_page(app, app_root):
 
     at = app("pages/subspace.py")
     figs = charts(at)
-    assert len(figs) == 5      # angles, probe, two energy heatmaps, per-layer distances
+    # angles, probe, penalties, two energy heatmaps, post-hoc vs energy, per-layer distances
+    assert len(figs) == 7
     assert "previous refit" in figs[0] and "first refit" in figs[0]
     assert "chance" in figs[1]
-    assert json.loads(figs[2])["data"][0]["type"] == "heatmap"
+    view = load_experiment(app_root / "tiny")
+    pens = json.loads(figs[2])
+    assert [a["text"] for a in pens["layout"]["annotations"]] == ["decoupled", "random"]    # side by side
+    assert sorted(t["name"] for t in pens["data"]) == sorted(m for m in view.arms if not m.startswith("baseline"))
+    assert all(t["line"]["width"] == 1 for t in pens["data"])                                 # thin, one per seed
+    assert json.loads(figs[3])["data"][0]["type"] == "heatmap"
+    post = json.loads(figs[5])
+    assert {t["name"] for t in post["data"]} == set(view.arms) and "post-hoc probe accuracy" in figs[5]
     readings = [m.value for m in at.markdown if "This run:" in m.value]
-    assert len(readings) == 4 and any("held-out tokens against" in r for r in readings)
+    assert any("held-out tokens against" in r for r in readings)
+    assert any("No probe gate in this run" in r for r in readings)
+    assert any("Penalty from its first to its last step" in r and "decoupled" in r for r in readings)
+    last = view.posthoc().query("model == 'decoupled.s1' and site == @view.penalised_sites[0]").iloc[-1]
+    assert any("decoupled.s1 energy" in r and f"probe {last['accuracy']:.2f}" in r for r in readings)
     at.radio(key="sub_metric").set_value("code_length_bits").run()
     assert_ok(at)
     assert charts(at)[1] != figs[1] and "code length" in charts(at)[1]
-    layer = json.loads(charts(at)[4])
-    assert {tr["name"] for tr in layer["data"]} == set(load_experiment(app_root / "tiny").models)  # one dialect
+    layer = json.loads(charts(at)[6])
+    assert {tr["name"] for tr in layer["data"]} == set(view.models)  # one dialect
     at.selectbox(key="sub_geo_metric").set_value("cka").run()
-    assert "linear CKA" in charts(at)[4]
+    assert "linear CKA" in charts(at)[6]
     at.selectbox(key="sub_dialect").set_value("ary").run()
-    assert "Moroccan" in charts(at)[4]
+    assert "Moroccan" in charts(at)[6]
     at.sidebar.selectbox(key="sub_arm").set_value("random.s0").run()
     assert_ok(at)
     assert any("random" in json.loads(c)["layout"]["title"]["text"] for c in charts(at))
+
+
+@pytest.fixture(scope="module")
+def gated_root(tmp_path_factory) -> Path:
+    """A cache root with a one-seed tiny run whose probe gate is on (``--gate 0.01``): the tiny model separates MSA
+    from dialects barely or not at all, so the gate rejects refits."""
+    from explorer.config import preset_config
+    from explorer.experiment.run import run_experiment
+
+    root = tmp_path_factory.mktemp("gated-cache")
+    run_experiment(preset_config("tiny", gate=0.01, seeds=(0,)), root / "gated", bar=False)
+    return root
+
+
+@pytest.mark.slow
+def test_subspace_page_shows_the_gate(gated_root, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from explorer.experiment.view import load_experiment
+
+    refits = load_experiment(gated_root / "gated").refits("decoupled.s0")
+    rejected = refits[~refits["accepted"]]
+    assert len(rejected) and refits["gate_threshold"].notna().all()     # the fixture exercises the gate
+    monkeypatch.setenv("DDE_CACHE_ROOT", str(gated_root))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    at.switch_page("pages/subspace.py").run()
+    assert_ok(at)
+    table = next(m.value for m in at.markdown if ">gate threshold<" in m.value)
+    assert table.count(">rejected<") == len(rejected) and rejected["gate_reason"].iloc[0] in table
+    assert f"{refits['gate_threshold'].iloc[0]:.3f}" in table
+    readings = [m.value for m in at.markdown if "This run:" in m.value]
+    assert any(("rejected all" in r or "applies from step" in r) for r in readings)
+    figs = [json.loads(f) for f in charts(at)]
+    probe = next(f for f in figs if any(t.get("name") == "gate threshold" for t in f["data"]))
+    marks = next(t for t in probe["data"] if t.get("name") == "rejected by the gate")
+    assert marks["marker"]["symbol"] == "x" and len(marks["x"]) == len(rejected)
+    assert any(t.get("name") == "rejected by the gate" for t in figs[0]["data"])        # on the angles too
 
 
 def test_translate_page_and_decoupling_switch(app):
@@ -210,6 +316,18 @@ def test_translate_page_and_decoupling_switch(app):
     assert after[1] == shares[1]                             # the right model is untouched
     at.sidebar.slider(key="tr_alpha").set_value(0.5).run()
     assert "decoupling α=0.5" in html_of(at)
+    # the page says which subspace it removes: the baseline has none of its own (a post-hoc probe), the
+    # decoupled arm its own training refit at the step of that refit
+    def source() -> str:
+        return next(c.value for c in at.sidebar.caption if c.value.startswith("Removes from"))
+    assert "a probe fitted on this model's states at step" in source() and "baseline" in source()
+    assert "with a probe fitted on this model" in html_of(at)
+    at.sidebar.radio(key="tr_target").set_value("right").run()
+    assert_ok(at)
+    step = int(re.search(r"refit at step (\d+)", source())[1])
+    from explorer.experiment.view import load_experiment
+    view = load_experiment(Path(os.environ["DDE_CACHE_ROOT"]) / "tiny")
+    assert "decoupled" in source() and step in set(view.refits("decoupled.s0")["step"])
 
 
 def test_translate_input_is_checked(app):

@@ -157,6 +157,45 @@ def test_page_shows_its_content(server, page, path):
     shoot(page, path or "home")
 
 
+@pytest.fixture(scope="module")
+def sweep_server(tiny_experiment, tmp_path_factory):
+    """URL of a server showing the tiny experiment made into a λ sweep (four arms, the widest Home table)."""
+    from sweep_experiment import make_sweep
+
+    root = tmp_path_factory.mktemp("browser-sweep")
+    make_sweep(tiny_experiment, root / "sweep")
+    with streamlit_server(root) as url:
+        yield url
+
+
+@pytest.mark.parametrize("which", ["server", "sweep_server"])
+def test_home_results_fit_1280x720_without_sideways_scrolling(request, browser, which):
+    """At 1280×720 (a laptop) the results tables on Home fit the page: no table is wider than its box and the page
+    itself does not scroll sideways; the headline holds every arm, its Δ cells and the noise floor."""
+    url = request.getfixturevalue(which)
+    context = browser.new_context(viewport={"width": 1280, "height": 720}, locale="en-GB")
+    pg = context.new_page()
+    try:
+        pg.goto(url)
+        settle(pg, ".js-plotly-plot")
+        tables = pg.locator("table.dde-table")
+        assert tables.count() >= 2 + (which == "sweep_server")   # headline, outputs (and the dose-response)
+        headline = tables.first.inner_text()
+        assert "noise floor" in headline and "Δ decoupled" in headline
+        if which == "sweep_server":
+            assert "decoupled-lam0.1" in headline
+        widths = pg.evaluate("""() => [...document.querySelectorAll('.dde-table-wrap')].map(
+            w => [w.scrollWidth, w.clientWidth])""")
+        assert widths and all(sw <= cw + 1 for sw, cw in widths), widths
+        page_w = pg.evaluate("() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+        assert page_w[0] <= page_w[1] + 1, page_w
+        tables.first.scroll_into_view_if_needed()
+        ARTIFACTS.mkdir(exist_ok=True)
+        pg.screenshot(path=str(ARTIFACTS / f"home-1280x720-{which}.png"))
+    finally:
+        context.close()
+
+
 def test_arabic_inputs_run_right_to_left(server, page):
     """Arabic typed into a text input or a text area is laid out right to left (dir="auto")."""
     page.goto(f"{server}/error_analysis")

@@ -1,5 +1,9 @@
 """The verdict on Home and the one-line readings of each page are computed from the numbers: two invented runs with
-opposite results get different verdicts, and the text follows the numbers when they change."""
+opposite results get different verdicts, one seed and three seeds are worded differently, a Δ inside the noise
+floor is called so, and the text follows the numbers when they change.
+
+The invented runs are summaries in ``experiment.report.summary``'s format, their readings and noise floors made by
+the backend's own functions (``evaluation.chrf.reading`` / ``noise_floor``)."""
 
 from __future__ import annotations
 
@@ -7,29 +11,153 @@ import pandas as pd
 import pytest
 
 from explorer.analysis import readings
-from explorer.analysis.verdict import PAPER_GAIN, findings, verdict
-from explorer.experiment.view import DELTA_COLUMNS, REFIT_COLUMNS, REFIT_VARIETY_COLUMNS, SCORE_COLUMNS
+from explorer.analysis.verdict import PAPER_GAIN, findings, leakage, verdict
+from explorer.evaluation.chrf import noise_floor, reading
+from explorer.experiment.view import REFIT_COLUMNS, REFIT_VARIETY_COLUMNS
 
 DIALECTS = ("arz", "ary", "aeb", "apc")
+ARMS = ("baseline", "decoupled", "random")
 
 
-def run_tables(arm_gain: float, *, tuned: float = 40.0, base: float = 30.0, copy: float = 35.0,
-               control_gain: float = 0.0, half_width: float = 0.6):
-    """(scores, deltas, copy_source) of an invented run in the view's formats: the baseline scores ``tuned`` on
-    every MSA → dialect direction, decoupled ``tuned + arm_gain``, random ``tuned + control_gain``."""
-    rows, deltas, copy_src = [], [], {}
-    for d in DIALECTS:
-        for src, tgt in (("arb", d), (d, "arb")):
-            direction = f"{src}-{tgt}"
-            gain = arm_gain if src == "arb" else 0.0
-            for model, chrf in (("base", base), ("baseline", tuned), ("decoupled", tuned + gain),
-                                ("random", tuned + (control_gain if src == "arb" else 0.0))):
-                rows.append({"model": model, "direction": direction, "src": src, "tgt": tgt, "chrf": chrf, "n": 40})
-            for system, g in (("decoupled", gain), ("random", control_gain if src == "arb" else 0.0)):
-                deltas.append({"system": system, "direction": direction, "src": src, "tgt": tgt, "delta": g,
-                               "low": g - half_width, "high": g + half_width, "p_value": 0.01})
-            copy_src[direction] = copy
-    return (pd.DataFrame(rows, columns=SCORE_COLUMNS), pd.DataFrame(deltas, columns=DELTA_COLUMNS), copy_src)
+def run_summary(arm_gain: float, *, seeds=(0, 1, 2), spread: float = 0.5, tuned: float = 40.0, base: float = 30.0,
+                copy: float = 35.0, control_gain: float = 0.0, half_width: float = 0.6,
+                leak: dict | None = None, accepted: int = 3, total: int = 3) -> dict:
+    """An invented run's summary: the baseline scores ``tuned`` on every direction (seed k adds ``spread * k``, so
+    its noise floor is ``spread * (len(seeds) - 1)``), decoupled ``arm_gain`` more on MSA → dialect, random
+    ``control_gain`` more. ``leak``: arm -> share of MSA → dialect outputs called MSA."""
+    leak = leak or {"base": 0.6, "baseline": 0.2, "decoupled": 0.2, "random": 0.2}
+    gains = {"baseline": 0.0, "decoupled": arm_gain, "random": control_gain}
+    dirs = [(src, tgt) for d in DIALECTS for src, tgt in (("arb", d), (d, "arb"))]
+    s = {"seeds": list(seeds), "models": {"base": {}}, "arms": {a: {} for a in ARMS}, "deltas": {},
+         "aggregate": {}, "aggregate_noise_floor": {}, "copy_source": {}, "looks_like": {}, "refits": {},
+         "interval": "seeds+sentences" if len(seeds) > 1 else "sentences",
+         "classifiers": {"msa_vs_dialect": {"balanced_accuracy": 0.91}, "dialect_id": {"accuracy": 0.8},
+                         "references": {"directions": {f"arb-{d}": {"as_requested": 0.9, "called_msa": 0.05}
+                                                       for d in DIALECTS}}}}
+    for src, tgt in dirs:
+        d = f"{src}-{tgt}"
+        s["models"]["base"][d] = {"chrf": base, "n": 40}
+        s["copy_source"][d] = {"chrf": copy}
+        for a in ARMS:
+            gain = gains[a] if src == "arb" else 0.0
+            per = {k: tuned + gain + spread * i for i, k in enumerate(seeds)}
+            for k, v in per.items():
+                s["models"].setdefault(f"{a}.s{k}", {})[d] = {"chrf": v, "n": 40}
+            vals = list(per.values())
+            s["arms"][a][d] = {"mean": sum(vals) / len(vals), "sd": pd.Series(vals).std() if len(vals) > 1 else None,
+                               "per_seed": {str(k): v for k, v in per.items()}}
+    floors = {}
+    for key in ("msa_to_dialect", "dialect_to_msa"):
+        floors[key] = noise_floor({k: tuned + spread * i for i, k in enumerate(seeds)})
+        if floors[key]:
+            s["aggregate_noise_floor"][key] = floors[key]
+    for a in ("decoupled", "random"):
+        s["deltas"][a], s["aggregate"][a] = {}, {}
+        for src, tgt in dirs:
+            g = gains[a] if src == "arb" else 0.0
+            x = {"delta": g, "low": g - half_width, "high": g + half_width}
+            s["deltas"][a][f"{src}-{tgt}"] = {**x, "reading": reading(x, floors["msa_to_dialect"])}
+        for key, floor in floors.items():
+            g = gains[a] if key == "msa_to_dialect" else 0.0
+            x = {"delta": g, "low": g - half_width, "high": g + half_width}
+            s["aggregate"][a][key] = {**x, "interval": s["interval"], "reading": reading(x, floor)}
+    for model in s["models"]:
+        arm = model.split(".s")[0]
+        s["looks_like"][model] = {"directions": {f"arb-{d}": {"as_requested": 0.5, "called_msa": leak[arm]}
+                                                 for d in DIALECTS}, "identical_across_targets": 0.1}
+        if arm in ("decoupled", "random"):
+            s["refits"][model] = {"accepted": accepted, "total": total}
+    return s
+
+
+def refit_rows(angles: list[float], accepted: bool = True) -> pd.DataFrame:
+    """The refit rows of one decoupled model, consecutive accepted refits ``angles`` degrees apart."""
+    rows = [{"index": i, "step": 50 * i, "site": "layer.02", "rank": 1, "angle_prev_deg": a, "angle_first_deg": a,
+             "accuracy": 0.9, "chance": 0.5, "gate_threshold": 0.55, "accepted": accepted, "gate_reason": ""}
+            for i, a in enumerate([None, *angles])]
+    return pd.DataFrame(rows).assign(model="decoupled.s0")
+
+
+def test_opposite_runs_get_opposite_verdicts():
+    good, bad = verdict(run_summary(+2.5)), verdict(run_summary(-2.5))
+    assert good != bad
+    assert f"+{PAPER_GAIN:.1f}" in good[0] and "+2.50 [+1.90, +3.10]" in good[0] and "3 seeds" in good[0]
+    assert "beyond it and its interval excludes zero: in line with the paper's claim" in good[1]
+    assert "-2.50 [-3.10, -1.90]" in bad[0] and "the opposite of the claim" in bad[1]
+    assert "noise floor" in good[1] and "up to 1.00 chrF++" in good[1]
+    small = verdict(run_summary(+0.8, spread=0.2, half_width=0.3))
+    assert "in the claimed direction but smaller than the paper's" in small[1]
+
+
+def test_one_seed_and_three_seeds_are_worded_differently():
+    one = verdict(run_summary(+2.5, seeds=(0,)))
+    three = verdict(run_summary(+2.5, seeds=(0, 1, 2)))
+    assert "one seed" in one[0] and "over test sentences only" in one[0]
+    assert "With one seed there is no noise floor and the interval ignores training noise" in one[1]
+    assert "--seeds 3" in one[1]
+    assert "3 seeds" in three[0] and "over seeds and test sentences" in three[0]
+    assert "ignores training noise" not in " ".join(three)
+    assert findings(run_summary(+2.5, seeds=(0,))).noise_floor is None
+    assert findings(run_summary(+2.5)).noise_floor == pytest.approx(1.0)
+
+
+def test_a_delta_inside_the_noise_floor_is_called_so():
+    # +1.5 with an interval that excludes zero, but two baseline seeds land 2.0 apart
+    s = run_summary(+1.5, spread=1.0, half_width=0.5)
+    f = findings(s)
+    assert f.delta.excludes_zero and f.noise_floor == pytest.approx(2.0) and f.within_noise
+    text = verdict(s)
+    assert "up to 2.00 chrF++" in text[1] and "this Δ is inside: within the seed-to-seed noise" in text[1]
+    assert "in line with" not in " ".join(text)
+    # the same Δ with a tight baseline is beyond noise
+    assert not findings(run_summary(+1.5, spread=0.2, half_width=0.5)).within_noise
+
+
+def test_unreadable_comparisons_are_called_so():
+    below = verdict(run_summary(-0.8, tuned=20.0, base=30.0, copy=45.0))
+    text = " ".join(below)
+    assert "cannot be read" in text and "below the untuned base" in text and "copying the source" in text
+    assert "every fine-tuned model" in text
+    assert "cannot be read" not in " ".join(verdict(run_summary(-0.8, tuned=50.0, base=30.0, copy=45.0)))
+
+
+def test_msa_leakage_per_arm_against_the_baseline():
+    less = " ".join(verdict(run_summary(+2.5, leak={"base": 0.6, "baseline": 0.3, "decoupled": 0.1,
+                                                    "random": 0.3})))
+    assert "baseline 30%" in less and "decoupled 10%" in less and "random 30%" in less
+    assert "decoupled leaks less MSA than baseline (-20 points)" in less and "91% balanced accuracy" in less
+    assert "the references themselves 5%" in less and "the untuned base 60%" in less
+    same = " ".join(verdict(run_summary(+2.5)))
+    assert "decoupled leaks about as much as baseline" in same
+    table = leakage(run_summary(+2.5))
+    assert list(table["arm"]) == ["base", "baseline", "decoupled", "random", "reference"]
+    assert table.set_index("arm").loc["decoupled", "seeds"] == 3
+
+
+def test_gate_decisions_and_subspace_stability():
+    none = " ".join(verdict(run_summary(+2.5, accepted=0, total=3)))
+    assert "accepted none of the 9 refits of decoupled" in none and "plain fine-tuning" in none
+    some = " ".join(verdict(run_summary(+2.5, accepted=2, total=3), refits=refit_rows([5, 4])))
+    assert "accepted 6 of 9 refits of decoupled over 3 seeds" in some and "held still" in some
+    moving = " ".join(verdict(run_summary(+2.5), refits=refit_rows([80, 85])))
+    assert "chased a moving direction" in moving
+    # rejected refits do not count towards the subspace's movement
+    rejected = pd.concat([refit_rows([5, 4]), refit_rows([80, 85], accepted=False)])
+    assert "held still" in " ".join(verdict(run_summary(+2.5), refits=rejected))
+
+
+def test_control_arm_is_read():
+    same = " ".join(verdict(run_summary(+2.5, control_gain=+2.4)))
+    assert "also beyond noise: the effect is not specific to the MSA subspace" in same
+    less = " ".join(verdict(run_summary(+2.5, control_gain=0.1)))
+    assert "points to the MSA subspace itself" in less
+
+
+def test_no_scores_says_so():
+    s = run_summary(1.0)
+    s["arms"], s["aggregate"], s["deltas"] = {}, {}, {}
+    out = verdict(s)
+    assert len(out) == 1 and "no MSA → dialect scores" in out[0]
 
 
 def refit_tables(angles: list[float], accuracy: float, msa_share: float = 0.5):
@@ -44,71 +172,8 @@ def refit_tables(angles: list[float], accuracy: float, msa_share: float = 0.5):
                     "accuracy": accuracy, "code_length_bits": 50.0, "compression": 1.2})
         per.append({"index": i, "step": step, "site": "layer.02", "variety": "arz", "n": 1000 * (1 - msa_share),
                     "accuracy": accuracy, "code_length_bits": 50.0, "compression": 1.2})
-    return (pd.DataFrame(rows, columns=REFIT_COLUMNS).astype({c: float for c in REFIT_COLUMNS[4:]}),
+    return (pd.DataFrame(rows, columns=REFIT_COLUMNS).astype({c: float for c in REFIT_COLUMNS[4:13]}),
             pd.DataFrame(per, columns=REFIT_VARIETY_COLUMNS))
-
-
-def test_opposite_runs_get_opposite_verdicts():
-    good = verdict(*run_tables(+2.5), refits=refit_tables([10, 8, 6], 0.92)[0],
-                   refit_varieties=refit_tables([10, 8, 6], 0.92)[1])
-    bad = verdict(*run_tables(-2.5), refits=refit_tables([10, 8, 6], 0.92)[0],
-                  refit_varieties=refit_tables([10, 8, 6], 0.92)[1])
-    assert good != bad
-    assert 2 <= len(good) <= 3 and 2 <= len(bad) <= 3
-    assert f"+{PAPER_GAIN:.1f}" in good[0] and "+2.5" in good[0] and "in line with the paper's claim" in good[0]
-    assert "-2.5" in bad[0] and "the opposite of the claim" in bad[0]
-    assert "4 clearly better" in good[0] and "4 clearly worse" in bad[0]
-    assert "probe told MSA" in good[-1] and "0.92" in good[-1]
-
-
-def test_text_follows_the_numbers():
-    small = verdict(*run_tables(+0.3, half_width=1.0))
-    assert "+0.3" in small[0] and "0 clearly better" in small[0] and "not supported" in small[0]
-    assert verdict(*run_tables(+0.4, half_width=1.0))[0] != small[0]
-    noisy = verdict(*run_tables(+1.5), noise_floor=2.0, seeds=3)
-    assert "within the seed-to-seed noise" in noisy[0] and "±2.0" in noisy[0] and "mean of 3 seeds" in noisy[0]
-
-
-def test_unreadable_comparisons_are_called_so():
-    # the run of the issue: every fine-tuned model below the untuned base and below copying the source
-    below = verdict(*run_tables(-0.8, tuned=20.0, base=30.0, copy=45.0))
-    assert "cannot be read" in below[1] and "below the untuned base" in below[1] and "copying the source" in below[1]
-    assert "every fine-tuned model" in below[1]
-    fine = verdict(*run_tables(-0.8, tuned=50.0, base=30.0, copy=45.0))
-    assert "cannot be read" not in " ".join(fine)
-    # a probe at chance, an unstable subspace
-    rf, per = refit_tables([80, 85, 88], 0.52, msa_share=0.5)
-    text = " ".join(verdict(*run_tables(+2.5), refits=rf, refit_varieties=per))
-    assert "at chance (0.52 vs 0.50" in text and "unstable" in text and "85°" in text
-    rf, per = refit_tables([5, 4, 3], 0.71, msa_share=0.7)            # chance is the larger class: 0.70
-    assert findings(*run_tables(0.0), refits=rf, refit_varieties=per).probe_at_chance
-
-
-def test_control_arm_is_read():
-    same = verdict(*run_tables(+2.5, control_gain=+2.4))
-    assert "not specific to the MSA subspace" in same[1]
-    less = verdict(*run_tables(+2.5, control_gain=0.1))
-    assert "points to the MSA subspace" in less[1]
-
-
-def test_seeded_model_names_are_averaged():
-    scores, deltas, copy = run_tables(+2.0)
-    seeded = []
-    for _, r in scores.iterrows():
-        if r["model"] == "base":
-            seeded.append(r.to_dict())
-            continue
-        for s, shift in ((0, -1.0), (1, +1.0)):
-            seeded.append({**r.to_dict(), "model": f"{r['model']}.s{s}", "chrf": r["chrf"] + shift})
-    f = findings(pd.DataFrame(seeded), deltas, copy)
-    assert f.arm_chrf == pytest.approx(42.0) and f.reference_chrf == pytest.approx(40.0)
-    assert set(f.below_base) == set()
-
-
-def test_no_scores_says_so():
-    scores, deltas, copy = run_tables(1.0)
-    out = verdict(scores[scores["model"] == "base"], deltas.iloc[:0], copy)
-    assert len(out) == 1 and "no MSA → dialect scores" in out[0]
 
 
 # ---------------------------------------------------------------- the one-line readings of each figure
@@ -168,3 +233,43 @@ def test_msa_distances_from_geometry_rows():
     assert list(t["dialect"]) == ["Egyptian", "Moroccan", "mean"]
     assert t["paired 1 − cos"].tolist() == pytest.approx([0.3, 0.5, 0.4])
     assert t["centroid L2"].tolist() == pytest.approx([2.0, 4.0, 3.0])
+
+
+def test_map_reading_uses_the_backends_reading_when_there_is_one():
+    frame = pd.DataFrame({"variety": ["arz", "ary"], "name": ["a", "b"], "delta": [1.5, 0.8], "low": [0.5, 0.1],
+                          "high": [2.5, 1.5], "significant": [True, False]})   # ary: interval > 0 but within noise
+    text = readings.map_reading(frame, "decoupled", "MSA → dialect")
+    assert "(1 and 0 read better or worse" in text and "noise floor" in text
+
+
+def test_gate_penalty_and_posthoc_readings_follow_the_numbers():
+    rows = refit_rows([5.0, 4.0]).assign(accepted=[False, True, True], gate_reason=["not above chance", "", ""])
+    assert "accepted 2 of 3 refits; the penalty applies from step 50" in readings.gate_reading(rows)
+    none = rows.assign(accepted=False)
+    assert "rejected all 3 refits (not above chance)" in readings.gate_reading(none)
+    assert "plain fine-tuning" in readings.gate_reading(none)
+    assert "No probe gate" in readings.gate_reading(rows.assign(gate_threshold=float("nan")))
+    assert "accepted none of the 3 refits" in readings.angles_reading(none)
+    pens = pd.DataFrame({"model": ["decoupled.s0"] * 3 + ["random.s0"] * 3, "arm": ["decoupled"] * 3 + ["random"] * 3,
+                         "seed": 0, "step": [1, 2, 3] * 2, "penalty": [float("nan"), 0.4, 0.1, 0.5, 0.5, 0.6]})
+    text = readings.penalty_reading(pens)
+    assert "decoupled 0.4 → 0.1 (1 seed)" in text and "random 0.5 → 0.6" in text
+    assert "No penalty" in readings.penalty_reading(pens.assign(penalty=float("nan")))
+    probes = pd.DataFrame({"model": ["baseline.s0", "decoupled.s0"], "step": [16, 16], "site": "layer.01",
+                           "accuracy": [0.9, 0.85]})
+    energy = pd.DataFrame({"model": ["baseline.s0", "decoupled.s0"], "step": [16, 16], "site": "layer.01",
+                           "variety": "arz", "energy_share_mean": [0.30, 0.05]})
+    text = readings.posthoc_reading(probes, energy, ["baseline.s0", "decoupled.s0"], "layer.01")
+    assert "decoupled.s0 energy 0.050, probe 0.85" in text and "the information stays" in text
+    chance = readings.posthoc_reading(probes.assign(accuracy=0.5), energy, ["baseline.s0", "decoupled.s0"],
+                                      "layer.01")
+    assert "at chance for every model" in chance
+
+
+def test_subspace_source_says_which_subspace():
+    assert readings.subspace_source({"layer.01": ("probe", 40)}) == \
+        "this model's own training subspace, refit at step 40 (layer.01)"
+    assert readings.subspace_source({"layer.01": ("posthoc", 96)}) == \
+        "a probe fitted on this model's states at step 96 (layer.01)"
+    assert "build representations" in readings.subspace_source({}, "cache/x") and "cache/x" in \
+        readings.subspace_source({}, "cache/x")

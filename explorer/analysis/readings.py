@@ -31,14 +31,20 @@ def map_reading(frame: pd.DataFrame, system: str, kind: str, reference: str = "b
         return f"No {kind} differences between {system} and {reference} to show."
     n = len(frame)
     up, down = int((frame["delta"] > 0).sum()), int((frame["delta"] < 0).sum())
-    sig_up, sig_down = int((frame["low"] > 0).sum()), int((frame["high"] < 0).sum())
+    if "significant" in frame:     # the backend's reading: interval excludes zero and beyond the noise floor
+        sig = frame["significant"].astype(bool)
+        sig_up, sig_down = int((sig & (frame["delta"] > 0)).sum()), int((sig & (frame["delta"] < 0)).sum())
+        how = "read better or worse: interval excludes zero, beyond the noise floor"
+    else:
+        sig_up, sig_down = int((frame["low"] > 0).sum()), int((frame["high"] < 0).sum())
+        how = "with a 95% interval that excludes zero"
     best, worst = frame.loc[frame["delta"].idxmax()], frame.loc[frame["delta"].idxmin()]
     ext = (f"largest gain {short_name(best['variety'])} {best['delta']:+.1f}, largest loss "
            f"{short_name(worst['variety'])} {worst['delta']:+.1f}" if best["delta"] > 0 > worst["delta"] else
            f"from {short_name(worst['variety'])} {worst['delta']:+.1f} to {short_name(best['variety'])} "
            f"{best['delta']:+.1f}")
     return (f"{kind}: {system} is above {reference} in {up} of {n} dialects and below in {down} ({sig_up} and "
-            f"{sig_down} with a 95% interval that excludes zero); {ext}.")
+            f"{sig_down} {how}); {ext}.")
 
 
 # ---------------------------------------------------------------- Subspace
@@ -49,6 +55,9 @@ def angles_reading(refits: pd.DataFrame, drawn: bool = False) -> str:
     random subspaces (the control) rather than fitting them."""
     if refits is None or refits.empty:
         return "No refits recorded."
+    if "accepted" in refits and not refits["accepted"].astype(bool).any():
+        return (f"The gate accepted none of the {refits['step'].nunique()} refits: no subspace was ever in force, so "
+                "there is no movement to track.")
     prev = refits["angle_prev_deg"].dropna()
     first = refits.sort_values("step")["angle_first_deg"].dropna()
     if prev.empty:
@@ -95,6 +104,83 @@ def probe_reading(refits: pd.DataFrame, per: pd.DataFrame, chance: float) -> str
     else:
         tail = ""
     return head + tail + "."
+
+
+def gate_reading(refits: pd.DataFrame) -> str:
+    """``refits``: ``ExperimentView.refits`` of one model (accepted, gate_reason, gate_threshold). What the probe
+    gate decided: before the first accepted refit no penalty applies; none accepted means plain fine-tuning."""
+    if refits is None or refits.empty:
+        return "No refits recorded."
+    if "accepted" not in refits or refits["accuracy"].isna().all():
+        return (f"The random control draws its subspace at {refits['step'].nunique()} steps (the decoupled arm's "
+                "accepted refits); it has no probe for a gate to judge.")
+    by_step = refits.groupby("step")["accepted"].all()
+    ok = by_step[by_step]
+    if "gate_threshold" in refits and refits["gate_threshold"].isna().all():
+        return f"No probe gate in this run: all {len(by_step)} refits were used as fitted."
+    if ok.empty:
+        reasons = ", ".join(dict.fromkeys(str(r) for r in refits["gate_reason"] if r))
+        return (f"The gate rejected all {len(by_step)} refits ({reasons}): no MSA direction was found above chance, "
+                "so no penalty ever applied and this model is plain fine-tuning.")
+    first = int(ok.index.min())
+    return (f"The gate accepted {len(ok)} of {len(by_step)} refits; the penalty applies from step {first} (the first "
+            "accepted one)" + (", and before that the model trained without it." if first > 0 else "."))
+
+
+def penalty_reading(frame: pd.DataFrame) -> str:
+    """``frame``: ``ExperimentView.penalties``. The last penalty of each arm, mean over its seeds: the decoupled arm
+    against its matched random control."""
+    if frame is None or frame.empty or frame["penalty"].isna().all():
+        return "No penalty was ever applied in this run (no accepted subspace)."
+    parts = []
+    for arm, g in frame.dropna(subset=["penalty"]).groupby("arm", sort=False):
+        first = g.sort_values("step").groupby("model")["penalty"].first().mean()
+        last = g.sort_values("step").groupby("model")["penalty"].last().mean()
+        n = g["model"].nunique()
+        parts.append(f"{arm} {first:.3g} → {last:.3g} ({n} seed{'s' if n > 1 else ''})")
+    return "Penalty from its first to its last step, mean over seeds: " + "; ".join(parts) + "."
+
+
+def posthoc_reading(probes: pd.DataFrame, energy: pd.DataFrame, models: Sequence[str], site: str) -> str:
+    """``probes``: ``ExperimentView.posthoc``; ``energy``: ``geometry_long`` rows. At each model's last checkpoint:
+    how much energy is left in its MSA subspace against how well a fresh probe still reads MSA off its states."""
+    parts = []
+    for model in models:
+        p = probes[(probes["model"] == model) & (probes["site"] == site)].sort_values("step")
+        e = energy[(energy["model"] == model) & (energy["site"] == site)].groupby("step")["energy_share_mean"].mean()
+        if p.empty:
+            continue
+        acc = float(p["accuracy"].iloc[-1])
+        en = float(e.dropna().iloc[-1]) if e.notna().any() else float("nan")
+        parts.append(f"{model} energy {_f(en, '.3f')}, probe {acc:.2f}")
+    if not parts:
+        return f"No post-hoc probes at {site} yet: build the representations."
+    accs = probes[probes["site"] == site]
+    accs = accs[accs["model"].isin(models)].sort_values("step").groupby("model")["accuracy"].last()
+    judged = ("a fresh probe still reads MSA off every model well above chance (0.5): the penalty moved the "
+              "mean, the information stays" if (accs > 0.5 + PROBE_MARGIN).all() else
+              "a fresh probe is at chance for every model: there is no linearly readable MSA signal here"
+              if (accs < 0.5 + PROBE_MARGIN).all() else
+              "a fresh probe reads MSA off some models and not others")
+    return f"At the last checkpoint ({site}): " + "; ".join(parts) + f" — {judged}."
+
+
+def subspace_source(subspaces: Mapping[str, tuple[str, int]], folder: str = "") -> str:
+    """Which MSA subspace the Translate switch removes: ``subspaces`` is site -> (kind, step) of the model's
+    ``ExperimentView.projection`` ("probe": the decoupled arm's own training refit; "posthoc": a probe fitted on
+    that model's states after training)."""
+    if not subspaces:
+        return ("no subspace yet: build representations (`python -m explorer represent"
+                + (f" {folder}" if folder else "") + "`) to fit one on this model's states")
+    parts = []
+    for site, (kind, step) in subspaces.items():
+        if kind == "probe":
+            parts.append(f"this model's own training subspace, refit at step {step} ({site})")
+        elif kind == "posthoc":
+            parts.append(f"a probe fitted on this model's states at step {step} ({site})")
+        else:
+            parts.append(f"a {kind} subspace from step {step} ({site})")
+    return "; ".join(parts)
 
 
 def energy_reading(heats: Mapping[str, pd.DataFrame]) -> str:
@@ -166,6 +252,18 @@ def msa_distances(geo: pd.DataFrame, model: str, step: int, site: str) -> pd.Dat
     if len(out):
         out.loc[len(out)] = ["mean", *out.iloc[:, 1:].mean().tolist()]
     return out
+
+
+def seed_distances(geo: pd.DataFrame, models: Mapping[str, int], site: str) -> pd.DataFrame:
+    """One row per model (every seed of every arm) at its step in ``models`` (model -> step): the "mean" row of
+    ``msa_distances`` (dialects averaged), so that seeds of one arm can be compared with each other and with
+    another arm: a difference between arms smaller than between seeds of one arm is noise."""
+    rows = []
+    for model, step in models.items():
+        t = msa_distances(geo, model, step, site)
+        if len(t):
+            rows.append({"model": model, "step": step, **t.iloc[-1, 1:].to_dict()})
+    return pd.DataFrame(rows, columns=["model", "step", "paired 1 − cos", "centroid 1 − cos", "centroid L2"])
 
 
 def embedding_reading(tables: Mapping[str, pd.DataFrame], site: str) -> str:

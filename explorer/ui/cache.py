@@ -17,6 +17,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from ..analysis import errors, readings
+from ..analysis.verdict import leakage as leakage_table
 from ..analysis.verdict import probe_chance
 from ..analysis.verdict import verdict as verdict_sentences
 from ..data.varieties import ENG, variety, variety_label
@@ -134,6 +135,16 @@ def refit_varieties(key: str, arm: str) -> pd.DataFrame:
     return view(key).refit_varieties(arm)
 
 
+@st.cache_data(max_entries=16, show_spinner=False)
+def penalties(key: str) -> pd.DataFrame:
+    return view(key).penalties()
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def posthoc(key: str) -> pd.DataFrame:
+    return view(key).posthoc()
+
+
 @st.cache_data(max_entries=128, show_spinner="Computing the layout…")
 def layout(key: str, model_name: str, step: int, site: str, method: str) -> np.ndarray:
     """(n_rows, 2) plot coordinates of the analysis rows: ``method`` is "UMAP" or "PCA"."""
@@ -203,11 +214,38 @@ def data_notes(key: str) -> list[str]:
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def verdict(key: str, arm: str = "decoupled", reference: str = "baseline") -> list[str]:
+def summary(key: str) -> dict:
+    """``experiment.report.summary``: every number of the run in one dict (what ``summary --json`` prints)."""
+    return report.summary(view(key).exp)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def arm_refits(key: str, arm: str) -> pd.DataFrame:
+    """The refit rows of every seed of ``arm`` (an arm name such as "decoupled"), with a ``model`` column."""
     v = view(key)
-    return verdict_sentences(scores(key), deltas(key), v.copy_source(), refits=refits(key, arm) if arm in v.arms
-                             else None, refit_varieties=refit_varieties(key, arm) if arm in v.arms else None,
-                             arm=arm, reference=reference)
+    frames = [refits(key, m).assign(model=m) for m in v.arms if v.arm_of(m) == arm]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def leakage(key: str) -> pd.DataFrame:
+    """What the MSA → dialect outputs look like per arm (``analysis.verdict.leakage``): as requested, called MSA."""
+    return leakage_table(summary(key))
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def dose_response(key: str) -> pd.DataFrame:
+    """The λ sweep (``experiment.report.dose_response``), one row per decoupled arm and the baseline; empty when
+    the experiment has no sweep arm."""
+    s = summary(key)
+    if not any(a.startswith("decoupled-") for a in s["arms"]):
+        return pd.DataFrame()
+    return pd.DataFrame(report.dose_response(s))
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def verdict(key: str, arm: str = "decoupled", reference: str = "baseline") -> list[str]:
+    return verdict_sentences(summary(key), refits=arm_refits(key, arm), arm=arm, reference=reference)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -223,6 +261,14 @@ def probe_chance_of(key: str, arm: str) -> float:
 @st.cache_data(max_entries=64, show_spinner=False)
 def msa_distances(key: str, model_name: str, step: int, site: str) -> pd.DataFrame:
     return readings.msa_distances(geometry_long(key), model_name, step, site)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def seed_distances(key: str, step: int, site: str) -> pd.DataFrame:
+    """Every model's mean distance of the dialects to MSA at ``site``, each at its checkpoint nearest ``step``."""
+    v = view(key)
+    steps = {m: 0 if m == "base" else min(v.checkpoints(m), key=lambda c: abs(c - step)) for m in v.models}
+    return readings.seed_distances(geometry_long(key), steps, site)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -244,12 +290,24 @@ def _bars(key: str, system: str, kind: str) -> go.Figure:
                               delta_limit(key))
 
 
+def _dose(key: str) -> go.Figure:
+    return figures.dose_response(dose_response(key))
+
+
 def _angles(key: str, arm: str) -> go.Figure:
     return figures.angles(refits(key, arm))
 
 
 def _probe(key: str, arm: str, metric: str, varieties: tuple[str, ...]) -> go.Figure:
     return figures.probe(refits(key, arm), refit_varieties(key, arm), probe_chance_of(key, arm), varieties, metric)
+
+
+def _penalties(key: str, arms: tuple[str, ...]) -> go.Figure:
+    return figures.penalties(penalties(key), arms)
+
+
+def _posthoc(key: str, models: tuple[str, ...], site: str) -> go.Figure:
+    return figures.posthoc_vs_energy(geometry_long(key), posthoc(key), models, site)
 
 
 def _energy(key: str, model_name: str, site: str, lo: float, hi: float) -> go.Figure:
@@ -270,7 +328,8 @@ def _embedding(key: str, model_name: str, step: int, site: str, method: str, col
                              title=title)
 
 
-FIGURES = {"map": _map, "bars": _bars, "angles": _angles, "probe": _probe, "energy": _energy, "layers": _layers,
+FIGURES = {"map": _map, "bars": _bars, "dose": _dose, "angles": _angles, "probe": _probe,
+           "penalties": _penalties, "posthoc": _posthoc, "energy": _energy, "layers": _layers,
            "embedding": _embedding}
 
 
@@ -279,6 +338,14 @@ def figure(name: str, key: str, *args) -> go.Figure:
     """A figure of the app, built once per (experiment key, arguments): pages redraw it without rebuilding it.
     Shared by every session and never mutated (``st.plotly_chart`` copies it to serialise it)."""
     return FIGURES[name](key, *args)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def subspace_source(key: str, model_name: str, step: int) -> str:
+    """Which subspace the Translate switch removes for ``model_name`` at ``step`` (``readings.subspace_source``)."""
+    v = view(key)
+    subs = v.projection(model_name, step if model_name != "base" else 0, 1.0).subspaces
+    return readings.subspace_source({site: (s.kind, int(s.step)) for site, s in subs.items()}, str(v.root))
 
 
 @st.cache_data(max_entries=256, show_spinner=False)

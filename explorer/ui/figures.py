@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from ..data.varieties import HR, VARIETIES, short_name, variety_label
 
@@ -128,6 +129,7 @@ def angles(refits: pd.DataFrame, title: str = "How far the MSA subspace moves be
             fig.add_trace(go.Scatter(x=g["step"], y=g[col], mode="lines+markers", name=f"{name} · {site}",
                                      line={"color": colour, "dash": MODEL_DASHES[i % len(MODEL_DASHES)]},
                                      hovertemplate=f"{name} · {site}<br>step %{{x}}: %{{y:.0f}}°<extra></extra>"))
+    _rejected_marks(fig, refits, y=3)
     fig.add_hline(y=90, line={"color": "#999", "width": 1, "dash": "dot"})
     fig.update_yaxes(range=[0, 95], title="largest principal angle (°)", dtick=15)
     fig.update_xaxes(title="training step")
@@ -153,7 +155,17 @@ def probe(refits: pd.DataFrame, per: pd.DataFrame, chance: float, varieties: Seq
         fig.add_trace(go.Scatter(x=g.index, y=g.values, mode="lines+markers", name=variety_label(v),
                                  line={"color": COLOURS.get(v, "#999"), "width": 1.5},
                                  hovertemplate=f"{variety_label(v)}<br>step %{{x}}: %{{y:.3g}}<extra></extra>"))
+    if metric == "accuracy" and len(fitted) and "gate_threshold" in fitted and fitted["gate_threshold"].notna().any():
+        gate = fitted.groupby("step")["gate_threshold"].mean()
+        fig.add_trace(go.Scatter(x=gate.index, y=gate.values, mode="lines", name="gate threshold",
+                                 line={"color": "#cc3311", "width": 1.5, "dash": "dash", "shape": "hv"},
+                                 hovertemplate="gate threshold<br>step %{x}: %{y:.3f}<extra></extra>"))
+        ok = fitted[fitted["accepted"].astype(bool)].groupby("step")["accuracy"].mean()
+        fig.add_trace(go.Scatter(x=ok.index, y=ok.values, mode="markers", name="accepted",
+                                 marker={"symbol": "circle", "size": 11, "color": "#228833"},
+                                 hovertemplate="accepted<br>step %{x}: %{y:.3f}<extra></extra>"))
     if metric == "accuracy":
+        _rejected_marks(fig, fitted, y=None)
         if math.isfinite(chance):
             fig.add_hline(y=chance, line={"color": "#555", "width": 1.5, "dash": "dot"},
                           annotation_text=f"chance {chance:.2f}", annotation_position="bottom right")
@@ -161,6 +173,68 @@ def probe(refits: pd.DataFrame, per: pd.DataFrame, chance: float, varieties: Seq
     fig.update_yaxes(title=names.get(metric, metric))
     fig.update_xaxes(title="training step (refit)")
     return _style(fig, height=340, title=f"Probe {names.get(metric, metric)} at each refit")
+
+
+def _rejected_marks(fig: go.Figure, refits: pd.DataFrame, y: float | None) -> None:
+    """An ✕ at each refit the probe gate rejected (at its accuracy, or at height ``y``), the reason on hover."""
+    if refits is None or refits.empty or "accepted" not in refits:
+        return
+    rej = refits[~refits["accepted"].astype(bool)].sort_values("step")
+    if rej.empty:
+        return
+    ys = [y] * len(rej) if y is not None else rej["accuracy"]
+    fig.add_trace(go.Scatter(x=rej["step"], y=ys, mode="markers", name="rejected by the gate",
+                             marker={"symbol": "x", "size": 12, "color": "#cc3311", "line": {"width": 1}},
+                             text=[f"{site}: {why}" for site, why in zip(rej["site"], rej["gate_reason"])],
+                             hovertemplate="rejected at step %{x}<br>%{text}<extra></extra>"))
+
+
+def penalties(frame: pd.DataFrame, arms: Sequence[str]) -> go.Figure:
+    """The penalty over training steps, one panel per arm in ``arms`` (the decoupled arm beside its matched random
+    control), one thin line per seed, on one y-axis; ``frame``: ``ExperimentView.penalties`` (NaN before any U)."""
+    fig = make_subplots(rows=1, cols=max(1, len(arms)), shared_yaxes=True, subplot_titles=list(arms) or [""],
+                        horizontal_spacing=0.04)
+    for j, arm in enumerate(arms):
+        g = frame[frame["arm"] == arm]
+        for i, (model, m) in enumerate(g.groupby("model", sort=True)):
+            m = m.sort_values("step")
+            fig.add_trace(go.Scatter(x=m["step"], y=m["penalty"], mode="lines", name=model,
+                                     line={"width": 1, "color": model_colour(j), "dash": MODEL_DASHES[i % 6]},
+                                     hovertemplate=f"{model}<br>step %{{x}}: %{{y:.4g}}<extra></extra>"),
+                          row=1, col=j + 1)
+        fig.update_xaxes(title="training step", row=1, col=j + 1)
+    fig.update_yaxes(title="penalty ‖Uᵀh‖²", row=1, col=1)
+    return _style(fig, height=320, title="The penalty during training (gaps: no subspace in force yet)")
+
+
+def posthoc_vs_energy(energy: pd.DataFrame, probes: pd.DataFrame, models: Sequence[str], site: str) -> go.Figure:
+    """Per model over checkpoints, at ``site``: left, the mean share of the sentence vectors inside the model's MSA
+    subspace (what the penalty pushes down); right, the held-out accuracy of a probe fitted afterwards on that
+    model's states (whether MSA is still linearly readable; 0.5 = chance). ``energy``: ``geometry_long`` rows;
+    ``probes``: ``ExperimentView.posthoc``; the base model is every arm's step 0."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("energy share in the MSA subspace (mean over varieties)",
+                                                        "post-hoc probe accuracy (MSA vs dialect)"))
+    base_e = energy[(energy["model"] == "base") & (energy["site"] == site)]["energy_share_mean"].mean()
+    base_p = probes[(probes["model"] == "base") & (probes["site"] == site)]["accuracy"].mean()
+    arms = list(dict.fromkeys(m.rsplit(".s", 1)[0] for m in models))
+    for i, model in enumerate(models):
+        colour = model_colour(arms.index(model.rsplit(".s", 1)[0]))
+        e = (energy[(energy["model"] == model) & (energy["site"] == site)].groupby("step")["energy_share_mean"]
+             .mean())
+        p = probes[(probes["model"] == model) & (probes["site"] == site)].set_index("step")["accuracy"]
+        for col, series, start in ((1, e, base_e), (2, p, base_p)):
+            series = series.dropna()
+            if math.isfinite(start):
+                series = pd.concat([pd.Series([start], index=[0]), series[series.index > 0]])
+            fig.add_trace(go.Scatter(x=series.index, y=series.values, mode="lines+markers", name=model,
+                                     legendgroup=model, showlegend=col == 1,
+                                     line={"width": 1.5, "color": colour, "dash": MODEL_DASHES[i % 6]},
+                                     hovertemplate=f"{model}<br>step %{{x}}: %{{y:.3f}}<extra></extra>"),
+                          row=1, col=col)
+    fig.add_hline(y=0.5, line={"color": "#555", "width": 1, "dash": "dot"}, row=1, col=2)
+    fig.update_yaxes(range=[0, 1.02], row=1, col=2)
+    fig.update_xaxes(title="training step")
+    return _style(fig, height=340, title=f"Does the penalty remove MSA information, or only move it? ({site})")
 
 
 def energy_heatmap(frame: pd.DataFrame, title: str, zrange: tuple[float, float] | None = None) -> go.Figure:
@@ -302,7 +376,10 @@ def delta_bars(deltas: pd.DataFrame, order: Sequence[str], title: str, limit: fl
     d = deltas.copy()
     d["label"] = [f"{short_name(s)} → {short_name(t)}" for s, t in zip(d["src"], d["tgt"])]
     d = d.set_index("label").reindex([x for x in order if x in set(d["label"])]).reset_index()
-    colours = ["#2166ac" if lo > 0 else "#b2182b" if hi < 0 else "#999999" for lo, hi in zip(d["low"], d["high"])]
+    if "reading" in d and d["reading"].notna().all():      # beyond the noise floor too, with several seeds
+        colours = [{"better": "#2166ac", "worse": "#b2182b"}.get(r, "#999999") for r in d["reading"]]
+    else:
+        colours = ["#2166ac" if lo > 0 else "#b2182b" if hi < 0 else "#999999" for lo, hi in zip(d["low"], d["high"])]
     fig = go.Figure(go.Bar(x=d["label"], y=d["delta"], marker_color=colours,
                            error_y={"type": "data", "symmetric": False, "array": d["high"] - d["delta"],
                                     "arrayminus": d["delta"] - d["low"]},
@@ -312,3 +389,27 @@ def delta_bars(deltas: pd.DataFrame, order: Sequence[str], title: str, limit: fl
     fig.add_hline(y=0, line_color="#333", line_width=1)
     fig.update_yaxes(title="Δ chrF++", range=[-limit * 1.05, limit * 1.05])
     return _style(fig, height=320, title=title)
+
+
+def dose_response(rows: pd.DataFrame) -> go.Figure:
+    """The λ sweep: the mean Δ chrF++ over MSA → dialect directions (vs baseline, 95% interval whiskers) against λ,
+    and beside it the share of outputs called MSA (leakage) and the post-hoc probe's accuracy. ``rows``:
+    ``experiment.report.dose_response`` as a frame (the baseline is λ = 0 with Δ 0)."""
+    r = rows.sort_values("lam")
+    agg = [x if isinstance(x, dict) else {"delta": 0.0, "low": 0.0, "high": 0.0} for x in r["msa_to_dialect"]]
+    d = np.array([x["delta"] for x in agg])
+    lo, hi = np.array([x["low"] for x in agg]), np.array([x["high"] for x in agg])
+    lam = [f"{x:g}" for x in r["lam"]]
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Δ chrF++ MSA → dialect vs baseline",
+                                                        "MSA leakage and post-hoc probe"))
+    fig.add_trace(go.Scatter(x=lam, y=d.tolist(), mode="lines+markers", name="Δ chrF++", line={"color": MODEL_COLOURS[0]},
+                             error_y={"type": "data", "symmetric": False, "array": hi - d, "arrayminus": d - lo}),
+                  row=1, col=1)
+    fig.add_hline(y=0, line_color="#333", line_width=1, row=1, col=1)
+    fig.add_trace(go.Scatter(x=lam, y=r["called_msa"], mode="lines+markers", name="called MSA",
+                             line={"color": MODEL_COLOURS[1]}), row=1, col=2)
+    fig.add_trace(go.Scatter(x=lam, y=r["posthoc_accuracy"], mode="lines+markers", name="post-hoc probe accuracy",
+                             line={"color": MODEL_COLOURS[2], "dash": "dash"}), row=1, col=2)
+    fig.update_xaxes(title="λ", type="category")
+    fig.update_yaxes(range=[0, 1], row=1, col=2)
+    return _style(fig, height=320)

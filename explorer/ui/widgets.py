@@ -56,13 +56,13 @@ _SEEDED = re.compile(r"^(?P<arm>.+)\.s(?P<seed>\d+)$")
 
 
 def model_label(name: str) -> str:
-    """'decoupled (probe + penalty)', 'decoupled (probe + penalty), seed 1' for "decoupled.s1": the one way a
-    model is named in pickers and headings, whatever models the experiment has."""
+    """'decoupled · seed 1' for "decoupled.s1", 'decoupled (probe + penalty)' for an arm, 'base (before
+    fine-tuning)': the one way a model is named in pickers and headings, whatever models the experiment has."""
     m = _SEEDED.match(name)
-    arm, seed = (m["arm"], m["seed"]) if m else (name, None)
-    role = ROLES.get(arm) or next((v for k, v in ROLES.items() if arm.startswith(f"{k}-")), None)
-    text = f"{arm} ({role})" if role else arm
-    return f"{text}, seed {seed}" if seed is not None else text
+    if m:
+        return f"{m['arm']} · seed {m['seed']}"
+    role = ROLES.get(name) or next((v for k, v in ROLES.items() if name.startswith(f"{k}-")), None)
+    return f"{name} ({role})" if role else name
 
 
 def model_picker(exp: str, key: str, *, label: str = "Model", default: str = "decoupled",
@@ -288,29 +288,50 @@ def _progress(folder: str) -> None:
 
 
 def headline(table: pd.DataFrame, models: list[str]) -> None:
-    """``experiment.report.headline_table`` as a compact HTML table grouped by kind of direction: chrF++ per model
-    (grey when below copying the source), the copy bar, and each arm's Δ with its interval in one cell (blue or
-    red when the interval excludes zero)."""
+    """``experiment.report.headline_table`` as a compact HTML table grouped by kind of direction: chrF++ per arm as
+    mean ± sd over its seeds (grey when below copying the source), the copy bar, each arm's Δ vs baseline with its
+    95% interval and reading in one cell (blue "better", red "worse", plain "within noise"), and the baseline's
+    noise floor. Cells wrap inside themselves, so the table fits the page without sideways scrolling."""
     copy = table.get("chrF++ copy src")
     out = pd.DataFrame({"kind": table["kind"], "direction": table["direction"]})
     classes: dict[str, list[str]] = {}
+    raw: list[str] = []
     for m in models:
-        out[m] = table[f"chrF++ {m}"]
-        if copy is not None:
-            classes[m] = ["dim" if _finite(c) and _finite(v) and v < c else "" for v, c in zip(out[m], copy)]
+        sd = table.get(f"sd {m}")
+        out[m] = [_mean_sd(v, sd.iloc[i] if sd is not None else None) for i, v in enumerate(table[f"chrF++ {m}"])]
+        raw.append(m)
+        classes[m] = ["num" + (" dim" if copy is not None and _finite(c) and _finite(v) and v < c else "")
+                      for v, c in zip(table[f"chrF++ {m}"], copy if copy is not None else [None] * len(table))]
     if copy is not None:
         out["copy src"] = copy
     for c in [c for c in table.columns if c.startswith("Δ ")]:
         system = c[2:]
-        ci = table.get(f"95% CI {system}")
-        lows_highs = [_ci(x) for x in (ci if ci is not None else [None] * len(table))]
-        out[f"Δ {system} [95% CI]"] = [f"{d:+.2f} {x}" if _finite(d) else "—" for d, x in zip(table[c],
-                                                                                      ci if ci is not None else
-                                                                                      [""] * len(table))]
-        classes[f"Δ {system} [95% CI]"] = ["good" if lo > 0 else "bad" if hi < 0 else ""
-                                          for lo, hi in lows_highs]
-    numbers = {m: ".1f" for m in [*models, "copy src"]} | {c: "" for c in out.columns if c.startswith("Δ ")}
-    html_table(out, numbers=numbers, classes=classes, group="kind")
+        ci = table.get(f"95% CI {system}", pd.Series([""] * len(table)))
+        rd = table.get(f"reading {system}", pd.Series([None] * len(table)))
+        col = f"Δ {system} [95% CI]"
+        out[col] = [_delta_cell(d, x, r) for d, x, r in zip(table[c], ci, rd)]
+        raw.append(col)
+        classes[col] = ["num " + {"better": "good", "worse": "bad"}.get(r, "") if isinstance(r, str) else
+                        "num " + ("good" if lo > 0 else "bad" if hi < 0 else "")
+                        for r, (lo, hi) in zip(rd, (_ci(x) for x in ci))]
+    if "noise floor" in table.columns:
+        out["noise floor"] = table["noise floor"]
+    numbers = {c: ".1f" for c in ("copy src",)} | {"noise floor": ".2f"}
+    html_table(out, numbers={k: v for k, v in numbers.items() if k in out.columns}, classes=classes, raw=tuple(raw),
+               group="kind")
+
+
+def _mean_sd(mean, sd) -> str:
+    if not _finite(mean):
+        return "—"
+    return f"{mean:.1f}" + (f'<span class="dde-sd"> ±{sd:.1f}</span>' if _finite(sd) else "")
+
+
+def _delta_cell(delta, interval, reading_) -> str:
+    if not _finite(delta):
+        return "—"
+    text = f"{delta:+.2f}" + (f'<br><span class="dde-ci">{html.escape(str(interval))}</span>' if interval else "")
+    return text + (f'<br><span class="dde-ci">{html.escape(reading_)}</span>' if isinstance(reading_, str) else "")
 
 
 def _ci(text) -> tuple[float, float]:
@@ -319,6 +340,51 @@ def _ci(text) -> tuple[float, float]:
         return float(lo), float(hi)
     except (ValueError, AttributeError):
         return 0.0, 0.0
+
+
+def leakage(frame: pd.DataFrame) -> None:
+    """``analysis.verdict.leakage``: per arm the share of MSA → dialect outputs the dialect classifier assigns to the
+    requested dialect and the share the MSA-vs-dialect classifier calls MSA, mean ± sd over seeds; the references
+    last (the ceiling)."""
+    def pct(x, sd) -> str:
+        return "—" if not _finite(x) else f"{x:.0%}" + (f'<span class="dde-sd"> ±{sd * 100:.0f}</span>'
+                                                        if _finite(sd) else "")
+
+    out = pd.DataFrame({
+        "outputs of": [("references (ceiling)" if a == "reference" else a) for a in frame["arm"]],
+        "seeds": [("—" if a in ("base", "reference") else str(n)) for a, n in zip(frame["arm"], frame["seeds"])],
+        "as requested": [pct(x, sd) for x, sd in zip(frame["as_requested"], frame["as_requested_sd"])],
+        "called MSA (leakage)": [pct(x, sd) for x, sd in zip(frame["called_msa"], frame["called_msa_sd"])],
+        "same for every target": [pct(x, sd) for x, sd in zip(frame["identical"], frame["identical_sd"])]})
+    html_table(out, raw=tuple(out.columns[2:]), classes={c: ["num"] * len(out) for c in out.columns[1:]})
+
+
+def dose_table(rows: pd.DataFrame) -> None:
+    """``experiment.report.dose_response``: one row per λ (the baseline at 0), its mean Δ over MSA → dialect and
+    dialect → MSA with interval and reading, MSA leakage, the as-requested share and the post-hoc probe."""
+    def cell(x) -> str:
+        if not isinstance(x, dict):
+            return "(reference)"
+        return _delta_cell(x["delta"], f"[{x['low']:+.2f}, {x['high']:+.2f}]", x.get("reading"))
+
+    out = pd.DataFrame({"λ": [f"{x:g}" for x in rows["lam"]], "arm": rows["arm"],
+                        "Δ MSA → dialect": [cell(x) for x in rows["msa_to_dialect"]],
+                        "Δ dialect → MSA": [cell(x) for x in rows["dialect_to_msa"]],
+                        "called MSA": rows["called_msa"], "as requested": rows["as_requested"],
+                        "post-hoc probe": rows["posthoc_accuracy"]})
+    html_table(out, raw=("Δ MSA → dialect", "Δ dialect → MSA"),
+               numbers={"called MSA": ".0%", "as requested": ".0%", "post-hoc probe": ".2f"},
+               classes={c: ["num"] * len(out) for c in ("λ", "Δ MSA → dialect", "Δ dialect → MSA")})
+
+
+def gate_table(refits: pd.DataFrame) -> None:
+    """The probe gate's decision at every refit and site: accuracy against chance and the threshold, and why."""
+    out = pd.DataFrame({"step": refits["step"], "site": refits["site"], "accuracy": refits["accuracy"],
+                        "chance": refits["chance"], "gate threshold": refits["gate_threshold"],
+                        "decision": ["accepted" if a else "rejected" for a in refits["accepted"]],
+                        "reason": refits["gate_reason"]})
+    html_table(out, numbers={"step": "d", "accuracy": ".3f", "chance": ".2f", "gate threshold": ".3f"},
+               classes={"decision": ["good" if a else "bad" for a in refits["accepted"]]})
 
 
 # ---------------------------------------------------------------- the error-analysis table
