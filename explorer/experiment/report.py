@@ -138,7 +138,7 @@ def summary_table(s: dict) -> str:
     dirs = sorted({d for m in s["models"].values() for d in m})
     copy = s.get("copy_source", {})
     n_seeds = len(s.get("seeds", [])) or 1
-    cell = 16 if n_seeds > 1 else 10
+    cell = max(16 if n_seeds > 1 else 10, *(len(a) + 2 for a in arms)) if arms else 10    # a sweep arm's long name
     head = (f"{'direction':<10}{'base':>8}" + "".join(f"{a:>{cell}}" for a in arms) + f"{'copy src':>10}"
             + "   Δ decoupled [95% CI] reading" + ("   noise" if n_seeds > 1 else ""))
     lines = [head, "-" * len(head)]
