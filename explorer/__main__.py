@@ -1,4 +1,4 @@
-"""Command line: ``python -m explorer run|summary|represent|data|list``.
+"""Command line: ``python -m explorer run|base|summary|represent|classify|data|list``.
 
     python -m explorer run --preset tiny --out cache/tiny
     python -m explorer run --preset default --data madar:/data/MADAR --lam 0.05 --rank 2
@@ -18,13 +18,14 @@ from .config import PRESETS, RunConfig, add_config_options, overrides_from_args,
 from .data.report import CorpusReport, inspect_corpus
 from .data.rundata import load_run_data
 from .experiment.basebuild import build_base
+from .experiment.evaluate import relabel
 from .experiment.layout import CACHE_ROOT, Experiment, list_experiments
 from .experiment.preflight import preflight
 from .experiment.progress import Progress
 from .experiment.report import summary, summary_table
 from .experiment.represent import stage_represent
 from .experiment.run import run_experiment
-from .files import StoreError
+from .files import StoreError, write_json
 from .model.shipped import SHIPPED_BASE
 from .training.distributed import current
 
@@ -50,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="machine-readable JSON")
     rp = sub.add_parser("represent", help="(re)build the representation and geometry caches of an experiment")
     rp.add_argument("dir")
+    cl = sub.add_parser("classify", help="score again what the outputs look like (as requested, called MSA) with "
+                                         "the current classifiers, from the stored hypotheses (no model is run)")
+    cl.add_argument("dir")
     sub.add_parser("list", help="experiments under cache/")
     d = sub.add_parser("data", help="inspect a corpus without training: varieties, sentences per split, files "
                                     "ignored and why, every problem with its file and line")
@@ -120,6 +124,14 @@ def main(argv: list[str] | None = None) -> int:
             exp = Experiment(args.dir)
             cfg = exp.config()
             stage_represent(exp, cfg, load_run_data(cfg), Progress(exp), force_check=True)
+        elif args.cmd == "classify":
+            exp = Experiment(args.dir)
+            cfg = exp.config()
+            models = relabel(exp, cfg, load_run_data(cfg))
+            if exp.summary_path.exists():
+                write_json(exp.summary_path, summary(exp))
+            print(f"{len(models)} model(s) scored again: {', '.join(models)}", file=sys.stderr)
+            print(summary_table(summary(exp)))
         elif args.cmd == "list":
             for p in list_experiments(CACHE_ROOT):
                 print(p)

@@ -273,3 +273,43 @@ def test_fine_tuning_makes_outputs_depend_on_the_target_dialect(tiny_experiment)
     arms = same.drop(["base", "reference"], errors="ignore")
     assert len(arms) == 6 and (arms < 0.75).all()
     assert same.get("reference", 0.0) == 0.0      # references differ between dialects: the measure can say so
+
+
+def test_the_msa_classifier_recognises_msa_among_eight_close_dialects():
+    """MSA leakage is only as good as its classifier: with 8 FLORES dialects against MSA, naive Bayes with uniform
+    priors recognised 21% of the MSA test sentences (59% balanced accuracy); the balanced logistic regression must
+    recognise most of them and keep the dialects apart."""
+    from explorer.data.sources import load_corpus
+    from explorer.data.varieties import HR
+    from explorer.evaluation.dialect_id import fit
+
+    corpus = load_corpus("flores", dev=100, test=100, seed=0)
+    m = fit(corpus.split("train"), corpus.split("test"), [HR, *corpus.dialects], msa_vs_dialect=True)
+    assert m.classes == (HR, "dialect")
+    assert m.test_accuracy > 0.7 and m.per_variety_accuracy[HR] > 0.6
+    assert sum(m.per_variety_accuracy[d] > 0.8 for d in corpus.dialects) >= 6
+    out = m.predict(["ذهبت إلى السوق أمس واشتريت بعض الخضروات.", "رحت السوق امبارح واشتريت شوية خضار."])
+    assert [p.variety for p in out] == [HR, "dialect"]
+
+
+def test_classify_scores_stored_outputs_again(tiny_experiment, tmp_path):
+    """`python -m explorer classify DIR` rewrites what the outputs look like from the stored hypotheses."""
+    import shutil
+
+    from explorer.__main__ import main as cli_main
+    from explorer.experiment.layout import Experiment
+    from explorer.files import read_json, write_json
+
+    folder = tmp_path / "exp"
+    shutil.copytree(tiny_experiment, folder)
+    exp = Experiment(folder)
+    path = exp.scores_path("baseline.s0")
+    before = read_json(path)["looks_like"]
+    assert before["directions"]
+    stale = read_json(path)
+    for d in stale["looks_like"]["directions"].values():
+        d["called_msa"], d["as_requested"] = 0.999, 0.001
+    write_json(path, stale)
+    assert cli_main(["classify", str(folder)]) == 0
+    assert read_json(path)["looks_like"] == before
+    assert read_json(exp.classifiers_path)["msa_vs_dialect"]["balanced_accuracy"] > 0.5

@@ -129,6 +129,17 @@ def test_msa_leakage_per_arm_against_the_baseline():
     assert "the references themselves 5%" in less and "the untuned base 60%" in less
     same = " ".join(verdict(run_summary(+2.5)))
     assert "decoupled leaks about as much as baseline" in same
+    # the default run's case: +2.5 points with seed sds of 1.2 and 2.0 points is within the seeds' spread
+    spread = run_summary(+2.5)
+    for model, share in {"baseline.s0": 0.75, "baseline.s1": 0.77, "baseline.s2": 0.79, "decoupled.s0": 0.785,
+                         "decoupled.s1": 0.795, "decoupled.s2": 0.805}.items():
+        for d in spread["looks_like"][model]["directions"].values():
+            d["called_msa"] = share
+    assert "decoupled leaks about as much as baseline" in " ".join(verdict(spread))
+    for model, share in {"decoupled.s0": 0.88, "decoupled.s1": 0.89, "decoupled.s2": 0.90}.items():
+        for d in spread["looks_like"][model]["directions"].values():
+            d["called_msa"] = share                # +12 points: far beyond two seed sds
+    assert "decoupled leaks more MSA than baseline" in " ".join(verdict(spread))
     table = leakage(run_summary(+2.5))
     assert list(table["arm"]) == ["base", "baseline", "decoupled", "random", "reference"]
     assert table.set_index("arm").loc["decoupled", "seeds"] == 3

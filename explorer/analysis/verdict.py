@@ -38,7 +38,8 @@ PAPER_GAIN = 2.0          # chrF++, MSA → dialect, decoupled − baseline, ave
 PROBE_MARGIN = 0.05       # a probe within this of chance accuracy is "at chance"
 UNSTABLE_DEG = 45.0       # median angle between consecutive accepted refits above which the subspace is "unstable"
 BELOW = 0.5               # chrF++: a model this much under the base / the copy bar is below it
-LEAK_POINTS = 0.02        # a leakage difference smaller than this (or than the seeds' sd) is "about the same"
+LEAK_POINTS = 0.02        # a leakage difference smaller than this (or than two sds over seeds, about the range of
+                          # three seeds: the leakage's noise floor) is "about the same"
 WEAK_CLASSIFIER = 0.7     # below this (balanced) accuracy the leakage shares are read loosely
 MSA_TO_DIALECT = "msa_to_dialect"   # the key of deltas.json's aggregate over MSA → dialect directions
 KIND_KEYS = {"msa_to_dialect": KINDS[0], "dialect_to_msa": KINDS[1]}
@@ -356,7 +357,7 @@ def _leakage(f: Findings) -> str | None:
            if math.isfinite(f.msa_classifier) else "the MSA-vs-dialect classifier")
     spread = f", ± sd over {f.seeds} seeds" if f.seeds > 1 else ""
     (a, sa), (r, sr) = f.leak[f.arm], f.leak[f.reference]
-    margin = max(LEAK_POINTS, sa or 0.0, sr or 0.0)
+    margin = max(LEAK_POINTS, 2 * (sa or 0.0), 2 * (sr or 0.0))
     judged = (f"{f.arm} leaks about as much as {f.reference}" if abs(a - r) <= margin else
               f"{f.arm} leaks less MSA than {f.reference} ({(a - r) * 100:+.0f} points)" if a < r else
               f"{f.arm} leaks more MSA than {f.reference} ({(a - r) * 100:+.0f} points)")

