@@ -19,7 +19,7 @@ from .data.report import CorpusReport, inspect_corpus
 from .data.rundata import load_run_data
 from .experiment.basebuild import build_base
 from .experiment.evaluate import relabel
-from .experiment.layout import CACHE_ROOT, Experiment, list_experiments
+from .experiment.layout import CACHE_ROOT, Experiment, RunLock, list_experiments
 from .experiment.preflight import preflight
 from .experiment.progress import Progress
 from .experiment.report import summary, summary_table
@@ -127,9 +127,10 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "classify":
             exp = Experiment(args.dir)
             cfg = exp.config()
-            models = relabel(exp, cfg, load_run_data(cfg))
-            if exp.summary_path.exists():
-                write_json(exp.summary_path, summary(exp))
+            with RunLock(exp):         # never beside a run writing the same files (refused: RunLockHeld)
+                models = relabel(exp, cfg, load_run_data(cfg))
+                if exp.summary_path.exists():
+                    write_json(exp.summary_path, summary(exp))
             print(f"{len(models)} model(s) scored again: {', '.join(models)}", file=sys.stderr)
             print(summary_table(summary(exp)))
         elif args.cmd == "list":

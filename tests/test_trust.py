@@ -310,6 +310,11 @@ def test_classify_scores_stored_outputs_again(tiny_experiment, tmp_path):
     for d in stale["looks_like"]["directions"].values():
         d["called_msa"], d["as_requested"] = 0.999, 0.001
     write_json(path, stale)
+    from explorer.experiment.layout import RunLock
+
+    with RunLock(exp):                                   # a run holds the folder: refused, nothing written
+        assert cli_main(["classify", str(folder)]) == 2
+    assert read_json(path)["looks_like"]["directions"] != before["directions"]
     assert cli_main(["classify", str(folder)]) == 0
     assert read_json(path)["looks_like"] == before
     assert read_json(exp.classifiers_path)["msa_vs_dialect"]["balanced_accuracy"] > 0.5
