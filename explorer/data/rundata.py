@@ -25,17 +25,25 @@ class RunData:
     test: list[Example]           # every evaluated (direction, sentence)
 
 
+def run_dialects(corpus, varieties: tuple[str, ...], n_dialects: int) -> list[str]:
+    """The dialects a run uses: ``varieties`` (all of the corpus's if empty), then the first ``n_dialects`` in table
+    order (0 = all), whatever the corpus; ValueError naming the option and what to use when one does not fit."""
+    available = list(corpus.dialects)
+    if varieties:
+        unknown = [v for v in varieties if v not in available]
+        if unknown:
+            raise ValueError(f"--varieties {','.join(unknown)}: not in the {corpus.name} corpus, whose dialects are "
+                             f"{','.join(available)}. Use some of those (or leave --varieties empty for all).")
+        available = [v for v in available if v in varieties]
+    if n_dialects > len(available):
+        raise ValueError(f"--n-dialects {n_dialects}: the {corpus.name} corpus offers {len(available)} "
+                         f"dialect(s) here ({','.join(available)}). Use --n-dialects {len(available)} or 0 (all).")
+    return available[:n_dialects] if n_dialects else available
+
+
 def load_run_data(cfg: RunConfig) -> RunData:
     corpus = load_corpus(cfg.data, dev=cfg.dev_size, test=cfg.test_size, seed=cfg.seed)
-    dialects = list(corpus.dialects)
-    if cfg.varieties:
-        unknown = [v for v in cfg.varieties if v not in dialects]
-        if unknown:
-            raise ValueError(f"--varieties {','.join(unknown)} not in the {corpus.name} corpus; "
-                             f"available dialects: {','.join(dialects)}")
-        dialects = [v for v in dialects if v in cfg.varieties]
-    if cfg.n_dialects:
-        dialects = dialects[: cfg.n_dialects]      # the first N in table order, whatever the corpus
+    dialects = run_dialects(corpus, cfg.varieties, cfg.n_dialects)
     codes = [HR, *dialects, ENG]
     pairs = load_base_pairs(seed=cfg.seed)
     base_frame = pairs.frame[pairs.frame["split"] == "train"]

@@ -89,8 +89,8 @@ def build_base(cfg: RunConfig, out: Path, work: Path, *, bar: bool = True) -> di
     stage = manifest["stages"]["base"]
     dialects = read_json(exp.data_info_path)["dialects"]
     model, tok = load_model(exp.base_model_dir)
-    # the tags stage 1 trained (also written by stage 1 itself; set here for a work folder trained by older code)
-    model.config.dde_trained_tags = sorted({HR, ENG, *(dialects if cfg.base_dialect_copy > 0 else ())})
+    if not getattr(model.config, "dde_trained_tags", None):   # stage 1 writes them; a work folder of older code did not
+        model.config.dde_trained_tags = sorted({HR, ENG, *(dialects if cfg.base_dialect_copy > 0 else ())})
     tmp = Path(out).with_name(f".{Path(out).name}.export")
     shutil.rmtree(tmp, ignore_errors=True)
     model.to(torch.float16).save_pretrained(tmp, safe_serialization=True)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from ..config import RunConfig
 from ..data.corpus import ParallelCorpus
+from ..data.rundata import run_dialects
 from ..data.sources import load_corpus
 from ..model.loading import check_model_dir, resolve_model
 from ..model.shipped import SHIPPED_BASE
@@ -95,16 +96,7 @@ def _check_method(cfg: RunConfig, shape: ModelShape) -> None:
 
 
 def _check_data(cfg: RunConfig, corpus: ParallelCorpus) -> None:
-    available = list(corpus.dialects)
-    if cfg.varieties:
-        unknown = [v for v in cfg.varieties if v not in available]
-        if unknown:
-            raise ValueError(f"--varieties {','.join(unknown)}: not in the {corpus.name} corpus, whose dialects are "
-                             f"{','.join(available)}. Use some of those (or leave --varieties empty for all).")
-        available = [v for v in available if v in cfg.varieties]
-    if cfg.n_dialects > len(available):
-        raise ValueError(f"--n-dialects {cfg.n_dialects}: the {corpus.name} corpus offers {len(available)} "
-                         f"dialect(s) here ({','.join(available)}). Use --n-dialects {len(available)} or 0 (all).")
+    run_dialects(corpus, cfg.varieties, cfg.n_dialects)
     for split in ("train", "test"):
         if not len(corpus.split(split)):
             raise ValueError(f"the {corpus.name} corpus has no {split} sentences; "
