@@ -107,6 +107,9 @@ def test_home_states_the_verdict_and_draws_one_scale(app, app_root):
     eg = scores[(scores["arm"] == "decoupled") & (scores["direction"] == "arb-arz")]["chrf"]
     assert len(eg) == 2 and f'{eg.mean():.1f}<span class="dde-sd"> ±{eg.std():.1f}</span>' in headline
     assert re.search(r'<br><span class="dde-ci">(within noise|better|worse)</span>', headline)
+    # each kind ends with the mean over its directions, in bold, with the Δ of that mean
+    assert headline.count('class="mean">mean of 2 directions<') == 2
+    assert re.search(r'class="num[a-z ]* mean">[+−-]\d+\.\d\d<br><span class="dde-ci">', headline)
     # what the outputs look like: as requested / called MSA per arm, and the references' ceiling
     leak = next(t for t in tables if ">called MSA (leakage)<" in t)
     assert ">references (ceiling)<" in leak and ">decoupled<" in leak and "dde-sd" in leak

@@ -337,3 +337,18 @@ def test_a_single_seed_folder_of_format_1_still_opens(tiny_experiment, tmp_path)
     assert v.representations("decoupled.s0", 16, "layer.01").shape[0] > 0 and v.complete
     with pytest.raises(StoreError, match="format version 1.*cannot continue"):
         run_experiment(Experiment(old).config(), old, bar=False)
+
+
+def test_summary_table_ends_each_kind_with_its_mean(tiny_experiment, capsys):
+    """The CLI table's "mean m→d" row: the baseline's mean over the MSA→dialect directions (per seed, then over
+    seeds), the same number as the mean of the per-seed means, and the Δ of that mean from the aggregate."""
+    from explorer.experiment.report import summary as summary_of
+    assert cli_main(["summary", str(tiny_experiment)]) == 0
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.startswith("mean m→d"))
+    s = summary_of(Experiment(tiny_experiment))
+    dirs = [d for d in s["arms"]["baseline"] if d.startswith("arb-") and d != "arb-eng"]
+    per_seed = [np.mean([s["arms"]["baseline"][d]["per_seed"][k] for d in dirs]) for k in ("0", "1")]
+    assert f"{np.mean(per_seed):.2f}±{np.std(per_seed, ddof=1):.1f}" in line
+    assert f"{s['aggregate']['decoupled']['msa_to_dialect']['delta']:+6.2f}" in line
+    assert any(x.startswith("mean d→m") for x in out.splitlines())

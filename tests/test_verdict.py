@@ -284,3 +284,42 @@ def test_subspace_source_says_which_subspace():
         "a probe fitted on this model's states at step 96 (layer.01)"
     assert "build representations" in readings.subspace_source({}, "cache/x") and "cache/x" in \
         readings.subspace_source({}, "cache/x")
+
+
+def test_headline_mean_rows_average_directions_per_seed():
+    """The "mean of N directions" row: each arm's mean over a kind's directions (per seed, then mean ± sd over
+    seeds), the copy bar's mean, and the Δ, interval, reading and noise floor of that mean from the aggregate."""
+    from explorer.experiment.report import headline_table
+    from explorer.experiment.view import AGGREGATE_COLUMNS, DELTA_COLUMNS, SCORE_COLUMNS
+
+    chrf = {("base", None): {"arb-arz": 50.0, "arb-ary": 40.0},
+            ("baseline", 0): {"arb-arz": 30.0, "arb-ary": 20.0}, ("baseline", 1): {"arb-arz": 34.0, "arb-ary": 24.0},
+            ("decoupled", 0): {"arb-arz": 31.0, "arb-ary": 23.0}, ("decoupled", 1): {"arb-arz": 39.0, "arb-ary": 21.0}}
+    rows = [{"model": arm if seed is None else f"{arm}.s{seed}", "arm": arm, "seed": seed, "direction": d,
+             "src": "arb", "tgt": d[4:], "chrf": v, "n": 40}
+            for (arm, seed), dirs in chrf.items() for d, v in dirs.items()]
+    scores = pd.DataFrame(rows, columns=SCORE_COLUMNS)
+    deltas = pd.DataFrame([{"system": "decoupled", "direction": d, "src": "arb", "tgt": d[4:], "delta": 0.5,
+                            "low": -1.0, "high": 2.0, "p_value": 0.5, "interval": "seeds+sentences",
+                            "per_seed": [0, 1], "reading": "within noise", "noise_floor": 4.0}
+                           for d in ("arb-arz", "arb-ary")], columns=DELTA_COLUMNS)
+    aggregates = pd.DataFrame([{"system": "decoupled", "kind": "MSA → dialect", "delta": 2.5, "low": 0.5,
+                                "high": 4.5, "interval": "seeds+sentences", "reading": "better", "noise_floor": 2.0}],
+                              columns=AGGREGATE_COLUMNS)
+    table = headline_table(scores, deltas, copy_source={"arb-arz": 60.0, "arb-ary": 50.0}, aggregates=aggregates)
+    assert list(table["mean"]) == [False, False, True]            # after the directions of its kind
+    mean = table.iloc[-1]
+    assert mean["direction"] == "mean of 2 directions" and mean["kind"] == "MSA → dialect"
+    assert mean["chrF++ base"] == pytest.approx(45.0)
+    assert mean["chrF++ baseline"] == pytest.approx(27.0)          # seeds: 25, 29
+    assert mean["sd baseline"] == pytest.approx(pd.Series([25.0, 29.0]).std())
+    assert mean["chrF++ decoupled"] == pytest.approx(28.5)         # seeds: 27, 30
+    assert mean["chrF++ copy src"] == pytest.approx(55.0)
+    assert mean["Δ decoupled"] == 2.5 and mean["95% CI decoupled"] == "[+0.50, +4.50]"
+    assert mean["reading decoupled"] == "better" and mean["noise floor"] == 2.0
+    # one direction of a kind: no mean row; a seed missing a direction does not enter the mean
+    one = headline_table(scores[scores["direction"] == "arb-arz"], deltas)
+    assert not one["mean"].any()
+    partial = headline_table(scores.drop(index=scores.index[(scores["model"] == "baseline.s1")
+                                                             & (scores["direction"] == "arb-ary")]), deltas)
+    assert partial.iloc[-1]["chrF++ baseline"] == pytest.approx(25.0)

@@ -18,6 +18,7 @@ from ..config import arm_kind
 from ..data.varieties import HR, KINDS, VARIETIES, dialect_of, direction_kind, direction_label, variety
 from ..evaluation.chrf import chrf_signature
 from ..files import read_json
+from .evaluate import AGGREGATES as AGGREGATE_KINDS
 from .layout import Experiment, arm_models, parse_model
 
 
@@ -131,6 +132,36 @@ def _fmt(x: float | None, spec: str = ".2f") -> str:
     return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
 
 
+def _mean_lines(s: dict, arms: list[str], dirs: list[str], cell: int, n_seeds: int) -> list[str]:
+    """``summary_table``'s "mean m→d" / "mean d→m" rows: per kind with several directions, the base's and each arm's
+    mean chrF++ over those directions (per seed, then mean ± sd over seeds), and the copy bar's mean."""
+    out = []
+    for key, label in (("msa_to_dialect", "mean m→d"), ("dialect_to_msa", "mean d→m")):
+        kind_dirs = [d for d in dirs if direction_kind(*d.split("-", 1)) == AGGREGATE_KINDS[key]]
+        if len(kind_dirs) < 2:
+            continue
+        base = [s["models"].get("base", {}).get(d, {}).get("chrf") for d in kind_dirs]
+        row = f"{label:<10}{_fmt(_mean(base) if None not in base else None):>8}"
+        for a in arms:
+            seeds = [seed for seed in s["arms"][a].get(kind_dirs[0], {}).get("per_seed", {})
+                     if all(seed in s["arms"][a].get(d, {}).get("per_seed", {}) for d in kind_dirs)]
+            x = np.array([np.mean([s["arms"][a][d]["per_seed"][seed] for d in kind_dirs]) for seed in seeds])
+            txt = _fmt(float(x.mean()) if len(x) else None)
+            if n_seeds > 1:
+                txt += f"±{_fmt(float(x.std(ddof=1)) if len(x) > 1 else None, '.1f')}"
+            row += f"{txt:>{cell}}"
+        copy = [s.get("copy_source", {}).get(d, {}).get("chrf") for d in kind_dirs]
+        row += f"{_fmt(_mean(copy) if None not in copy else None):>10}"
+        agg = s.get("aggregate", {}).get("decoupled", {}).get(key)
+        if agg:
+            row += f"   {agg['delta']:+6.2f} [{agg['low']:+.2f}, {agg['high']:+.2f}] {agg.get('reading', '')}"
+            floor = s.get("aggregate_noise_floor", {}).get(key)
+            if n_seeds > 1:
+                row += f"   {_fmt(floor['max_abs'] if floor else None)}"
+        out.append(row)
+    return out
+
+
 def summary_table(s: dict) -> str:
     """A readable table: one row per direction, the base and each arm (mean ± sd over seeds), copying the source,
     Δ decoupled vs baseline [95% interval] with its reading, and the noise floor; then what the outputs look like."""
@@ -157,6 +188,7 @@ def summary_table(s: dict) -> str:
             if n_seeds > 1:
                 row += f"   {_fmt(floor['max_abs'] if floor else None)}"
         lines.append(row)
+    lines += _mean_lines(s, arms, dirs, cell, n_seeds)
     lines.append(f"chrF++ signature: {s['signature']}")
     if n_seeds > 1:
         lines.append(f"{n_seeds} seeds per arm: chrF++ is mean±sd over seeds; noise = largest |Δ| between two "
@@ -241,9 +273,13 @@ def _order_key(src: str, tgt: str) -> tuple:
 
 
 def headline_table(scores: pd.DataFrame, deltas: pd.DataFrame, models: tuple[str, ...] | None = None,
-                   copy_source: dict[str, float] | None = None) -> pd.DataFrame:
+                   copy_source: dict[str, float] | None = None,
+                   aggregates: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per direction: chrF++ of the base and of each arm (mean over its seeds, with the sd across seeds
-    when there are several), and each arm's Δ vs baseline with its 95% interval, its reading and the noise floor.
+    when there are several), and each arm's Δ vs baseline with its 95% interval, its reading and the noise floor;
+    then, for MSA→dialect and dialect→MSA when they have several directions, a "mean of N directions" row
+    (``mean`` True): each arm's mean over those directions (sd over seeds of that mean) and, from ``aggregates``
+    (``ExperimentView.aggregate_deltas()``), the Δ of that mean with its joint interval and noise floor.
 
     ``scores`` and ``deltas`` are ``ExperimentView.scores()`` / ``.deltas()``; ``models`` limits the arms shown
     (model names or arm names; default: every arm in ``scores``); ``copy_source`` (direction -> chrF++ of the source
@@ -279,8 +315,43 @@ def headline_table(scores: pd.DataFrame, deltas: pd.DataFrame, models: tuple[str
             if len(floor) and not pd.isna(floor.iloc[0]):
                 row["noise floor"] = float(floor.iloc[0])
         row["_key"] = _order_key(src, tgt)
+        row["mean"] = False
         rows.append(row)
+    for kind in KINDS[:2]:
+        codes = [r["code"] for r in rows if r["kind"] == kind]
+        if len(codes) > 1:
+            rows.append(_mean_row(kind, codes, scores, arms, copy_source, aggregates))
     return pd.DataFrame(rows).sort_values("_key", kind="stable").drop(columns="_key").reset_index(drop=True)
+
+
+def _mean_row(kind: str, codes: list[str], scores: pd.DataFrame, arms: list[str],
+              copy_source: dict[str, float] | None, aggregates: pd.DataFrame | None) -> dict:
+    """The "mean of N directions" row of ``headline_table`` for one kind of direction."""
+    sub = scores[scores["direction"].isin(codes)]
+    per_seed = sub.groupby(["arm", "seed"], dropna=False)["chrf"].agg(["mean", "count"]).reset_index()
+    per_seed = per_seed[per_seed["count"] == len(codes)]      # a seed missing a direction would skew the mean
+    row: dict = {"direction": f"mean of {len(codes)} directions", "kind": kind, "code": "", "variety": "",
+                 "mean": True, "_key": (KINDS.index(kind), 10_000)}
+    for a in ["base", *arms]:
+        x = per_seed.loc[per_seed["arm"] == a, "mean"]
+        row[f"chrF++ {a}"] = float(x.mean()) if len(x) else None
+        if a != "base" and len(x) > 1:
+            row[f"sd {a}"] = float(x.std())
+    if copy_source:
+        vals = [copy_source.get(c) for c in codes]
+        row["chrF++ copy src"] = float(np.mean(vals)) if all(v is not None for v in vals) else None
+    if aggregates is not None and not aggregates.empty:
+        for system in [a for a in arms if a != "baseline"]:
+            x = aggregates[(aggregates["system"] == system) & (aggregates["kind"] == kind)]
+            if len(x):
+                x = x.iloc[0]
+                row[f"Δ {system}"] = x["delta"]
+                row[f"95% CI {system}"] = f"[{x['low']:+.2f}, {x['high']:+.2f}]"
+                row[f"reading {system}"] = x["reading"]
+        floor = aggregates.loc[aggregates["kind"] == kind, "noise_floor"]
+        if len(floor) and not pd.isna(floor.iloc[0]):
+            row["noise floor"] = float(floor.iloc[0])
+    return row
 
 
 def map_frame(deltas: pd.DataFrame, system: str = "decoupled", kind: str = KINDS[0]) -> pd.DataFrame:

@@ -32,6 +32,7 @@ from ..method.hooks import Projection
 from ..method.subspace import Subspace, qr_basis
 from ..model.sites import site_name
 from .classify import dialect_classifier, msa_classifier
+from .evaluate import AGGREGATES
 from .layout import CACHE_ROOT, Experiment, arm_models, list_experiments, parse_model
 from .models import base_model_path, load_arm
 from .represent import penalised_sites, subspace_at
@@ -48,6 +49,7 @@ GEOMETRY_COLUMNS = ["model", "step", "site", "variety", *repcache.GEOMETRY_METRI
 SCORE_COLUMNS = ["model", "arm", "seed", "direction", "src", "tgt", "chrf", "n"]
 DELTA_COLUMNS = ["system", "direction", "src", "tgt", "delta", "low", "high", "p_value", "interval", "per_seed",
                  "reading", "noise_floor"]
+AGGREGATE_COLUMNS = ["system", "kind", "delta", "low", "high", "interval", "reading", "noise_floor"]
 LOOKS_COLUMNS = ["model", "arm", "seed", "direction", "n", "as_requested", "called_msa", "identical_across_targets"]
 DEFAULT_UMAP = UmapParams()
 
@@ -387,6 +389,23 @@ class ExperimentView:
                                  "reading": x.get("reading"),
                                  "noise_floor": floor["max_abs"] if floor else float("nan")})
         return pd.DataFrame(rows, columns=DELTA_COLUMNS)
+
+    def aggregate_deltas(self) -> pd.DataFrame:
+        """Δ chrF++ of each system against the baseline over all the directions of a kind (MSA→dialect,
+        dialect→MSA; eval/deltas.json "aggregate"): the mean over directions and seeds, its joint 95% interval, its
+        reading and the noise floor of that mean (largest gap between two baseline seeds)."""
+        path = self.exp.deltas_path
+        rows = []
+        if path.exists():
+            doc = read_json(path)
+            for system, kinds in doc.get("aggregate", {}).items():
+                for key, x in kinds.items():
+                    floor = doc.get("aggregates", {}).get(key, {}).get("noise_floor")
+                    rows.append({"system": system, "kind": AGGREGATES.get(key, key),
+                                 **{k: x.get(k) for k in ("delta", "low", "high")},
+                                 "interval": x.get("interval", "sentences"), "reading": x.get("reading"),
+                                 "noise_floor": floor["max_abs"] if floor else float("nan")})
+        return pd.DataFrame(rows, columns=AGGREGATE_COLUMNS)
 
     def hypotheses(self) -> pd.DataFrame:
         """One row per (direction, sent_id): direction, src, tgt, sent_id, source, ref, then hyp_<model> and

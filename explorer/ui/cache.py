@@ -107,7 +107,7 @@ def deltas(key: str) -> pd.DataFrame:
 @st.cache_data(max_entries=16, show_spinner=False)
 def headline_table(key: str) -> pd.DataFrame:
     v = view(key)
-    return report.headline_table(scores(key), deltas(key), v.models, v.copy_source())
+    return report.headline_table(scores(key), deltas(key), v.models, v.copy_source(), v.aggregate_deltas())
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -284,6 +284,7 @@ def _map(key: str, system: str, kind: str) -> go.Figure:
 
 def _bars(key: str, system: str, kind: str) -> go.Figure:
     table = headline_table(key)
+    table = table[~table["mean"]] if "mean" in table.columns else table
     d = deltas(key)
     d = d[(d["system"] == system) & (d["direction"].isin(table.loc[table["kind"] == kind, "code"]))]
     return figures.delta_bars(d, list(table["direction"]), f"{system} − baseline, {kind} (whiskers: 95% interval)",

@@ -291,7 +291,8 @@ def headline(table: pd.DataFrame, models: list[str]) -> None:
     """``experiment.report.headline_table`` as a compact HTML table grouped by kind of direction: chrF++ per arm as
     mean ± sd over its seeds (grey when below copying the source), the copy bar, each arm's Δ vs baseline with its
     95% interval and reading in one cell (blue "better", red "worse", plain "within noise"), and the baseline's
-    noise floor. Cells wrap inside themselves, so the table fits the page without sideways scrolling."""
+    noise floor; each kind's "mean of N directions" row in bold. Cells wrap inside themselves, so the table fits the
+    page without sideways scrolling."""
     copy = table.get("chrF++ copy src")
     out = pd.DataFrame({"kind": table["kind"], "direction": table["direction"]})
     classes: dict[str, list[str]] = {}
@@ -316,6 +317,11 @@ def headline(table: pd.DataFrame, models: list[str]) -> None:
                         for r, (lo, hi) in zip(rd, (_ci(x) for x in ci))]
     if "noise floor" in table.columns:
         out["noise floor"] = table["noise floor"]
+    if "mean" in table.columns:         # the "mean of N directions" rows stand out from the directions above them
+        is_mean = [bool(x) for x in table["mean"]]
+        for c in [c for c in out.columns if c != "kind"]:
+            classes[c] = [" ".join(filter(None, [(classes.get(c) or [""] * len(out))[i], "mean" if m else ""]))
+                          for i, m in enumerate(is_mean)]
     numbers = {c: ".1f" for c in ("copy src",)} | {"noise floor": ".2f"}
     html_table(out, numbers={k: v for k, v in numbers.items() if k in out.columns}, classes=classes, raw=tuple(raw),
                group="kind")
