@@ -213,6 +213,12 @@ def sweep_arm(lam: float) -> str:
     return f"decoupled-lam{lam:g}"
 
 
+def model_display(name: str) -> str:
+    """How a model is named to a reader: "decoupled · seed 1" for "decoupled.s1"; any other name as it is."""
+    arm, sep, seed = name.rpartition(".s")
+    return f"{arm} · seed {seed}" if sep and arm and seed.isdigit() else name
+
+
 def arm_kind(arm: str) -> str:
     """"baseline", "decoupled" (any λ) or "random": what an arm does."""
     return "decoupled" if arm.startswith("decoupled") else arm

@@ -129,7 +129,7 @@ for m in models:
                      label_html=" " + widgets.flags_html(row[f"flags_{m}"]),
                      body_html=body[0] if body else notes.marked_html(hyp, annotations, key, m))
     if diff and hyp:
-        widgets.sentence(row["ref"], row["tgt"], label=f"reference: words {m} lacks", size="0.95rem",
+        widgets.sentence(row["ref"], row["tgt"], label=f"reference: words {widgets.model_label(m)} lacks", size="0.95rem",
                          body_html=body[1])
 st.caption(f"Every model's output in full, as plain right-to-left text you can select and copy. The dialect guess "
            f"(character n-gram classifier) is shown only when it is at least {errors.CONFIDENT:.0%} sure.")

@@ -109,6 +109,15 @@ def test_exports_use_the_page_column_names_and_say_their_scope():
     assert rec["output · base"] == ""
 
 
+def test_seeded_models_are_named_for_readers():
+    """Columns, exports and the Δ's name say "decoupled · seed 1", never the internal id "decoupled.s1"."""
+    labels = errors.column_labels(["base", "baseline.s1", "decoupled.s1"], ("decoupled.s1", "baseline.s1"))
+    assert labels["hyp_decoupled.s1"] == "output · decoupled · seed 1"
+    assert labels["chrf_baseline.s1"] == "chrF++ · baseline · seed 1" and labels["hyp_base"] == "output · base"
+    assert labels["delta"] == "Δ chrF++ (decoupled · seed 1 − baseline · seed 1)"
+    assert not any(".s1" in v for v in labels.values())
+
+
 def test_confident_guess():
     assert errors.confident_guess("arz", 0.9) == "arz"
     assert errors.confident_guess("ars", 0.34) is None and errors.confident_guess("ars", float("nan")) is None

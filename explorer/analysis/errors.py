@@ -22,6 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from ..config import model_display
 from ..data.varieties import dialect_of, direction_kind, direction_label
 from ..evaluation.dialect_id import DialectClassifier
 
@@ -210,14 +211,17 @@ def word_diff_html(hyp: str, ref: str) -> tuple[str, str]:
 
 def column_labels(models: Sequence[str], delta_pair_: tuple[str, str] | None = None) -> dict[str, str]:
     """Internal column -> the name the page shows (and the export uses)."""
-    sys_, ref = delta_pair_ or ("decoupled", "baseline")
+    sys_, ref = (model_display(m) for m in (delta_pair_ or ("decoupled", "baseline")))
     labels = {"label": "direction", "variety": "variety", "sent_id": "sentence id", "source": "source",
               "ref": "reference", "delta": f"Δ chrF++ ({sys_} − {ref})", "length": "source words",
               "pair_flags": "test pair flags"}
-    for m in models:
-        labels |= {f"hyp_{m}": f"output · {m}", f"chrf_{m}": f"chrF++ · {m}", f"copy_{m}": f"copied from source · {m}",
-                   f"flags_{m}": f"flags · {m}", f"guess_{m}": f"looks like · {m}", f"pred_p_{m}": f"p(guess) · {m}",
-                   f"tags_{m}": f"tags · {m}", f"comment_{m}": f"comment · {m}", f"spans_{m}": f"marked spans · {m}"}
+    for name in models:
+        m = model_display(name)
+        labels |= {f"hyp_{name}": f"output · {m}", f"chrf_{name}": f"chrF++ · {m}",
+                   f"copy_{name}": f"copied from source · {m}", f"flags_{name}": f"flags · {m}",
+                   f"guess_{name}": f"looks like · {m}", f"pred_p_{name}": f"p(guess) · {m}",
+                   f"tags_{name}": f"tags · {m}", f"comment_{name}": f"comment · {m}",
+                   f"spans_{name}": f"marked spans · {m}"}
     return labels | {"tags": "tags (sentence)", "comment": "comment (sentence)"}
 
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 import functools
 import html
 import math
-import re
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
 from ..analysis.errors import first_of
+from ..config import model_display
 from ..data.varieties import ENG, variety
 from . import cache, cache_root, runner
 
@@ -52,15 +52,13 @@ def current_experiment() -> str | None:
 
 ROLES = {"base": "before fine-tuning", "baseline": "plain fine-tuning", "decoupled": "probe + penalty",
          "random": "random-subspace control"}
-_SEEDED = re.compile(r"^(?P<arm>.+)\.s(?P<seed>\d+)$")
 
 
 def model_label(name: str) -> str:
     """'decoupled · seed 1' for "decoupled.s1", 'decoupled (probe + penalty)' for an arm, 'base (before
     fine-tuning)': the one way a model is named in pickers and headings, whatever models the experiment has."""
-    m = _SEEDED.match(name)
-    if m:
-        return f"{m['arm']} · seed {m['seed']}"
+    if model_display(name) != name:
+        return model_display(name)
     role = ROLES.get(name) or next((v for k, v in ROLES.items() if name.startswith(f"{k}-")), None)
     return f"{name} ({role})" if role else name
 
