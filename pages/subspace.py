@@ -100,7 +100,9 @@ widgets.reading(readings.posthoc_reading(cache.posthoc(exp), cache.geometry_long
 st.caption("Left: how much of each model's sentence vectors lies in its own MSA subspace (for decoupled and random "
            "their training subspace, for the others a probe fitted on their states), what the penalty pushes down. "
            "Right: a fresh linear probe fitted after training on each checkpoint's states, MSA tokens against "
-           "dialect tokens (held out by sentence; 0.5 = chance). If the energy falls while the probe stays high, the "
+           "dialect tokens (held out by sentence; 0.5 = chance). The probe reads each sentence as a translation "
+           "prompt reads its source, after its variety tag, like the training probe and the penalty; the sentence "
+           "vectors on the left read the bare text. If the energy falls while the probe stays high, the "
            "penalty moved the mean away from the subspace but the MSA information is still there, readable along "
            "another direction.")
 

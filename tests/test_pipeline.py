@@ -352,3 +352,8 @@ def test_summary_table_ends_each_kind_with_its_mean(tiny_experiment, capsys):
     assert f"{np.mean(per_seed):.2f}±{np.std(per_seed, ddof=1):.1f}" in line
     assert f"{s['aggregate']['decoupled']['msa_to_dialect']['delta']:+6.2f}" in line
     assert any(x.startswith("mean d→m") for x in out.splitlines())
+    # the post-hoc probes at the penalised site, per arm over seeds
+    probe = next(x for x in out.splitlines() if x.startswith("post-hoc probe at "))
+    site = probe.split()[3].rstrip(",")
+    acc = [s["posthoc"][f"baseline.s{k}"][site] for k in (0, 1)]
+    assert f"baseline {np.mean(acc):.2f}±{np.std(acc, ddof=1):.2f}" in probe and f"base {s['posthoc']['base'][site]:.2f}" in probe

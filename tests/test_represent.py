@@ -193,6 +193,36 @@ def test_posthoc_probes_are_recorded_per_model_checkpoint_and_site(view):
     assert (ph["n_heldout"] > 0).all() and set(ph["seed"].dropna()) == set(view.seeds)
 
 
+def test_posthoc_probes_read_the_tagged_source(view, tiny_experiment):
+    """The post-hoc probes read each analysis sentence after its variety tag, as the training probe reads a source
+    (``[bos, <arz>] text``), while the representations read it bare: the states at the text's tokens differ, and the
+    sampled token states equal a direct recomputation of the tagged pass."""
+    from explorer.analysis.pooling import pool_and_sample
+    from explorer.experiment.represent import probe_heads
+    assert set(view.posthoc()["input"]) == {"tagged source"}
+    exp = Experiment(tiny_experiment)
+    model, tok = load_arm(exp, view.config, "baseline.s0", LAST, device="cpu")
+    model.eval()
+    index = view.index().iloc[[0, len(view.index()) - 1]]      # an MSA and a dialect sentence
+    heads = probe_heads(model, tok, index, [HR, *view.dialects, "eng"], view.config.max_len)
+    tags = [tok.convert_ids_to_tokens(h[-1]) for h in heads]
+    assert tags == [f"<{v}>" for v in index["variety"]] and all(h[0] == tok.bos_token_id for h in heads)
+    texts = index["text"].tolist()
+    tagged = pool_and_sample(model, tok, texts, [PEN], max_len=view.config.max_len, heads=heads,
+                             tokens_per_text=1000)
+    bare = pool_and_sample(model, tok, texts, [PEN], max_len=view.config.max_len, tokens_per_text=1000)
+    with torch.no_grad():
+        for i, text in enumerate(texts):
+            ids = heads[i] + tok(" " + text.strip(), add_special_tokens=False)["input_ids"][: view.config.max_len]
+            with capture(model, [PEN], detach=True) as st:
+                model(input_ids=torch.tensor([ids]))
+            want = st[PEN][0, len(heads[i]):].float().numpy()
+            got = tagged.tokens[PEN][tagged.token_rows == i]
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+            np.testing.assert_allclose(tagged.sentences[PEN][i], want.mean(0), rtol=1e-4, atol=1e-4)
+            assert not np.allclose(bare.tokens[PEN][bare.token_rows == i], want, atol=1e-3)
+
+
 def test_energy_share_in_unit_interval(view):
     g = view.geometry_long()
     assert g["energy_share_mean"].notna().all()          # every site has the model's own subspace

@@ -50,12 +50,15 @@ def pool_representations(model, tok, texts: Sequence[str], sites: Sequence[str],
 @torch.no_grad()
 def pool_and_sample(model, tok, texts: Sequence[str], sites: Sequence[str], *, max_len: int,
                     batch_size: int = BATCH_SIZE, autocast=None, encoded: Sequence[Sequence[int]] | None = None,
-                    tokens_per_text: int = 0, seed: int = 0) -> Pooled:
+                    tokens_per_text: int = 0, seed: int = 0,
+                    heads: Sequence[Sequence[int]] | None = None) -> Pooled:
     """Pooled vectors of every text at every site, and up to ``tokens_per_text`` token states per text (drawn
     uniformly, seeded) for a token-level probe.
 
     Each text is encoded as training encodes a segment (``" " + text``, at most ``max_len`` tokens) after the bos
-    token, with no variety tag. Batches are right-padded and sorted by length; causal attention means padding
+    token, with no variety tag; or, with ``heads``, after its own head (e.g. ``[bos, <arz>]``, what a translation
+    prompt puts before its source: ``Encoder.prefix``), the pooled vector and the token states then covering the
+    text's tokens only. Batches are right-padded and sorted by length; causal attention means padding
     never reaches the real tokens, and the attention mask keeps it out of the mean. Only the decoder body runs
     (``model.base_model``): the LM head's logits, (B, T, vocab), would cost more than all the layers of a small
     model and are not needed. ``encoded`` (from ``encode_texts``) saves re-tokenising the same texts per model."""
@@ -73,12 +76,15 @@ def pool_and_sample(model, tok, texts: Sequence[str], sites: Sequence[str], *, m
     body = getattr(model, "base_model", model)
     was_training = model.training
     model.eval()
+    head = [list(h) for h in heads] if heads is not None else [bos] * len(enc)
+    if heads is not None:   # token positions after each text's own head
+        picks = {i: p - len(bos) + len(head[i]) for i, p in picks.items()}
     try:
         for b0 in range(0, len(order), batch_size):
             idx = order[b0:b0 + batch_size]
-            ids = pad([bos + enc[i] for i in idx], pad_id)
-            att = pad([[1] * (len(bos) + len(enc[i])) for i in idx], 0)
-            text = pad([[0.0] * len(bos) + [1.0] * len(enc[i]) for i in idx], 0.0, dtype=torch.float32)
+            ids = pad([head[i] + enc[i] for i in idx], pad_id)
+            att = pad([[1] * (len(head[i]) + len(enc[i])) for i in idx], 0)
+            text = pad([[0.0] * len(head[i]) + [1.0] * len(enc[i]) for i in idx], 0.0, dtype=torch.float32)
             with capture(model, sites, detach=True) as states, (autocast or contextlib.nullcontext()):
                 body(input_ids=ids.to(device), attention_mask=att.to(device), use_cache=False)
             m = text.to(device)[..., None]                     # (B, T, 1)

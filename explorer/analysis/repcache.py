@@ -38,7 +38,8 @@ from .geometry import geometry_table, mean_energy_share, pca_2d
 from .pooling import pool_and_sample
 from .posthoc import posthoc_probe
 
-REPRESENT_VERSION = 2          # 2: post-hoc probes per (model, checkpoint, site); model names with seeds
+REPRESENT_VERSION = 3          # 2: post-hoc probes per (model, checkpoint, site); model names with seeds
+                               # 3: post-hoc probes read the tagged source (as the training probe), not the bare text
 
 
 GEOMETRY_METRICS = ("centroid_cosine", "centroid_l2", "paired_cosine", "cka", "energy_share_mean",
@@ -316,12 +317,22 @@ def geometry_rows(mats: dict[str, np.ndarray], n: int, varieties: Sequence[str],
 
 def write_representations(root: Path, fingerprint: str, max_len: int, model, tok, index: pd.DataFrame,
                           encoded: list[list[int]], sites: list[str], model_name: str, step: int, *, rank: int = 1,
-                          autocast=None) -> tuple[dict, dict[str, np.ndarray], dict[str, np.ndarray]]:
+                          autocast=None, heads: list[list[int]] | None = None
+                          ) -> tuple[dict, dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Pool, store as float16 and checksum one model's representations, and fit and store its post-hoc probes
-    (``analysis.posthoc``) at every site from a sample of token states of the same pass. Returns the manifest
-    entry, the matrices exactly as a reader will get them back (float16 values as float32), and the probes' bases."""
-    pooled = pool_and_sample(model, tok, index["text"].tolist(), sites, max_len=max_len, encoded=encoded,
-                             autocast=autocast, tokens_per_text=TOKENS_PER_TEXT, seed=step)
+    (``analysis.posthoc``) at every site from a sample of token states. Returns the manifest entry, the matrices
+    exactly as a reader will get them back (float16 values as float32), and the probes' bases.
+
+    The representations read each sentence bare (``bos + text``: what the model makes of the text itself). The
+    probes read it as a translation prompt reads its source, after ``heads`` (per sentence, e.g. ``[bos, <arz>]``),
+    which is what the training probe reads and what the decoupling penalty acts on; without ``heads`` they read the
+    bare pass too."""
+    texts = index["text"].tolist()
+    pooled = pool_and_sample(model, tok, texts, sites, max_len=max_len, encoded=encoded, autocast=autocast,
+                             tokens_per_text=0 if heads is not None else TOKENS_PER_TEXT, seed=step)
+    sample = pooled if heads is None else pool_and_sample(
+        model, tok, texts, sites, max_len=max_len, encoded=encoded, autocast=autocast,
+        tokens_per_text=TOKENS_PER_TEXT, seed=step, heads=heads)
     half = {s: torch.from_numpy(pooled.sentences[s]).to(torch.float16) for s in sites}
     path = root / rep_relpath(model_name, step)
     meta = {"format_version": str(REPRESENT_VERSION), "fingerprint": fingerprint, "model": model_name,
@@ -331,13 +342,13 @@ def write_representations(root: Path, fingerprint: str, max_len: int, model, tok
     digest = hashlib.sha256("".join(sha[s] for s in sites).encode()).hexdigest()[:16]
     entry = {"model": model_name, "step": step, "file": rep_relpath(model_name, step),
              "bytes": path.stat().st_size, "sha256": sha, "digest": digest}
-    varieties = index["variety"].to_numpy()[pooled.token_rows]
-    groups = index["sent_id"].to_numpy()[pooled.token_rows]
+    varieties = index["variety"].to_numpy()[sample.token_rows]
+    groups = index["sent_id"].to_numpy()[sample.token_rows]
     bases, records = {}, {}
     for s in sites:
-        probe = posthoc_probe(pooled.tokens[s], varieties, groups, hr=HR, rank=rank, seed=step)
+        probe = posthoc_probe(sample.tokens[s], varieties, groups, hr=HR, rank=rank, seed=step)
         bases[s] = probe.basis.astype(np.float32).astype(np.float64)     # exactly what a reader gets back
-        records[s] = probe.to_record()
+        records[s] = {**probe.to_record(), "input": "bare text" if heads is None else "tagged source"}
     ppath = root / probes_relpath(model_name, step)
     save_tensors(ppath, {s: torch.from_numpy(b.astype(np.float32)) for s, b in bases.items() if b.shape[1]},
                  {"digest": digest})

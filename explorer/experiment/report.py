@@ -242,11 +242,29 @@ def summary_table(s: dict) -> str:
             cell = f"{x['delta']:+6.2f} [{x['low']:+.2f}, {x['high']:+.2f}]" if x else "(reference)"
             lines.append(f"{r['lam']:<18g}{cell:<32}{_fmt(r['called_msa'], '.1%'):>11}"
                          f"{_fmt(r['as_requested'], '.1%'):>14}{_fmt(r['posthoc_accuracy'], '.2f'):>16}")
+    lines += _posthoc_lines(s)
     refits = s.get("refits", {})
     if refits:
         lines.append("probe refits (accepted/total): "
                      + ", ".join(f"{m}={v['accepted']}/{v['total']}" for m, v in refits.items()))
     return "\n".join(lines)
+
+
+def _posthoc_lines(s: dict) -> list[str]:
+    """``summary_table``'s post-hoc probe line: at the penalised site, each arm's held-out probe accuracy at its last
+    checkpoint (mean ± sd over seeds), the base's beside them: how much MSA is still linearly readable."""
+    ph = s.get("posthoc", {})
+    site = next((v["sites"][0] for v in s.get("stages", {}).values() if v.get("sites")), None)
+    if not ph or site is None:
+        return []
+    cells = []
+    for name, group in [("base", ["base"]), *[(a, [m for m in ph if m != "base" and parse_model(m)[0] == a])
+                                              for a in s["arms"]]]:
+        x = np.array([ph[m][site] for m in group if site in ph.get(m, {})], dtype=float)
+        if len(x):
+            cells.append(f"{name} {x.mean():.2f}" + (f"±{x.std(ddof=1):.2f}" if len(x) > 1 else ""))
+    return ["", f"post-hoc probe at {site}, MSA vs dialect tokens (chance 0.50), last checkpoint: "
+            + ", ".join(cells)]
 
 
 def _looks_groups(s: dict) -> list[tuple[str, list[str]]]:

@@ -37,10 +37,11 @@ from ..analysis.repcache import (
     write_representations,
 )
 from ..config import RunConfig, arm_kind
-from ..data.varieties import HR
+from ..data.varieties import ENG, HR
 from ..files import StoreError, load_tensors
 from ..method.subspace import Subspace
 from ..model.sites import all_sites, hidden_size
+from ..model.small import encoder_for
 from ..model.weights import load_weights
 from ..training.loop import autocast_for
 from .layout import Experiment, RunLock, arm_models, parse_model
@@ -231,11 +232,13 @@ def _build(exp: Experiment, cfg: RunConfig, data, progress,
             model, tok = _set_weights(exp, cfg, loaded, model_name, step)
             if man is None:
                 man = new_manifest(fingerprint, index, hidden_size(model), list(all_sites(model)), varieties)
-            if "encoded" not in loaded:  # one tokenizer for every model of the experiment
+            if "encoded" not in loaded:  # one tokenizer (and prompt layout) for every model of the experiment
                 loaded["encoded"] = encode_texts(tok, index["text"].tolist(), cfg.max_len)
+                loaded["heads"] = probe_heads(model, tok, index, data.codes, cfg.max_len)
             entry, mats, own = write_representations(
                 root, fingerprint, cfg.max_len, model, tok, index, loaded["encoded"], man["sites"], model_name, step,
-                rank=cfg.rank, autocast=autocast_for(model, cfg.bf16 and model.device.type == "cuda"))
+                rank=cfg.rank, autocast=autocast_for(model, cfg.bf16 and model.device.type == "cuda"),
+                heads=loaded["heads"])
             entry["source"] = source
             built += 1
         # the subspace this model was trained against, at each penalised site (decoupled and random arms only)
@@ -269,6 +272,16 @@ def _build(exp: Experiment, cfg: RunConfig, data, progress,
     if stale:
         write_manifest(root, man)
     return built, why
+
+
+def probe_heads(model, tok, index, codes: list[str], max_len: int) -> list[list[int]]:
+    """What a translation prompt puts before each analysis sentence (``Encoder.prefix``: ``[bos, <arz>]`` for the
+    built-in model): the post-hoc probes read the sentence there, as the training probe reads a source. A prompt
+    style that names the target too asks for MSA from a dialect and for the run's first dialect from MSA."""
+    enc = encoder_for(model, tok, codes, max_len)
+    dialects = [c for c in codes if c not in (HR, ENG)]
+    target = {HR: dialects[0] if dialects else HR}
+    return [enc.prefix(v, target.get(v, HR)) for v in index["variety"]]
 
 
 def _set_weights(exp: Experiment, cfg: RunConfig, loaded: dict, model_name: str, step: int):

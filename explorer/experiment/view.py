@@ -42,7 +42,8 @@ __all__ = ["ExperimentView", "list_experiment_dirs", "load_experiment"]
 REFIT_COLUMNS = ["index", "step", "site", "rank", "angle_prev_deg", "angle_first_deg", "accuracy",
                  "code_length_bits", "compression", "mi_lower_bound_bits", "seconds", "chance", "gate_threshold",
                  "accepted", "gate_reason"]
-PROBE_COLUMNS = ["model", "arm", "seed", "step", "site", "accuracy", "chance", "n_train", "n_heldout", "rank"]
+PROBE_COLUMNS = ["model", "arm", "seed", "step", "site", "accuracy", "chance", "n_train", "n_heldout", "rank",
+                 "input"]
 REFIT_VARIETY_COLUMNS = ["index", "step", "site", "variety", "n", "accuracy", "code_length_bits", "compression"]
 GEOMETRY_COLUMNS = ["model", "step", "site", "variety", *repcache.GEOMETRY_METRICS, "subspace_step",
                     "subspace_refit"]
@@ -317,7 +318,9 @@ class ExperimentView:
 
     def posthoc(self) -> pd.DataFrame:
         """One row per (model, checkpoint, site): the post-hoc probe's held-out accuracy (MSA vs dialect tokens,
-        classes balanced, held out by sentence; chance 0.5), how much MSA information is still linearly there."""
+        classes balanced, held out by sentence; chance 0.5), how much MSA information is still linearly there, and
+        what it read (``input``: "tagged source", the sentence after its variety tag as a prompt's source, as the
+        training probe reads it)."""
         man = self._rep()
         rows = []
         for entry in man["entries"].values():
