@@ -323,3 +323,30 @@ def test_headline_mean_rows_average_directions_per_seed():
     partial = headline_table(scores.drop(index=scores.index[(scores["model"] == "baseline.s1")
                                                              & (scores["direction"] == "arb-ary")]), deltas)
     assert partial.iloc[-1]["chrF++ baseline"] == pytest.approx(25.0)
+
+
+def with_probes(s: dict, acc: dict[str, list[float]], site: str = "layer.02") -> dict:
+    """``s`` with post-hoc probe accuracies at the penalised ``site``: arm -> one value per seed."""
+    s = {**s, "stages": {"arm:decoupled.s0": {"sites": [site]}}, "posthoc": {"base": {site: 0.9}}}
+    for arm, values in acc.items():
+        for k, v in zip(s["seeds"], values):
+            s["posthoc"][f"{arm}.s{k}"] = {site: v, "layer.00": 0.5}
+    return s
+
+
+def test_posthoc_probe_sentence_reads_the_penalised_site():
+    """The verdict says how much MSA a fresh probe still reads at the penalised site: less in the decoupled arm than
+    in the baseline only beyond twice the seeds' sd, and whether the random control does the same."""
+    base = run_summary(0.0)
+    assert not any("fresh linear probe" in x for x in verdict(base))          # no probes: nothing said
+    removed = verdict(with_probes(base, {"baseline": [0.87, 0.86, 0.88], "decoupled": [0.81, 0.80, 0.81],
+                                         "random": [0.88, 0.89, 0.87]}))[-1]
+    assert "at the penalised layer.02" in removed and "decoupled 0.81 ± 0.01" in removed
+    assert "decoupled keeps 6 points less MSA readable than baseline" in removed
+    assert "the random control does not" in removed and "the untuned base 0.90" in removed
+    both = verdict(with_probes(base, {"baseline": [0.87, 0.86, 0.88], "decoupled": [0.81, 0.80, 0.81],
+                                      "random": [0.80, 0.81, 0.80]}))[-1]
+    assert "and so does the random control" in both
+    noisy = verdict(with_probes(base, {"baseline": [0.87, 0.80, 0.94], "decoupled": [0.84, 0.85, 0.83],
+                                       "random": [0.88, 0.89, 0.87]}))[-1]
+    assert "about as much MSA readable in decoupled as in baseline" in noisy    # 3 points, inside 2 sd

@@ -13,13 +13,16 @@ fine-tuning (up to +4.9), with a random-subspace control that does not help. ``v
 4. MSA leakage per arm (the share of MSA → dialect outputs an MSA-vs-dialect classifier calls MSA, mean over
    directions, ± sd over seeds) against the baseline's, with the classifier's accuracy;
 5. what the probe gate did: how many refits it accepted (before the first accepted one no penalty applies; none
-   accepted means the decoupled arm was plain fine-tuning), and whether the accepted subspace held still.
+   accepted means the decoupled arm was plain fine-tuning), and whether the accepted subspace held still;
+6. what a post-hoc probe still reads at the penalised site: the arm against the reference and the control (how
+   much MSA information the penalty removed from the states, whatever it did to the outputs).
 
 The input is the experiment's summary, ``experiment.report.summary`` (the dict ``python -m explorer summary
 --json`` prints): ``seeds``, ``models`` (base scores), ``arms`` (arm -> direction -> mean, sd, per_seed),
 ``deltas`` (system -> direction -> delta, low, high, reading), ``aggregate`` (system -> "msa_to_dialect" |
 "dialect_to_msa" -> delta, low, high, reading, interval), ``aggregate_noise_floor``, ``copy_source``,
-``looks_like``, ``classifiers`` and ``refits`` (model -> accepted, total). Optionally the refit rows of the arm's
+``looks_like``, ``classifiers``, ``refits`` (model -> accepted, total), ``posthoc`` (model -> site -> accuracy)
+and ``stages`` (the penalised site). Optionally the refit rows of the arm's
 models (``ExperimentView.refits`` with a ``model`` column) for the subspace's stability. Arm names are parameters.
 """
 
@@ -181,6 +184,8 @@ class Findings:
     accepted: int | None = None         # refits of the arm's models the gate accepted (None: no refits recorded)
     refits: int = 0
     median_refit_angle: float = float("nan")   # degrees between consecutive accepted refits (median over seeds)
+    probe_site: str | None = None       # the penalised site the post-hoc probes are read at
+    probes: Mapping[str, tuple[float, float | None]] = field(default_factory=dict)  # arm -> (accuracy, sd)
 
     @property
     def readable(self) -> bool:
@@ -250,6 +255,7 @@ def findings(summary: Mapping, *, refits: pd.DataFrame | None = None, arm: str =
         if rf["angle_prev_deg"].notna().any():
             med = float(np.nanmedian(rf["angle_prev_deg"]))
     ctrl = aggregate_delta(summary, control) if control and control in arms else None
+    site, probes = posthoc_at_penalised_site(summary)
     return Findings(
         arm=arm, reference=reference, n_directions=len(dirs), seeds=max(1, len(summary.get("seeds") or [])),
         delta=aggregate_delta(summary, arm) if arm in arms else None, noise_floor=noise_floor(summary),
@@ -261,7 +267,21 @@ def findings(summary: Mapping, *, refits: pd.DataFrame | None = None, arm: str =
         leak_reference=by_arm.get("reference", (float("nan"), None))[0],
         msa_classifier=float((summary.get("classifiers") or {}).get("msa_vs_dialect", {}).get("balanced_accuracy",
                                                                                               float("nan"))),
-        accepted=accepted, refits=total, median_refit_angle=med)
+        accepted=accepted, refits=total, median_refit_angle=med, probe_site=site, probes=probes)
+
+
+def posthoc_at_penalised_site(summary: Mapping) -> tuple[str | None, dict[str, tuple[float, float | None]]]:
+    """The penalised site, and per arm (and the base) the post-hoc probe's held-out accuracy there at the last
+    checkpoint: mean and sd over seeds (``summary["posthoc"]``: model -> site -> accuracy)."""
+    site = next((v["sites"][0] for v in (summary.get("stages") or {}).values() if v.get("sites")), None)
+    ph = summary.get("posthoc") or {}
+    if site is None or not ph:
+        return site, {}
+    by: dict[str, list[float]] = {}
+    for model, sites in ph.items():
+        if site in sites:
+            by.setdefault(_arm(model), []).append(sites[site])
+    return site, {a: (_mean(v), _sd(v)) for a, v in by.items()}
 
 
 def _names(models: tuple[str, ...], f: Findings) -> str:
@@ -385,6 +405,29 @@ def _gate(f: Findings) -> str | None:
     return text + "."
 
 
+def _probe(f: Findings) -> str | None:
+    """What a fresh probe still reads at the penalised site: the arm against the reference (and the control)."""
+    if f.arm not in f.probes or f.reference not in f.probes:
+        return None
+    shown = [a for a in (f.reference, f.arm, f.control, "base") if a and a in f.probes]
+    parts = ", ".join(f"{'the untuned base' if a == 'base' else a} {m:.2f}" + (f" ± {sd:.2f}" if sd else "")
+                      for a, (m, sd) in ((a, f.probes[a]) for a in shown))
+    (a, sa), (r, sr) = f.probes[f.arm], f.probes[f.reference]
+    margin = max(LEAK_POINTS, 2 * (sa or 0.0), 2 * (sr or 0.0))
+    judged = (f"the penalty left about as much MSA readable in {f.arm} as in {f.reference}" if abs(a - r) <= margin
+              else f"{f.arm} keeps {(r - a) * 100:.0f} points less MSA readable than {f.reference}" if a < r
+              else f"{f.arm} keeps {(a - r) * 100:.0f} points more MSA readable than {f.reference}")
+    if f.control and f.control in f.probes and abs(a - r) > margin:
+        c, sc = f.probes[f.control]
+        same = abs(c - r) <= max(LEAK_POINTS, 2 * (sc or 0.0), 2 * (sr or 0.0))
+        judged += (f", and the random control does not ({f.control} about as {f.reference})" if same
+                   else f", and so does the random control ({(r - c) * 100:+.0f} points)")
+    spread = f", mean ± sd over {f.seeds} seeds" if f.seeds > 1 else ""
+    return (f"A fresh linear probe fitted after training on each model's states at the penalised {f.probe_site} "
+            f"(MSA against dialect tokens of the tagged source, held out by sentence, chance 0.50) reads MSA with "
+            f"accuracy {parts}{spread}: {judged}.")
+
+
 def sentences(f: Findings, claim: float = PAPER_GAIN) -> list[str]:
     """The verdict: the Δ against the claim and the noise floor, the control, whether it can be read, MSA leakage,
     and what the probe gate did (each only when the run has the numbers)."""
@@ -397,7 +440,7 @@ def sentences(f: Findings, claim: float = PAPER_GAIN) -> list[str]:
         out += [s for s in (_control(f), readable) if s]
     else:
         out.append(readable)
-    out += [s for s in (_leakage(f), _gate(f)) if s]
+    out += [s for s in (_leakage(f), _gate(f), _probe(f)) if s]
     return out
 
 
