@@ -44,7 +44,9 @@ REPRESENT_VERSION = 3          # 2: post-hoc probes per (model, checkpoint, site
 
 GEOMETRY_METRICS = ("centroid_cosine", "centroid_l2", "paired_cosine", "cka", "energy_share_mean",
                     "energy_share_train")
-TOKENS_PER_TEXT = 6            # token states per analysis sentence kept for the post-hoc probe
+TOKENS_PER_TEXT = 6            # token states per analysis sentence kept for the post-hoc probe (bare pass)
+PROBE_SENTENCES = 40           # the tagged pass reads the first 40 sentences of the analysis set in every variety...
+PROBE_TOKENS_PER_TEXT = 15     # ...and keeps 15 token states of each: as many MSA tokens as 100 x 6, at 40% of a pass
 
 
 
@@ -325,14 +327,20 @@ def write_representations(root: Path, fingerprint: str, max_len: int, model, tok
 
     The representations read each sentence bare (``bos + text``: what the model makes of the text itself). The
     probes read it as a translation prompt reads its source, after ``heads`` (per sentence, e.g. ``[bos, <arz>]``),
-    which is what the training probe reads and what the decoupling penalty acts on; without ``heads`` they read the
-    bare pass too."""
+    which is what the training probe reads and what the decoupling penalty acts on, in a second pass over the first
+    ``PROBE_SENTENCES`` sentences of every variety (``PROBE_TOKENS_PER_TEXT`` token states of each); without
+    ``heads`` they read ``TOKENS_PER_TEXT`` token states of every sentence of the bare pass."""
     texts = index["text"].tolist()
     pooled = pool_and_sample(model, tok, texts, sites, max_len=max_len, encoded=encoded, autocast=autocast,
                              tokens_per_text=0 if heads is not None else TOKENS_PER_TEXT, seed=step)
-    sample = pooled if heads is None else pool_and_sample(
-        model, tok, texts, sites, max_len=max_len, encoded=encoded, autocast=autocast,
-        tokens_per_text=TOKENS_PER_TEXT, seed=step, heads=heads)
+    rows = np.arange(len(index))
+    sample = pooled
+    if heads is not None:   # a second pass, over the first PROBE_SENTENCES sentences of every variety
+        first = list(dict.fromkeys(index["sent_id"]))[:PROBE_SENTENCES]
+        rows = np.flatnonzero(index["sent_id"].isin(first).to_numpy())
+        sample = pool_and_sample(model, tok, [texts[i] for i in rows], sites, max_len=max_len,
+                                 encoded=[encoded[i] for i in rows], autocast=autocast,
+                                 tokens_per_text=PROBE_TOKENS_PER_TEXT, seed=step, heads=[heads[i] for i in rows])
     half = {s: torch.from_numpy(pooled.sentences[s]).to(torch.float16) for s in sites}
     path = root / rep_relpath(model_name, step)
     meta = {"format_version": str(REPRESENT_VERSION), "fingerprint": fingerprint, "model": model_name,
@@ -342,8 +350,8 @@ def write_representations(root: Path, fingerprint: str, max_len: int, model, tok
     digest = hashlib.sha256("".join(sha[s] for s in sites).encode()).hexdigest()[:16]
     entry = {"model": model_name, "step": step, "file": rep_relpath(model_name, step),
              "bytes": path.stat().st_size, "sha256": sha, "digest": digest}
-    varieties = index["variety"].to_numpy()[sample.token_rows]
-    groups = index["sent_id"].to_numpy()[sample.token_rows]
+    varieties = index["variety"].to_numpy()[rows[sample.token_rows]]
+    groups = index["sent_id"].to_numpy()[rows[sample.token_rows]]
     bases, records = {}, {}
     for s in sites:
         probe = posthoc_probe(sample.tokens[s], varieties, groups, hr=HR, rank=rank, seed=step)
