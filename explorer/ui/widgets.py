@@ -254,7 +254,7 @@ def run_panel(*, has_experiments: bool) -> None:
         place = st.expander(f"Run the `{folder.name}` teaching experiment too")
     label = "Resume the default experiment" if status is not None else "Run the default experiment"
     place.caption(f"Trains the small default model and its three arms on this machine, then evaluates and caches "
-                  f"everything into `{folder}` (about 11 minutes on a 2-core CPU). It runs as a separate process: "
+                  f"everything into `{folder}` (about 12 minutes on a 2-core CPU). It runs as a separate process: "
                   "you can leave this page, refresh, or open another tab; it keeps going.")
     if place.button(label, type="primary", key="run_default", icon=":material/play_arrow:"):
         pid, started = runner.start(folder)
