@@ -270,10 +270,15 @@ def findings(summary: Mapping, *, refits: pd.DataFrame | None = None, arm: str =
         accepted=accepted, refits=total, median_refit_angle=med, probe_site=site, probes=probes)
 
 
+def penalised_site(summary: Mapping) -> str | None:
+    """The (first) site the arms were trained at, from the summary's stage records (None before any arm)."""
+    return next((v["sites"][0] for v in (summary.get("stages") or {}).values() if v.get("sites")), None)
+
+
 def posthoc_at_penalised_site(summary: Mapping) -> tuple[str | None, dict[str, tuple[float, float | None]]]:
     """The penalised site, and per arm (and the base) the post-hoc probe's held-out accuracy there at the last
     checkpoint: mean and sd over seeds (``summary["posthoc"]``: model -> site -> accuracy)."""
-    site = next((v["sites"][0] for v in (summary.get("stages") or {}).values() if v.get("sites")), None)
+    site = penalised_site(summary)
     ph = summary.get("posthoc") or {}
     if site is None or not ph:
         return site, {}

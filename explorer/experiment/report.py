@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ..analysis.repcache import read_represent_manifest
+from ..analysis.verdict import penalised_site, posthoc_at_penalised_site
 from ..config import arm_kind
 from ..data.varieties import HR, KINDS, VARIETIES, dialect_of, direction_kind, direction_label, variety
 from ..evaluation.chrf import chrf_signature
@@ -107,7 +108,7 @@ def dose_response(s: dict) -> list[dict]:
     cfg = s["config"]
     lam = cfg.get("lam", 0.01)
     arms = [a for a in s["arms"] if arm_kind(a) == "decoupled"]
-    pen = next((v["sites"][0] for v in s.get("stages", {}).values() if v.get("sites")), None)
+    pen = penalised_site(s)
     rows = []
     for arm in ["baseline", *sorted(arms, key=lambda a: float(a.removeprefix("decoupled-lam")) if "-lam" in a
                                     else lam)]:
@@ -132,6 +133,14 @@ def _fmt(x: float | None, spec: str = ".2f") -> str:
     return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
 
 
+def _delta_cells(x: dict | None, floor: dict | None, n_seeds: int) -> str:
+    """``summary_table``'s "Δ decoupled [95% CI] reading" and "noise" cells of one row (empty without a Δ)."""
+    if not x:
+        return ""
+    text = f"   {x['delta']:+6.2f} [{x['low']:+.2f}, {x['high']:+.2f}] {x.get('reading', '')}"
+    return text + (f"   {_fmt(floor['max_abs'] if floor else None)}" if n_seeds > 1 else "")
+
+
 def _mean_lines(s: dict, arms: list[str], dirs: list[str], cell: int, n_seeds: int) -> list[str]:
     """``summary_table``'s "mean m→d" / "mean d→m" rows: per kind with several directions, the base's and each arm's
     mean chrF++ over those directions (per seed, then mean ± sd over seeds), and the copy bar's mean."""
@@ -152,12 +161,8 @@ def _mean_lines(s: dict, arms: list[str], dirs: list[str], cell: int, n_seeds: i
             row += f"{txt:>{cell}}"
         copy = [s.get("copy_source", {}).get(d, {}).get("chrf") for d in kind_dirs]
         row += f"{_fmt(_mean(copy) if None not in copy else None):>10}"
-        agg = s.get("aggregate", {}).get("decoupled", {}).get(key)
-        if agg:
-            row += f"   {agg['delta']:+6.2f} [{agg['low']:+.2f}, {agg['high']:+.2f}] {agg.get('reading', '')}"
-            floor = s.get("aggregate_noise_floor", {}).get(key)
-            if n_seeds > 1:
-                row += f"   {_fmt(floor['max_abs'] if floor else None)}"
+        row += _delta_cells(s.get("aggregate", {}).get("decoupled", {}).get(key),
+                            s.get("aggregate_noise_floor", {}).get(key), n_seeds)
         out.append(row)
     return out
 
@@ -181,12 +186,7 @@ def summary_table(s: dict) -> str:
             txt = _fmt(st.get("mean")) + (f"±{_fmt(st.get('sd'), '.1f')}" if n_seeds > 1 else "")
             row += f"{txt:>{cell}}"
         row += f"{_fmt(copy.get(d, {}).get('chrf')):>10}"
-        dd = s.get("deltas", {}).get("decoupled", {}).get(d)
-        if dd:
-            row += f"   {dd['delta']:+6.2f} [{dd['low']:+.2f}, {dd['high']:+.2f}] {dd.get('reading', '')}"
-            floor = s.get("noise_floor", {}).get(d)
-            if n_seeds > 1:
-                row += f"   {_fmt(floor['max_abs'] if floor else None)}"
+        row += _delta_cells(s.get("deltas", {}).get("decoupled", {}).get(d), s.get("noise_floor", {}).get(d), n_seeds)
         lines.append(row)
     lines += _mean_lines(s, arms, dirs, cell, n_seeds)
     lines.append(f"chrF++ signature: {s['signature']}")
@@ -253,18 +253,12 @@ def summary_table(s: dict) -> str:
 def _posthoc_lines(s: dict) -> list[str]:
     """``summary_table``'s post-hoc probe line: at the penalised site, each arm's held-out probe accuracy at its last
     checkpoint (mean ± sd over seeds), the base's beside them: how much MSA is still linearly readable."""
-    ph = s.get("posthoc", {})
-    site = next((v["sites"][0] for v in s.get("stages", {}).values() if v.get("sites")), None)
-    if not ph or site is None:
+    site, probes = posthoc_at_penalised_site(s)
+    cells = [f"{a} {m:.2f}" + (f"±{sd:.2f}" if sd is not None else "")
+             for a, (m, sd) in ((a, probes[a]) for a in ["base", *s["arms"]] if a in probes)]
+    if not cells:
         return []
-    cells = []
-    for name, group in [("base", ["base"]), *[(a, [m for m in ph if m != "base" and parse_model(m)[0] == a])
-                                              for a in s["arms"]]]:
-        x = np.array([ph[m][site] for m in group if site in ph.get(m, {})], dtype=float)
-        if len(x):
-            cells.append(f"{name} {x.mean():.2f}" + (f"±{x.std(ddof=1):.2f}" if len(x) > 1 else ""))
-    return ["", f"post-hoc probe at {site}, MSA vs dialect tokens (chance 0.50), last checkpoint: "
-            + ", ".join(cells)]
+    return ["", f"post-hoc probe at {site}, MSA vs dialect tokens (chance 0.50), last checkpoint: " + ", ".join(cells)]
 
 
 def _looks_groups(s: dict) -> list[tuple[str, list[str]]]:
