@@ -69,7 +69,7 @@ def test_a_model_is_checked_against_its_own_config(tiny_models, tmp_path, capsys
 def test_bad_boolean_is_refused_by_the_parser(capsys):
     with pytest.raises(SystemExit):
         _parser().parse_args(["run", "--bf16", "maybe"])
-    assert "expected true or false, got 'maybe'" in capsys.readouterr().err
+    assert "expected auto, true or false, got 'maybe'" in capsys.readouterr().err
 
 
 def test_run_help_explains_every_option():

@@ -29,7 +29,7 @@ from ..model.small import encoder_for
 from ..training.loop import autocast_for
 from .classify import dialect_classifier, msa_classifier
 from .layout import Experiment, arm_models, model_id
-from .models import load_arm
+from .models import load_arm, run_precision
 from .progress import Progress
 
 AGGREGATES = {"msa_to_dialect": KINDS[0], "dialect_to_msa": KINDS[1]}   # key in deltas.json -> direction kind
@@ -53,7 +53,7 @@ def stage_eval(exp: Experiment, cfg: RunConfig, data: RunData, progress: Progres
         progress.stage(f"eval {model}", total=len(data.test))
         items = [(e.src, e.tgt, e.src_text) for e in data.test]
         t0 = time.perf_counter()
-        with autocast_for(net, cfg.bf16 and net.device.type == "cuda"):
+        with autocast_for(net, net.device.type == "cuda" and run_precision(exp, cfg, net.device).bf16):
             hyps = translate(net, tok, enc, items, max_new_tokens=cfg.max_new_tokens, num_beams=cfg.num_beams,
                              batch_size=cfg.eval_batch_size,
                              on_batch=lambda n: progress({"event": "count", "n": n}))

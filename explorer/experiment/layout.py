@@ -280,6 +280,12 @@ class Experiment:
     def stage_done(self, stage: str) -> bool:
         return self.exists() and self.manifest().get("stages", {}).get(stage, {}).get("done", False)
 
+    def record(self, key: str, value) -> None:
+        """Keep ``value`` under ``key`` in the manifest (e.g. the resolved precision, ``training.precision``)."""
+        m = self.manifest()
+        m[key] = value
+        write_json(self.manifest_path, m)
+
     def mark_stage(self, stage: str, **info) -> None:
         m = self.manifest()
         m.setdefault("stages", {})[stage] = {"done": True, "code_version": code_version(),

@@ -18,6 +18,7 @@ from ..model.sites import ModelLoadError
 from ..model.small import init_variety_tags
 from ..model.weights import load_weights
 from ..training.distributed import current as current_dist
+from ..training.precision import Precision, resolved
 from .layout import Experiment
 
 
@@ -26,6 +27,16 @@ def pick_device() -> torch.device:
     if dist.active:
         return dist.device
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def run_precision(exp: Experiment, cfg: RunConfig, device: torch.device | None = None) -> Precision:
+    """The precision this experiment trains in: the one its manifest recorded for this ``--bf16`` setting and device
+    type (a resumed run keeps it), else resolved now (``training.precision``); the caller records it."""
+    device = torch.device(device or pick_device())
+    rec = exp.manifest().get("precision") if exp.exists() else None
+    if rec and rec.get("setting") == cfg.bf16 and rec.get("device") == device.type:
+        return Precision(**rec)
+    return resolved(cfg.bf16, device.type)
 
 
 def uses_shipped_base(cfg: RunConfig) -> bool:
@@ -69,7 +80,7 @@ def load_base(exp: Experiment, cfg: RunConfig, device=None, *, training: bool = 
     device = torch.device(device or pick_device())
     if uses_shipped_base(cfg):
         verified_shipped_base()
-    a = derive(Adaptation, cfg)
+    a = derive(Adaptation, cfg, bf16=device.type == "cuda" and run_precision(exp, cfg, device).bf16)
     model, tok = load_model(base_model_path(exp, cfg), dtype=weights_dtype(device, a, training=training),
                             prompt_style=cfg.prompt_style)
     if cfg.tag_init and exp.format >= 2 and exp.data_info_path.exists():

@@ -45,7 +45,7 @@ from ..model.small import encoder_for
 from ..model.weights import load_weights
 from ..training.loop import autocast_for
 from .layout import Experiment, RunLock, arm_models, parse_model
-from .models import base_model_path, load_arm
+from .models import base_model_path, load_arm, run_precision
 
 
 def plan(exp: Experiment, cfg: RunConfig) -> list[tuple[str, int]]:
@@ -237,7 +237,8 @@ def _build(exp: Experiment, cfg: RunConfig, data, progress,
                 loaded["heads"] = probe_heads(model, tok, index, data.codes, cfg.max_len)
             entry, mats, own = write_representations(
                 root, fingerprint, cfg.max_len, model, tok, index, loaded["encoded"], man["sites"], model_name, step,
-                rank=cfg.rank, autocast=autocast_for(model, cfg.bf16 and model.device.type == "cuda"),
+                rank=cfg.rank, autocast=autocast_for(model, model.device.type == "cuda"
+                                                     and run_precision(exp, cfg, model.device).bf16),
                 heads=loaded["heads"])
             entry["source"] = source
             built += 1

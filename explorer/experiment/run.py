@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import torch
@@ -13,6 +14,7 @@ from ..training.distributed import current as current_dist
 from ..training.distributed import setup as setup_dist
 from .evaluate import stage_eval
 from .layout import Experiment, RunLock, parse_model, training_order
+from .models import run_precision
 from .preflight import preflight
 from .progress import NullProgress, Progress
 from .report import summary
@@ -34,6 +36,9 @@ def run_experiment(cfg: RunConfig, out: str | Path, *, bar: bool = True, stop_af
         return exp
     with RunLock(exp):
         exp.init(cfg)
+        precision = run_precision(exp, cfg)
+        exp.record("precision", precision.to_dict())
+        print(precision.line(), file=sys.stderr, flush=True)
         progress = Progress(exp, bar=bar)
         try:
             dist.barrier()

@@ -26,7 +26,7 @@ from ..model.tokenizer import load_tokenizer, train_tokenizer
 from ..training.distributed import current as current_dist
 from ..training.loop import LoopSpec, train_loop
 from .layout import Experiment, model_id, parse_model
-from .models import load_base, pick_device, uses_shipped_base, verified_shipped_base
+from .models import load_base, pick_device, run_precision, uses_shipped_base, verified_shipped_base
 from .progress import Progress
 
 
@@ -90,7 +90,7 @@ def stage_base(exp: Experiment, cfg: RunConfig, data: RunData, progress: Progres
     copies = tuple(i for i, e in enumerate(data.base_train) if e.src == e.tgt == HR)   # the warm-up copies MSA
     spec = derive(LoopSpec, cfg, name="base", steps=cfg.base_steps, lr=cfg.base_lr, save_checkpoints=False,
                   warm_indices=copies, warm_steps=cfg.base_copy_warmup if copies else 0, seed=cfg.stage1_seed,
-                  jitter=cfg.base_jitter)
+                  jitter=cfg.base_jitter, bf16=run_precision(exp, cfg, device).bf16)
     folder = exp.stage("base")
     progress.stage("base", total=cfg.base_steps)
     info = train_loop(model, tok, enc, data.base_train, spec, folder, progress=progress, stop_after=stop_after)
@@ -177,7 +177,8 @@ def stage_arm(exp: Experiment, cfg: RunConfig, data: RunData, model: str, progre
                    redraws=matched_redraws(exp, cfg, seed) if kind == "random" else None)
         decoupler = Decoupler(s, hidden_size(base), data.codes,
                               probe_batches_fn(cfg, enc, data.probe_pool, tok.pad_token_id, seed), dist=current_dist())
-    spec = derive(LoopSpec, cfg, name=model, seed=seed, save_checkpoints=True)
+    spec = derive(LoopSpec, cfg, name=model, seed=seed, save_checkpoints=True,
+                  bf16=run_precision(exp, cfg, base.device).bf16)
     folder = exp.stage(model)
     progress.stage(model, total=cfg.steps, arm=model)
     info = train_loop(base, tok, enc, data.stage2_train, spec, folder, decoupler=decoupler, progress=progress,
