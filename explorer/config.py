@@ -64,6 +64,13 @@ class RunConfig:
     base_copy_warmup: int = _opt(250, "stage 1 starts with this many copy-only steps", min=0)
     base_dialect_copy: float = _opt(0.0, "dialect->same-dialect copies in stage 1 (FLORES train sentences of the "
                                     "run's dialects), this many per MSA copy", min=0)
+    base_lm: int = _opt(0, "stage 1: each FLORES train sentence of every Arabic variety of the run, this many times, as "
+                        "a language-modelling example under its tag (nothing to translate; 0 = none)", min=0, max=8)
+    base_dialect_mt: float = _opt(0.0, "stage 1: share of the FLORES train sentence ids whose MSA<->dialect and "
+                                  "dialect<->dialect translations stage 1 trains on, in [0, 1); stage 2 then trains "
+                                  "on the other ids only (0 = no dialect translation in stage 1)", min=0, below=1)
+    base_dialect_pairs: float = _opt(1.0, "stage 1, with --base-dialect-mt: dialect<->dialect pairs per "
+                                     "MSA->dialect pair (drawn from the stage-1 ids)", min=0)
     base_jitter: int = _opt(0, "stage 1, aligned positions: move each example's target side by a fresh offset in "
                             "[-N, N] every step, so that the base copies by content, not by distance", min=0, max=8)
     init_seed: int = _opt(-1, "seed of the built-in model's initial weights and stage-1 batch order (-1: the "
@@ -230,7 +237,8 @@ def arm_kind(arm: str) -> str:
 
 # Stage 1 of the shipped base (`python -m explorer base`); `default` keeps it, so that `--base-steps N` on it trains
 # a base the same way.
-SHIPPED_RECIPE: dict[str, Any] = {"base_jitter": 1, "base_dialect_copy": 0.5, "init_seed": 1}
+SHIPPED_RECIPE: dict[str, Any] = {"base_jitter": 1, "base_dialect_copy": 0.25, "init_seed": 1,
+                                  "base_lm": 1, "base_dialect_mt": 0.5, "base_dialect_pairs": 1.0}
 
 PRESETS: dict[str, dict[str, Any]] = {
     # CI and tests: the whole pipeline in well under a minute on 2 CPU cores.

@@ -199,7 +199,9 @@ class Encoder:
         """``example`` for many at once: one batched tokenizer call per side (fast tokenizers run it in Rust)."""
         if not examples:
             return []
-        src = self.tok([" " + e.src_text.strip() for e in examples], add_special_tokens=False)["input_ids"]
+        # an empty source (a language-modelling example, data.rundata.lm_examples) encodes to no token at all
+        src = self.tok([" " + e.src_text.strip() if e.src_text.strip() else "" for e in examples],
+                       add_special_tokens=False)["input_ids"]
         tgt = self.tok([" " + e.tgt_text.strip() for e in examples], add_special_tokens=False)["input_ids"]
         return [self._layout(e.src, e.tgt, s, t) for e, s, t in zip(examples, src, tgt)]
 

@@ -55,8 +55,15 @@ def load_run_data(cfg: RunConfig) -> RunData:
     base_train += msa_copies
     replay_pool = list(base_train)      # stage 2 replays EN<->MSA and MSA copies, never a dialect copy
     base_train += dialect_copies(train, dialects, round(len(msa_copies) * cfg.base_dialect_copy), seed=cfg.seed)
+    base_train += lm_examples(train, [HR, *dialects], cfg.base_lm)
     md = [(HR, d) for d in dialects] + [(d, HR) for d in dialects]
-    probe_pool = parallel_examples(train, md)
+    stage2_frame = train
+    if splits_train_ids(cfg):
+        s1 = stage1_ids(train, cfg.base_dialect_mt, seed=cfg.seed)
+        in_s1 = train["sent_id"].isin(s1)
+        base_train += dialect_translations(train[in_s1], dialects, cfg.base_dialect_pairs, seed=cfg.seed)
+        stage2_frame = train[~in_s1]
+    probe_pool = parallel_examples(stage2_frame, md)
     rng = np.random.default_rng([cfg.seed, 17])
     n_replay = round(len(probe_pool) * cfg.replay / max(1e-9, 1 - cfg.replay)) if cfg.replay > 0 else 0
     replay = [replay_pool[i] for i in rng.choice(len(replay_pool), size=min(n_replay, len(replay_pool)),
@@ -73,6 +80,46 @@ def load_run_data(cfg: RunConfig) -> RunData:
         pt = pt.iloc[: cfg.eval_size] if cfg.eval_size else pt
         test += pair_examples(pt)
     return RunData(corpus, dialects, codes, base_train, stage2, probe_pool, test)
+
+
+def splits_train_ids(cfg: RunConfig) -> bool:
+    """Whether stage 1 trained on the dialect translations of some FLORES train ids (``--base-dialect-mt``), so that
+    stage 2 must train on the others: when this run trains stage 1, or starts from the shipped base on FLORES (the
+    corpus it was built on). A shipped base on MADAR, or a user's model without stage 1, saw none of the ids."""
+    if cfg.base_dialect_mt <= 0:
+        return False
+    return cfg.base_steps > 0 or (not cfg.model and cfg.data == "flores")
+
+
+def stage1_ids(train, share: float, *, seed: int) -> list[str]:
+    """The train sentence ids whose dialect translations stage 1 sees (a seeded ``share`` of them, sorted)."""
+    ids = sorted(train["sent_id"])
+    n = round(len(ids) * share)
+    pick = np.random.default_rng([seed, 31]).choice(len(ids), size=n, replace=False)
+    return sorted(ids[i] for i in pick)
+
+
+def lm_examples(train, varieties: list[str], times: int) -> list[Example]:
+    """Language modelling as a stage-1 task: every train sentence of each variety, ``times`` times, as a target
+    with an empty source under its tag (``[bos] <arz> <arz> text </s>``): what a pre-trained LM has read of each
+    variety, without anything to translate."""
+    return [Example(v, v, "", t, f"lm:{sid}") for _ in range(times) for v in varieties
+            for sid, t in zip(train["sent_id"], train[v])]
+
+
+def dialect_translations(frame, dialects: list[str], pairs_per: float, *, seed: int) -> list[Example]:
+    """Stage 1's share of dialect translation, from the rows of ``frame`` (the stage-1 ids): MSA→dialect and
+    dialect→MSA for every dialect, and ``pairs_per`` dialect→dialect pairs per MSA→dialect pair (FLORES is
+    multi-way parallel; those pairs make the target tag, not the source, decide the variety written)."""
+    out = parallel_examples(frame, [(HR, d) for d in dialects] + [(d, HR) for d in dialects])
+    combos = [(a, b, i) for a in dialects for b in dialects if a != b for i in range(len(frame))]
+    n = min(len(combos), round(pairs_per * len(frame) * len(dialects)))
+    if n > 0:
+        ids, rows = frame["sent_id"].tolist(), frame.reset_index(drop=True)
+        for k in sorted(np.random.default_rng([seed, 37]).choice(len(combos), size=n, replace=False)):
+            a, b, i = combos[k]
+            out.append(Example(a, b, rows[a][i], rows[b][i], ids[i]))
+    return out
 
 
 def dialect_copies(train, dialects: list[str], n: int, *, seed: int) -> list[Example]:

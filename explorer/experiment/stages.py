@@ -87,8 +87,10 @@ def stage_base(exp: Experiment, cfg: RunConfig, data: RunData, progress: Progres
                                   aligned_positions=cfg.aligned_positions)
     model.to(device)
     enc = encoder_for(model, tok, data.codes, cfg.max_len)
-    copies = tuple(i for i, e in enumerate(data.base_train) if e.src == e.tgt == HR)   # the warm-up copies MSA
-    spec = derive(LoopSpec, cfg, name="base", steps=cfg.base_steps, lr=cfg.base_lr, save_checkpoints=False,
+    copies = tuple(i for i, e in enumerate(data.base_train)        # the warm-up copies MSA (not MSA LM examples)
+                   if e.src == e.tgt == HR and e.src_text)
+    # a base build (no arms) keeps its checkpoints: the base's learning curve is measured on them
+    spec = derive(LoopSpec, cfg, name="base", steps=cfg.base_steps, lr=cfg.base_lr, save_checkpoints=not cfg.arms,
                   warm_indices=copies, warm_steps=cfg.base_copy_warmup if copies else 0, seed=cfg.stage1_seed,
                   jitter=cfg.base_jitter, bf16=run_precision(exp, cfg, device).bf16)
     folder = exp.stage("base")
