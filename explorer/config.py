@@ -260,7 +260,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The base that ships with the project (`python -m explorer base`): stage 1 alone, far longer than a run affords.
     # Its recipe (README, "The shipped base"): position jitter ±1 and dialect copies make it copy by content, which
     # stage 2 does not undo in its first steps; init seed 1 is the one whose copying switched on in research runs.
-    "base": {"arms": (), "seeds": (0,), "base_steps": 6000, "eval_size": 0, **SHIPPED_RECIPE},
+    "base": {"arms": (), "seeds": (0,), "base_steps": 4000, "eval_size": 0, **SHIPPED_RECIPE},
     # One GPU, end to end within 10 minutes (not measured; README, "Reproducing the paper on a GPU"): the built-in
     # model with twice the batch, 1,500 stage-1 steps and 2 seeds x 3 arms x 400 stage-2 steps (3,900 steps against
     # `default`'s 1,300 at one seed), the whole FLORES test split. On a GPU a step of a model this size costs its
