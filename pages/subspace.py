@@ -76,7 +76,7 @@ else:
 
 widgets.require(exp, "represent", "geometry tables")
 st.subheader("MSA-subspace energy per variety, over checkpoints")
-reference = "baseline" if "baseline" in view.models else view.models[0]
+reference = readings.reference_model(view.models, arm)
 names = list(dict.fromkeys([reference, arm]))
 heats = {name: cache.energy_heatmap(exp, name, site) for name in names}
 zrange = figures.shared_range(list(heats.values())) or (float("nan"), float("nan"))
@@ -89,7 +89,8 @@ for col, (name, heat) in zip(st.columns(len(names)), heats.items()):
                             key=f"heat_{name}", config=figures.config(f"energy-{name}"))
 widgets.reading(readings.energy_reading(heats))
 st.caption(f"Each cell is the average share of a variety's sentence vector inside the {arm} arm's current MSA "
-           "subspace (‖Uᵀh‖/‖h‖), left for the reference arm, right for the chosen one, on one colour scale. "
+           f"subspace (‖Uᵀh‖/‖h‖), left for the reference arm ({widgets.model_label(reference)}), right for the "
+           "chosen one, on one colour scale. "
            "Decoupling works as intended when the dialect rows fade over training while the MSA row does not; if "
            "every row fades alike, MSA included, the penalty shrank the direction rather than separating dialects.")
 

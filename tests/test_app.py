@@ -240,6 +240,12 @@ def test_subspace_page(app, app_root):
     assert sorted(t["name"] for t in pens["data"]) == sorted(m for m in view.arms if not m.startswith("baseline"))
     assert all(t["line"]["width"] == 1 for t in pens["data"])                                 # thin, one per seed
     assert json.loads(figs[3])["data"][0]["type"] == "heatmap"
+    # the reference heatmap (left) is the baseline of the chosen model's seed over every checkpoint, not the base's
+    # single step-0 column (the page looked for a model called "baseline", which no longer exists)
+    left, right = json.loads(figs[3]), json.loads(figs[4])
+    assert left["layout"]["title"]["text"].startswith("baseline.s0 at ")
+    assert right["layout"]["title"]["text"].startswith("decoupled.s0 at ")
+    assert left["data"][0]["x"] == right["data"][0]["x"] and len(left["data"][0]["x"]) > 1
     post = json.loads(figs[5])
     assert {t["name"] for t in post["data"]} == set(view.arms) and "post-hoc probe accuracy" in figs[5]
     readings = [m.value for m in at.markdown if "This run:" in m.value]
@@ -257,6 +263,9 @@ def test_subspace_page(app, app_root):
     assert "linear CKA" in charts(at)[6]
     at.selectbox(key="sub_dialect").set_value("ary").run()
     assert "Moroccan" in charts(at)[6]
+    at.sidebar.selectbox(key="sub_arm").set_value("decoupled.s1").run()
+    assert_ok(at)
+    assert json.loads(charts(at)[3])["layout"]["title"]["text"].startswith("baseline.s1 at ")   # its own seed
     at.sidebar.selectbox(key="sub_arm").set_value("random.s0").run()
     assert_ok(at)
     assert any("random" in json.loads(c)["layout"]["title"]["text"] for c in charts(at))

@@ -350,3 +350,13 @@ def test_posthoc_probe_sentence_reads_the_penalised_site():
     noisy = verdict(with_probes(base, {"baseline": [0.87, 0.80, 0.94], "decoupled": [0.84, 0.85, 0.83],
                                        "random": [0.88, 0.89, 0.87]}))[-1]
     assert "about as much MSA readable in decoupled as in baseline" in noisy    # 3 points, inside 2 sd
+
+
+def test_reference_model_is_the_baseline_of_the_same_seed():
+    """The Subspace page compares the chosen model with the baseline of its own seed. Models are always named
+    ``<arm>.s<seed>``: looking for a bare "baseline" found nothing and fell back to the base (issue 21)."""
+    models = ["base", "baseline.s0", "baseline.s1", "decoupled.s0", "decoupled.s1", "random.s1"]
+    assert readings.reference_model(models, "decoupled.s1") == "baseline.s1"
+    assert readings.reference_model(models, "decoupled.s0") == "baseline.s0"
+    assert readings.reference_model(["base", "baseline.s0", "random.s3"], "random.s3") == "baseline.s0"
+    assert readings.reference_model(["base", "decoupled.s0"], "decoupled.s0") == "base"

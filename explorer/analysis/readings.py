@@ -50,6 +50,18 @@ def map_reading(frame: pd.DataFrame, system: str, kind: str, reference: str = "b
 # ---------------------------------------------------------------- Subspace
 
 
+def reference_model(models: Sequence[str], model: str, reference: str = "baseline") -> str:
+    """The model ``model`` is compared with: the ``reference`` arm's model of the same seed ("decoupled.s1" ->
+    "baseline.s1"), else its first seed, else the untuned "base" (a run without that arm). Never a bare arm name:
+    models are named ``<arm>.s<seed>``."""
+    arm, sep, seed = model.rpartition(".s")
+    same = f"{reference}.s{seed}" if sep and seed.isdigit() else None
+    if same in models:
+        return same
+    return next((m for m in models if m == reference or m.rpartition(".s")[0] == reference),
+                "base" if "base" in models else model)
+
+
 def angles_reading(refits: pd.DataFrame, drawn: bool = False) -> str:
     """``refits``: ``ExperimentView.refits`` (step, angle_prev_deg, angle_first_deg). ``drawn``: the arm draws
     random subspaces (the control) rather than fitting them."""
