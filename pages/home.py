@@ -5,7 +5,7 @@ import streamlit as st
 from explorer.analysis.readings import map_reading
 from explorer.data.varieties import KINDS
 from explorer.files import StoreError
-from explorer.ui import cache, cache_root, figures, shell, widgets
+from explorer.ui import cache, cache_root, figures, links, shell, widgets
 
 shell.page_setup()
 st.title("Dialect Decoupling Explorer")
@@ -73,9 +73,9 @@ if view is not None and table is not None and not table.empty:
         systems = [s for s in dict.fromkeys(deltas["system"]) if s != "base"] + \
             (["base"] if "base" in set(deltas["system"]) else [])
         c1, c2 = st.columns(2)
-        system = c1.selectbox("Arm compared with baseline", systems, key="home_system",
-                              format_func=widgets.model_label)
-        kind = c2.radio("Direction", list(KINDS[:2]), key="home_kind", horizontal=True)
+        system = links.bound(c1.selectbox, "Arm compared with baseline", systems, key="home_system",
+                             format_func=widgets.model_label)
+        kind = links.bound(c2.radio, "Direction", list(KINDS[:2]), key="home_kind", horizontal=True)
         st.plotly_chart(cache.figure("map", exp, system, kind), width="stretch", config=figures.config("delta-map"))
         widgets.reading(map_reading(cache.map_frame(exp, system, kind), system, kind))
         st.plotly_chart(cache.figure("bars", exp, system, kind), width="stretch", config=figures.config("delta-bars"))
