@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from explorer.analysis import plain
 from explorer.analysis.readings import map_reading
 from explorer.data.varieties import KINDS
 from explorer.files import StoreError
@@ -22,9 +23,13 @@ except StoreError as e:        # shown here, so that the rest of Home (and the e
     st.error(f"{type(e).__name__}: {e}")
 if view is not None and table is not None and not table.empty:
     st.header(f"What `{view.name}` shows")
-    widgets.verdict_box(cache.verdict(exp), "In short:")
-    st.caption("Computed from this run's numbers below (never written by hand); the paper's claim is +2.0 chrF++ on "
-               "average for MSA → dialect with decoupling, with a random-subspace control that does not help.")
+    widgets.verdict_box(cache.plain_summary(exp), "In short:")
+    widgets.glossary(plain.GLOSSARY)
+    with st.expander("The full verdict, with its numbers"):
+        widgets.verdict_box(cache.verdict(exp), "The verdict:")
+        st.caption("Computed from this run's numbers below (never written by hand), as the short version above is; "
+                   "the paper's claim is +2.0 chrF++ on average for MSA → dialect with decoupling, with a "
+                   "random-subspace control that does not help.")
     notes = cache.data_notes(exp)
     if notes:
         st.markdown("**Data notes** (from loading the corpus): " + " · ".join(notes))

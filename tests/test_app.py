@@ -89,8 +89,17 @@ def test_home_states_the_verdict_and_draws_one_scale(app, app_root):
     assert at.title[0].value == "Dialect Decoupling Explorer"
     page = html_of(at)
     assert "diglossic" in page
-    verdict = [m.value for m in at.markdown if "dde-verdict" in m.value]
-    assert len(verdict) == 1 and "The paper reports +2.0 chrF++" in verdict[0]
+    boxes = [m.value for m in at.markdown if "dde-verdict" in m.value]
+    assert len(boxes) == 2 and "<b>In short:</b>" in boxes[0]          # the plain summary comes first
+    short = re.sub(r"<[^>]+>", "", boxes[0]).removeprefix("In short: ")
+    assert len(short.split()) <= 60 and "chrF" not in short and "Δ" not in short and "probe" not in short
+    from explorer.analysis.plain import GLOSSARY
+    tips = {c.value.strip("*"): c.help for c in at.caption if c.help}
+    assert all(tips.get(term) == text for term, text in GLOSSARY.items())   # a tooltip for every term
+    folded = at.expander[0]
+    assert "full verdict" in folded.label and any("The paper reports" in m.value for m in folded.markdown)
+    verdict = [b for b in boxes if "The paper reports +2.0 chrF++" in b]
+    assert len(verdict) == 1
     assert "over 2 MSA → dialect directions and 2 seeds" in verdict[0] and "(the noise floor)" in verdict[0]
     assert "over seeds and test sentences" in verdict[0] and "MSA leakage" in verdict[0]
     assert re.search(r"probe gate accepted \d+ of \d+ refits of decoupled over 2 seeds", verdict[0])

@@ -18,6 +18,15 @@ from .verdict import PROBE_MARGIN, UNSTABLE_DEG
 SETTLED_DEG = 15.0     # consecutive refits closer than this (median): the subspace holds still
 
 
+def subspace_motion(median_deg: float) -> str:
+    """How the estimated subspace moves between consecutive accepted refits, given their median angle: "holds
+    still" (≤ 15°), "moves noticeably" or "keeps moving" (> 45°, ``verdict.UNSTABLE_DEG``). The one wording of that
+    number: Home's verdict and the Subspace page both say it with this function."""
+    if median_deg > UNSTABLE_DEG:
+        return "keeps moving"
+    return "moves noticeably" if median_deg > SETTLED_DEG else "holds still"
+
+
 def _f(x: float, fmt: str = "+.1f") -> str:
     return format(x, fmt) if x is not None and math.isfinite(x) else "—"
 
@@ -80,12 +89,10 @@ def angles_reading(refits: pd.DataFrame, drawn: bool = False) -> str:
     if drawn:
         return (f"Random draws: consecutive subspaces are {med:.0f}° apart on median, as unrelated random "
                 "directions in many dimensions are; nothing here is an estimate of MSA.")
-    if med > UNSTABLE_DEG:
-        judged = "the subspace keeps moving, so after each refit the penalty pushes on a different direction"
-    elif med > SETTLED_DEG:
-        judged = "it moves noticeably at each refit"
-    else:
-        judged = "it settles: the model keeps MSA in a stable place"
+    judged = {"keeps moving": "the subspace keeps moving, so after each refit the penalty pushes on a different "
+                              "direction",
+              "moves noticeably": "the subspace moves noticeably at each refit",
+              "holds still": "the subspace holds still: the model keeps MSA in a stable place"}[subspace_motion(med)]
     return (f"Consecutive refits are {prev.min():.0f}°–{prev.max():.0f}° apart (median {med:.0f}°) and the last "
             f"estimate is {_f(last, '.0f')}° from the first: {judged}.")
 

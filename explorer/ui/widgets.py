@@ -230,6 +230,14 @@ def verdict_box(sentences: list[str], title: str) -> None:
     st.markdown(f'<div class="dde-verdict"><b>{html.escape(title)}</b> {body}</div>', unsafe_allow_html=True)
 
 
+def glossary(terms: dict[str, str]) -> None:
+    """One small label per term, its explanation in a tooltip (``analysis.plain.GLOSSARY``)."""
+    with st.container(horizontal=True, gap="small"):
+        st.caption("Words used below (hover for what they mean):")
+        for term, text in terms.items():
+            st.caption(f"**{term}**", help=text)
+
+
 def require(exp: str, stage: str, what: str) -> None:
     """Stop the page with a note when the experiment has not reached ``stage`` yet (a run still going)."""
     if not cache.view(exp).has_stage(stage):
