@@ -5,7 +5,7 @@ import streamlit as st
 
 from explorer.analysis.readings import embedding_reading
 from explorer.data.varieties import variety_label
-from explorer.ui import cache, figures, shell, widgets
+from explorer.ui import cache, figures, links, shell, widgets
 
 shell.page_setup()
 st.title("Embeddings")
@@ -18,13 +18,13 @@ side = st.sidebar
 left = widgets.model_picker(exp, "emb_left", label="Left model", default="baseline")
 right = widgets.model_picker(exp, "emb_right", label="Right model", default="decoupled")
 site = widgets.site_picker(exp, "emb_site")
-method = side.radio("Layout", ["UMAP", "PCA"], key="emb_method", horizontal=True,
-                    help="UMAP keeps neighbourhoods (cosine distance); PCA keeps the two widest directions.")
-colour = side.radio("Colour by", ["variety", "region"], key="emb_colour", horizontal=True,
-                    format_func={"variety": "variety", "region": "dialect group"}.get)
-link = side.selectbox("Link translations to MSA for", ["", *view.dialects], key="emb_link",
-                      format_func=lambda c: "no dialect" if not c else variety_label(c),
-                      help="Draw a line from each sentence of one dialect to its MSA translation.")
+method = links.bound(side.radio, "Layout", ["UMAP", "PCA"], key="emb_method", horizontal=True,
+                     help="UMAP keeps neighbourhoods (cosine distance); PCA keeps the two widest directions.")
+colour = links.bound(side.radio, "Colour by", ["variety", "region"], key="emb_colour", horizontal=True,
+                     format_func={"variety": "variety", "region": "dialect group"}.get)
+link = links.bound(side.selectbox, "Link translations to MSA for", ["", *view.dialects], key="emb_link",
+                   format_func=lambda c: "no dialect" if not c else variety_label(c),
+                   help="Draw a line from each sentence of one dialect to its MSA translation.")
 
 rows = cache.index(exp)
 st.caption(f"Mean-pooled hidden states at **{site}** of {rows['sent_id'].nunique()} parallel sentences in "

@@ -10,7 +10,7 @@ from explorer.analysis import errors
 from explorer.analysis.readings import errors_reading
 from explorer.data.varieties import ENG, HR, variety_label
 from explorer.experiment.annotations import item_key
-from explorer.ui import cache, notes, shell, widgets
+from explorer.ui import cache, links, notes, shell, widgets
 
 ROWS_PER_PAGE = 20
 shell.page_setup()
@@ -30,23 +30,23 @@ annotations, notes_error = notes.load(exp)
 with st.container(border=True):
     f1, f2, f3 = st.columns([2, 2, 3])
     names = dict(zip(table["direction"], table["label"]))
-    directions = f1.multiselect("Direction", list(names), key="ea_dirs", format_func=names.get, bind="query-params")
-    varieties = f2.multiselect("Variety", list(dict.fromkeys(table["variety"])), key="ea_vars",
-                               format_func=variety_label, bind="query-params")
-    search = f3.text_input("Search the texts", key="ea_search", bind="query-params",
-                           placeholder="a word of the source, the reference or an output")
+    directions = links.bound(f1.multiselect, "Direction", list(names), key="ea_dirs", format_func=names.get)
+    varieties = links.bound(f2.multiselect, "Variety", list(dict.fromkeys(table["variety"])), key="ea_vars",
+                            format_func=variety_label)
+    search = links.bound(f3.text_input, "Search the texts", key="ea_search",
+                         placeholder="a word of the source, the reference or an output")
     g1, g2, g3, g4 = st.columns([3, 3, 2, 1], vertical_alignment="bottom")
     rng = None
     if table["delta"].notna().any():
         lo, hi = math.floor(min(table["delta"].min(), -0.1)), math.ceil(max(table["delta"].max(), 0.1))
-        rng = g1.slider(labels["delta"], float(lo), float(hi), (float(lo), float(hi)), step=0.5, key="ea_delta",
-                        bind="query-params")
-    flags = g2.multiselect("Only flagged", [*errors.OUTPUT_FLAGS, errors.PAIR_SAME], key="ea_flags",
-                           bind="query-params", help="Outputs flagged automatically (any model), or test pairs whose "
-                                                    "source is the same text as the reference")
+        rng = links.bound(g1.slider, labels["delta"], float(lo), float(hi), (float(lo), float(hi)), step=0.5,
+                          key="ea_delta")
+    flags = links.bound(g2.multiselect, "Only flagged", [*errors.OUTPUT_FLAGS, errors.PAIR_SAME], key="ea_flags",
+                        help="Outputs flagged automatically (any model), or test pairs whose source is the same text "
+                             "as the reference")
     sort_cols = ["delta", "length", *[f"chrf_{m}" for m in models], *[f"copy_{m}" for m in models], "sent_id"]
-    sort_by = g3.selectbox("Sort by", sort_cols, key="ea_sort", format_func=labels.get, bind="query-params")
-    ascending = g4.toggle("Ascending", value=True, key="ea_asc", bind="query-params")
+    sort_by = links.bound(g3.selectbox, "Sort by", sort_cols, key="ea_sort", format_func=labels.get)
+    ascending = links.bound(g4.toggle, "Ascending", value=True, key="ea_asc")
 shown = errors.filter_table(table, directions=directions, varieties=varieties, delta_range=rng, search=search,
                             flags=flags).sort_values(sort_by, ascending=ascending, kind="stable")
 widgets.reading(errors_reading(shown, len(table), models, pair))
@@ -77,10 +77,10 @@ if shown.empty:
 
 # ---- the table, a page at a time, every cell wrapping (no truncated Arabic)
 shown_first = [m for m in (errors.first_of(models, "baseline"), errors.first_of(models, "decoupled")) if m]
-in_table = st.multiselect("Outputs shown in the table", models, default=shown_first or models[:2], key="ea_cols",
-                          format_func=widgets.model_label, bind="query-params")
+in_table = links.bound(st.multiselect, "Outputs shown in the table", models, default=shown_first or models[:2],
+                       key="ea_cols", format_func=widgets.model_label)
 n_pages = max(1, math.ceil(len(shown) / ROWS_PER_PAGE))
-page_no = st.pagination(n_pages, key="ea_page", bind="query-params") if n_pages > 1 else 1
+page_no = links.bound(st.pagination, n_pages, key="ea_page") if n_pages > 1 else 1
 page_no = min(page_no, n_pages)
 rows = shown.iloc[(page_no - 1) * ROWS_PER_PAGE: page_no * ROWS_PER_PAGE]
 widgets.translations_table(rows, in_table, labels)
@@ -93,8 +93,8 @@ st.caption(f"Rows {(page_no - 1) * ROWS_PER_PAGE + 1}–{(page_no - 1) * ROWS_PE
 st.header("One sentence, every output")
 keys = [item_key(d, s) for d, s in zip(shown["direction"], shown["sent_id"])]
 names = dict(zip(keys, [f"{lbl} · {sid}" for lbl, sid in zip(shown["label"], shown["sent_id"])]))
-key = st.selectbox("Sentence (in the order of the table)", keys, key="ea_item", bind="query-params",
-                   format_func=names.get)
+key = links.bound(st.selectbox, "Sentence (in the order of the table)", keys, key="ea_item",
+                  format_func=names.get)
 row = shown.iloc[keys.index(key)].to_dict()
 if row["pair_flags"]:
     st.warning(f"Suspicious test pair: {row['pair_flags']}. The source already is the reference, so copying it "
@@ -104,9 +104,9 @@ msa = cache.test_sentences(exp).set_index("sent_id").get(HR, {}).get(row["sent_i
     if HR not in (row["src"], row["tgt"]) else None
 if isinstance(msa, str) and msa:
     widgets.sentence(msa, HR, label="The same sentence in MSA")
-diff = st.toggle("Word diff against the reference", key="ea_diff", bind="query-params",
-                 help="Marks, in each output, the words the reference does not have there (yellow), and, in the "
-                      "reference below it, the words that output lacks (blue). The two texts are never mixed.")
+diff = links.bound(st.toggle, "Word diff against the reference", key="ea_diff",
+                   help="Marks, in each output, the words the reference does not have there (yellow), and, in the "
+                        "reference below it, the words that output lacks (blue). The two texts are never mixed.")
 widgets.sentence(row["ref"], row["tgt"], label=f"Reference · {variety_label(row['tgt'])}")
 sentence_note = annotations.note(key) if annotations else None
 if sentence_note and not sentence_note.empty:

@@ -2,10 +2,11 @@
 
 import streamlit as st
 
+from explorer.analysis import plain
 from explorer.analysis.readings import map_reading
 from explorer.data.varieties import KINDS
 from explorer.files import StoreError
-from explorer.ui import cache, cache_root, figures, shell, widgets
+from explorer.ui import cache, cache_root, figures, links, shell, widgets
 
 shell.page_setup()
 st.title("Dialect Decoupling Explorer")
@@ -22,9 +23,13 @@ except StoreError as e:        # shown here, so that the rest of Home (and the e
     st.error(f"{type(e).__name__}: {e}")
 if view is not None and table is not None and not table.empty:
     st.header(f"What `{view.name}` shows")
-    widgets.verdict_box(cache.verdict(exp), "In short:")
-    st.caption("Computed from this run's numbers below (never written by hand); the paper's claim is +2.0 chrF++ on "
-               "average for MSA → dialect with decoupling, with a random-subspace control that does not help.")
+    widgets.verdict_box(cache.plain_summary(exp), "In short:")
+    widgets.glossary(plain.GLOSSARY)
+    with st.expander("The full verdict, with its numbers"):
+        widgets.verdict_box(cache.verdict(exp), "The verdict:")
+        st.caption("Computed from this run's numbers below (never written by hand), as the short version above is; "
+                   "the paper's claim is +2.0 chrF++ on average for MSA → dialect with decoupling, with a "
+                   "random-subspace control that does not help.")
     notes = cache.data_notes(exp)
     if notes:
         st.markdown("**Data notes** (from loading the corpus): " + " · ".join(notes))
@@ -73,9 +78,9 @@ if view is not None and table is not None and not table.empty:
         systems = [s for s in dict.fromkeys(deltas["system"]) if s != "base"] + \
             (["base"] if "base" in set(deltas["system"]) else [])
         c1, c2 = st.columns(2)
-        system = c1.selectbox("Arm compared with baseline", systems, key="home_system",
-                              format_func=widgets.model_label)
-        kind = c2.radio("Direction", list(KINDS[:2]), key="home_kind", horizontal=True)
+        system = links.bound(c1.selectbox, "Arm compared with baseline", systems, key="home_system",
+                             format_func=widgets.model_label)
+        kind = links.bound(c2.radio, "Direction", list(KINDS[:2]), key="home_kind", horizontal=True)
         st.plotly_chart(cache.figure("map", exp, system, kind), width="stretch", config=figures.config("delta-map"))
         widgets.reading(map_reading(cache.map_frame(exp, system, kind), system, kind))
         st.plotly_chart(cache.figure("bars", exp, system, kind), width="stretch", config=figures.config("delta-bars"))

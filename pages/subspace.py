@@ -3,8 +3,9 @@
 import streamlit as st
 
 from explorer.analysis import readings
+from explorer.analysis.errors import first_of
 from explorer.data.varieties import HR, variety_label
-from explorer.ui import cache, figures, shell, widgets
+from explorer.ui import cache, figures, links, shell, widgets
 
 shell.page_setup()
 st.title("The MSA subspace over training")
@@ -16,8 +17,9 @@ if not probed:
     st.info("This experiment has no arm with probe refits yet (the decoupled and random arms record them).")
     st.stop()
 step = widgets.checkpoint_control(exp)
-arm = st.sidebar.selectbox("Arm whose subspace to show", probed, key="sub_arm", format_func=widgets.model_label,
-                           index=probed.index("decoupled") if "decoupled" in probed else 0)
+arm = links.bound(st.sidebar.selectbox, "Arm whose subspace to show", probed, key="sub_arm",
+                  format_func=widgets.model_label,
+                  index=probed.index(first_of(probed, "decoupled") or probed[0]))
 site = widgets.site_picker(exp, "sub_site")
 refits = cache.refits(exp, arm)
 drawn = refits["accuracy"].isna().all()     # the random control draws its subspace, it fits no probe
@@ -47,12 +49,14 @@ if drawn:
     st.info(f"The {arm} arm draws a random subspace at each refit; it fits no probe.")
 else:
     c1, c2 = st.columns([1, 2])
-    metric = c1.radio("Probe metric", ["accuracy", "code_length_bits"], key="sub_metric", horizontal=True,
-                      format_func={"accuracy": "accuracy", "code_length_bits": "code length (bits)"}.get)
+    metric = links.bound(c1.radio, "Probe metric", ["accuracy", "code_length_bits"], key="sub_metric",
+                         horizontal=True,
+                         format_func={"accuracy": "accuracy", "code_length_bits": "code length (bits)"}.get)
     per = cache.refit_varieties(exp, arm)
     options = [v for v in view.varieties if v in set(per["variety"])]
     default = options if len(options) <= 9 else [HR, *options[1:4]]
-    shown = c2.multiselect("Varieties", options, default=default, key="sub_varieties", format_func=variety_label)
+    shown = links.bound(c2.multiselect, "Varieties", options, default=default, key="sub_varieties",
+                        format_func=variety_label)
     st.plotly_chart(cache.figure("probe", exp, arm, metric, tuple(shown)), width="stretch",
                     config=figures.config("probe"))
     widgets.reading(readings.probe_reading(refits, per, cache.probe_chance_of(exp, arm)))
@@ -76,7 +80,7 @@ else:
 
 widgets.require(exp, "represent", "geometry tables")
 st.subheader("MSA-subspace energy per variety, over checkpoints")
-reference = "baseline" if "baseline" in view.models else view.models[0]
+reference = readings.reference_model(view.models, arm)
 names = list(dict.fromkeys([reference, arm]))
 heats = {name: cache.energy_heatmap(exp, name, site) for name in names}
 zrange = figures.shared_range(list(heats.values())) or (float("nan"), float("nan"))
@@ -89,7 +93,8 @@ for col, (name, heat) in zip(st.columns(len(names)), heats.items()):
                             key=f"heat_{name}", config=figures.config(f"energy-{name}"))
 widgets.reading(readings.energy_reading(heats))
 st.caption(f"Each cell is the average share of a variety's sentence vector inside the {arm} arm's current MSA "
-           "subspace (‖Uᵀh‖/‖h‖), left for the reference arm, right for the chosen one, on one colour scale. "
+           f"subspace (‖Uᵀh‖/‖h‖), left for the reference arm ({widgets.model_label(reference)}), right for the "
+           "chosen one, on one colour scale. "
            "Decoupling works as intended when the dialect rows fade over training while the MSA row does not; if "
            "every row fades alike, MSA included, the penalty shrank the direction rather than separating dialects.")
 
@@ -112,9 +117,9 @@ if geo.empty:
     st.info("No geometry tables yet: they are written by the represent stage.")
     st.stop()
 c1, c2 = st.columns(2)
-dialect = c1.selectbox("Dialect", list(view.dialects), key="sub_dialect", format_func=variety_label)
-metric2 = c2.selectbox("Measure", list(figures.GEOMETRY_LABELS), key="sub_geo_metric",
-                       format_func=figures.GEOMETRY_LABELS.get)
+dialect = links.bound(c1.selectbox, "Dialect", list(view.dialects), key="sub_dialect", format_func=variety_label)
+metric2 = links.bound(c2.selectbox, "Measure", list(figures.GEOMETRY_LABELS), key="sub_geo_metric",
+                      format_func=figures.GEOMETRY_LABELS.get)
 models = tuple(view.models)
 pick = geo[(geo["step"] == step) | (geo["model"] == "base")]   # the base model is the step-0 reference
 st.plotly_chart(cache.figure("layers", exp, metric2, dialect, step, models), width="stretch",

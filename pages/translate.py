@@ -5,7 +5,7 @@ import streamlit as st
 from explorer.analysis.errors import CONFIDENT, confident_guess
 from explorer.data.varieties import ENG, HR, variety_label
 from explorer.evaluation.chrf import sentence_chrf
-from explorer.ui import cache, shell, widgets
+from explorer.ui import cache, links, shell, widgets
 
 shell.page_setup()
 st.title("Translate")
@@ -19,27 +19,27 @@ tests = cache.test_sentences(exp)
 
 codes = [c for c in (*view.varieties, ENG) if c in tests.columns or c != ENG]
 c1, c2, c3 = st.columns([1, 1, 2])
-src = c1.selectbox("From", codes, index=codes.index(HR), key="tr_src", format_func=variety_label)
+src = links.bound(c1.selectbox, "From", codes, index=codes.index(HR), key="tr_src", format_func=variety_label)
 tgt_options = [c for c in codes if c != src]
 default_tgt = next((c for c in tgt_options if c not in (HR, ENG)), tgt_options[0])
-tgt = c2.selectbox("To", tgt_options, index=tgt_options.index(default_tgt), key="tr_tgt",
-                   format_func=variety_label)
-mode = c3.radio("Sentence", ["From the test set", "Type my own"] if not tests.empty else ["Type my own"],
-                key="tr_mode", horizontal=True)
+tgt = links.bound(c2.selectbox, "To", tgt_options, index=tgt_options.index(default_tgt), key="tr_tgt",
+                  format_func=variety_label)
+mode = links.bound(c3.radio, "Sentence", ["From the test set", "Type my own"] if not tests.empty else ["Type my own"],
+                   key="tr_mode", horizontal=True)
 
 reference = None
 if mode == "From the test set" and not tests.empty and src in tests.columns:
     rows = tests.dropna(subset=[src])
     ids = rows["sent_id"].tolist()
     by_id = rows.set_index("sent_id")
-    sid = st.selectbox("Test sentence (type to search)", ids, key="tr_sid",
-                       format_func=lambda i: f"{i} · {by_id.at[i, src][:90]}")
+    sid = links.bound(st.selectbox, "Test sentence (type to search)", ids, key="tr_sid",
+                      format_func=lambda i: f"{i} · {by_id.at[i, src][:90]}")
     text = by_id.at[sid, src]
     ref = by_id.at[sid, tgt] if tgt in by_id.columns else None
     reference = ref if isinstance(ref, str) and ref else None
 else:
-    text = st.text_area("Your sentence", key="tr_text", max_chars=1000, height=90,
-                        placeholder="اكتب جملة هنا" if src != ENG else "Type a sentence here")
+    text = links.bound(st.text_area, "Your sentence", key="tr_text", max_chars=1000, height=90,
+                       placeholder="اكتب جملة هنا" if src != ENG else "Type a sentence here")
 if text:
     widgets.sentence(text, src, label=f"Source · {variety_label(src)}")
 if reference is not None:
@@ -50,12 +50,12 @@ step = widgets.checkpoint_control(exp)
 left = widgets.model_picker(exp, "tr_left", label="Left model", default="baseline")
 right = widgets.model_picker(exp, "tr_right", label="Right model", default="decoupled")
 st.sidebar.divider()
-on = side.toggle("Inference-time decoupling", key="tr_on",
+on = links.bound(side.toggle, "Inference-time decoupling", key="tr_on",
                  help="Remove the MSA subspace from the hidden states while decoding: h ← h − α·U Uᵀ h at "
                       f"{', '.join(view.penalised_sites)}.")
-alpha = side.slider("Strength α", 0.0, 1.0, 1.0, 0.05, key="tr_alpha", disabled=not on)
-target = side.radio("Apply it to", ["left", "right"], index=0, key="tr_target", horizontal=True,
-                    format_func={"left": f"left ({left})", "right": f"right ({right})"}.get, disabled=not on)
+alpha = links.bound(side.slider, "Strength α", 0.0, 1.0, 1.0, 0.05, key="tr_alpha", disabled=not on)
+target = links.bound(side.radio, "Apply it to", ["left", "right"], index=0, key="tr_target", horizontal=True,
+                     format_func={"left": f"left ({left})", "right": f"right ({right})"}.get, disabled=not on)
 switched = left if target == "left" else right
 switched_step = 0 if switched == "base" else widgets.nearest_step(exp, switched, step)
 side.caption(f"Removes from **{widgets.model_label(switched)}** at step {switched_step}: "

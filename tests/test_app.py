@@ -89,8 +89,17 @@ def test_home_states_the_verdict_and_draws_one_scale(app, app_root):
     assert at.title[0].value == "Dialect Decoupling Explorer"
     page = html_of(at)
     assert "diglossic" in page
-    verdict = [m.value for m in at.markdown if "dde-verdict" in m.value]
-    assert len(verdict) == 1 and "The paper reports +2.0 chrF++" in verdict[0]
+    boxes = [m.value for m in at.markdown if "dde-verdict" in m.value]
+    assert len(boxes) == 2 and "<b>In short:</b>" in boxes[0]          # the plain summary comes first
+    short = re.sub(r"<[^>]+>", "", boxes[0]).removeprefix("In short: ")
+    assert len(short.split()) <= 60 and "chrF" not in short and "Δ" not in short and "probe" not in short
+    from explorer.analysis.plain import GLOSSARY
+    tips = {c.value.strip("*"): c.help for c in at.caption if c.help}
+    assert all(tips.get(term) == text for term, text in GLOSSARY.items())   # a tooltip for every term
+    folded = at.expander[0]
+    assert "full verdict" in folded.label and any("The paper reports" in m.value for m in folded.markdown)
+    verdict = [b for b in boxes if "The paper reports +2.0 chrF++" in b]
+    assert len(verdict) == 1
     assert "over 2 MSA → dialect directions and 2 seeds" in verdict[0] and "(the noise floor)" in verdict[0]
     assert "over seeds and test sentences" in verdict[0] and "MSA leakage" in verdict[0]
     assert re.search(r"probe gate accepted \d+ of \d+ refits of decoupled over 2 seeds", verdict[0])
@@ -243,6 +252,12 @@ def test_subspace_page(app, app_root):
     assert sorted(t["name"] for t in pens["data"]) == sorted(m for m in view.arms if not m.startswith("baseline"))
     assert all(t["line"]["width"] == 1 for t in pens["data"])                                 # thin, one per seed
     assert json.loads(figs[3])["data"][0]["type"] == "heatmap"
+    # the reference heatmap (left) is the baseline of the chosen model's seed over every checkpoint, not the base's
+    # single step-0 column (the page looked for a model called "baseline", which no longer exists)
+    left, right = json.loads(figs[3]), json.loads(figs[4])
+    assert left["layout"]["title"]["text"].startswith("baseline.s0 at ")
+    assert right["layout"]["title"]["text"].startswith("decoupled.s0 at ")
+    assert left["data"][0]["x"] == right["data"][0]["x"] and len(left["data"][0]["x"]) > 1
     post = json.loads(figs[5])
     assert {t["name"] for t in post["data"]} == set(view.arms) and "post-hoc probe accuracy" in figs[5]
     readings = [m.value for m in at.markdown if "This run:" in m.value]
@@ -260,6 +275,9 @@ def test_subspace_page(app, app_root):
     assert "linear CKA" in charts(at)[6]
     at.selectbox(key="sub_dialect").set_value("ary").run()
     assert "Moroccan" in charts(at)[6]
+    at.sidebar.selectbox(key="sub_arm").set_value("decoupled.s1").run()
+    assert_ok(at)
+    assert json.loads(charts(at)[3])["layout"]["title"]["text"].startswith("baseline.s1 at ")   # its own seed
     at.sidebar.selectbox(key="sub_arm").set_value("random.s0").run()
     assert_ok(at)
     assert any("random" in json.loads(c)["layout"]["title"]["text"] for c in charts(at))
@@ -407,6 +425,111 @@ def test_filters_live_in_the_url(app_root, monkeypatch):
     assert at.text_input(key="ea_search").value == "devtest"
     table = next(m.value for m in at.markdown if 'class="dde-table"' in m.value)
     assert "MSA → Egyptian" in table and "Egyptian → MSA" not in table
+
+
+def link_of(at) -> str:
+    """The address in the sidebar's "Link to this view" box."""
+    codes = [c.value for c in at.sidebar.code if c.value.startswith("http")]
+    assert len(codes) == 1, codes
+    return codes[0]
+
+
+def reopen(link: str, page: str):
+    """A fresh session (a new browser) opening ``link`` on ``page``."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params = {k: v[0] if len(v) == 1 else v for k, v in parse_qs(urlsplit(link).query).items()}
+    at.switch_page(page).run()
+    assert_ok(at)
+    return at
+
+
+def test_every_view_is_a_link(app, app_root):
+    """Every page's state goes into the "Link to this view" box (experiment, models, seeds, layer, checkpoint,
+    sentence, switch and α, filters), and a fresh session opening that link shows the same view."""
+    from explorer.experiment.view import load_experiment
+
+    steps = load_experiment(app_root / "tiny").checkpoints("decoupled.s0")
+    at = app("pages/embeddings.py")
+    assert "experiment=tiny" in link_of(at) and f"ckpt={steps[-1]}" in link_of(at)
+    at.sidebar.button_group(key="ckpt").set_value(steps[0]).run()
+    at.sidebar.selectbox(key="emb_left").set_value("random.s1").run()
+    at.sidebar.selectbox(key="emb_site").set_value("layer.00").run()
+    at.sidebar.radio(key="emb_method").set_value("PCA").run()
+    at.sidebar.selectbox(key="emb_link").set_value("arz").run()
+    assert_ok(at)
+    link = link_of(at)
+    assert link.startswith("http://") and "/embeddings?" in link
+    again = reopen(link, "pages/embeddings.py")
+    assert again.sidebar.button_group(key="ckpt").value == steps[0]
+    assert again.sidebar.selectbox(key="emb_left").value == "random.s1"
+    assert again.sidebar.selectbox(key="emb_site").value == "layer.00"
+    assert again.sidebar.radio(key="emb_method").value == "PCA"
+    assert again.sidebar.selectbox(key="emb_link").value == "arz"
+    assert charts(again)[0] == charts(at)[0]                      # the same figure, not only the same widgets
+
+    at.switch_page("pages/translate.py").run()
+    ids = at.selectbox(key="tr_sid").options
+    at.selectbox(key="tr_sid").select_index(3).run()
+    at.sidebar.selectbox(key="tr_right").set_value("random.s1").run()
+    at.sidebar.toggle(key="tr_on").set_value(True).run()
+    at.sidebar.slider(key="tr_alpha").set_value(0.55).run()
+    at.sidebar.radio(key="tr_target").set_value("right").run()
+    assert_ok(at)
+    link = link_of(at)
+    assert "/translate?" in link and f"ckpt={steps[0]}" in link      # the checkpoint chosen on Embeddings
+    again = reopen(link, "pages/translate.py")
+    assert again.selectbox(key="tr_sid").value == at.selectbox(key="tr_sid").value and len(ids) > 3
+    assert again.sidebar.selectbox(key="tr_right").value == "random.s1"
+    assert again.sidebar.toggle(key="tr_on").value is True
+    assert again.sidebar.slider(key="tr_alpha").value == pytest.approx(0.55)
+    assert again.sidebar.radio(key="tr_target").value == "right"
+    assert again.sidebar.button_group(key="ckpt").value == steps[0]
+    outputs = [m.value for m in again.markdown if "decoupling α=0.55" in m.value]
+    assert outputs and outputs == [m.value for m in at.markdown if "decoupling α=0.55" in m.value]
+
+    at.switch_page("pages/subspace.py").run()
+    at.sidebar.selectbox(key="sub_arm").set_value("decoupled.s1").run()
+    at.selectbox(key="sub_dialect").set_value("ary").run()
+    at.radio(key="sub_metric").set_value("code_length_bits").run()
+    assert_ok(at)
+    again = reopen(link_of(at), "pages/subspace.py")
+    assert again.sidebar.selectbox(key="sub_arm").value == "decoupled.s1"
+    assert again.selectbox(key="sub_dialect").value == "ary"
+    assert again.radio(key="sub_metric").value == "code_length_bits"
+
+    at.switch_page("pages/home.py").run()
+    at.radio(key="home_kind").set_value("dialect → MSA").run()
+    at.selectbox(key="home_system").set_value("random").run()
+    again = reopen(link_of(at), "pages/home.py")
+    assert again.radio(key="home_kind").value == "dialect → MSA" and again.selectbox(key="home_system").value == "random"
+
+    at.switch_page("pages/error_analysis.py").run()
+    at.multiselect(key="ea_dirs").set_value(["arb-arz"]).run()
+    at.toggle(key="ea_diff").set_value(True).run()
+    again = reopen(link_of(at), "pages/error_analysis.py")
+    assert again.multiselect(key="ea_dirs").value == ["arb-arz"] and again.toggle(key="ea_diff").value is True
+    assert "experiment=tiny" in link_of(again)
+
+
+def test_a_link_to_a_missing_experiment_says_so(app_root, monkeypatch):
+    """A link naming an experiment that is not under the cache root says so and shows nothing else, instead of
+    quietly opening another experiment; picking one in the sidebar then shows it."""
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("DDE_CACHE_ROOT", str(app_root))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params = {"experiment": "madar-25", "ea_dirs": "MSA → Egyptian"}
+    at.switch_page("pages/error_analysis.py").run()
+    assert not at.exception
+    assert any("`madar-25`, which is not under" in w.value and "`tiny`" in w.value for w in at.warning)
+    assert not at.title and not at.get("multiselect")                       # no other experiment shown
+    at.sidebar.selectbox(key="experiment").set_value(str(app_root / "tiny")).run()
+    assert_ok(at)
+    assert at.title[0].value == "Error analysis" and not at.warning
 
 
 def test_notes_per_output_survive_a_restart(app, app_root):

@@ -248,3 +248,20 @@ def test_map_labels_of_close_cities_do_not_overlap():
         for b in range(a + 1, len(boxes)):
             A, B = boxes[a], boxes[b]
             assert not (A[0] < B[2] and B[0] < A[2] and A[1] < B[3] and B[1] < A[3]), (cities[a].city, cities[b].city)
+
+
+def test_many_models_get_one_hue_per_arm_and_a_dash_per_seed():
+    """Line charts of every seed of every arm (issue 21: with seven colours cycling by position, the base and
+    random.s0 shared a blue): seeds of one arm share its hue and differ by dash; arms never share a hue."""
+    from explorer.ui import figures
+
+    models = ["base", *(f"{a}.s{k}" for a in ("baseline", "decoupled", "random") for k in range(3))]
+    geo = pd.DataFrame([{"model": m, "site": f"layer.0{layer}", "variety": "arz", "cka": 0.5 + 0.01 * i}
+                        for i, m in enumerate(models) for layer in range(3)])
+    lines = {t.name: t.line for t in figures.per_layer(geo, "cka", "arz", models, "t").data}
+    assert set(lines) == set(models)
+    hue = {m: lines[m].color for m in models}
+    assert hue["base"] != hue["random.s0"] and len(set(hue.values())) == 4
+    for arm in ("baseline", "decoupled", "random"):
+        seeds = [f"{arm}.s{k}" for k in range(3)]
+        assert len({hue[m] for m in seeds}) == 1 and len({lines[m].dash for m in seeds}) == 3

@@ -149,12 +149,12 @@ def test_gate_decisions_and_subspace_stability():
     none = " ".join(verdict(run_summary(+2.5, accepted=0, total=3)))
     assert "accepted none of the 9 refits of decoupled" in none and "plain fine-tuning" in none
     some = " ".join(verdict(run_summary(+2.5, accepted=2, total=3), refits=refit_rows([5, 4])))
-    assert "accepted 6 of 9 refits of decoupled over 3 seeds" in some and "held still" in some
+    assert "accepted 6 of 9 refits of decoupled over 3 seeds" in some and "holds still" in some
     moving = " ".join(verdict(run_summary(+2.5), refits=refit_rows([80, 85])))
     assert "chased a moving direction" in moving
     # rejected refits do not count towards the subspace's movement
     rejected = pd.concat([refit_rows([5, 4]), refit_rows([80, 85], accepted=False)])
-    assert "held still" in " ".join(verdict(run_summary(+2.5), refits=rejected))
+    assert "holds still" in " ".join(verdict(run_summary(+2.5), refits=rejected))
 
 
 def test_control_arm_is_read():
@@ -193,7 +193,7 @@ def refit_tables(angles: list[float], accuracy: float, msa_share: float = 0.5):
 def test_angle_reading_tells_settled_from_moving():
     settled, _ = refit_tables([12, 6, 3], 0.9)
     moving, _ = refit_tables([70, 85, 88], 0.9)
-    assert "settles" in readings.angles_reading(settled) and "median 6°" in readings.angles_reading(settled)
+    assert "holds still" in readings.angles_reading(settled) and "median 6°" in readings.angles_reading(settled)
     assert "keeps moving" in readings.angles_reading(moving) and "median 85°" in readings.angles_reading(moving)
     assert "Only 1 refit" in readings.angles_reading(settled.iloc[:1])
     assert "Random draws" in readings.angles_reading(moving, drawn=True)
@@ -350,3 +350,52 @@ def test_posthoc_probe_sentence_reads_the_penalised_site():
     noisy = verdict(with_probes(base, {"baseline": [0.87, 0.80, 0.94], "decoupled": [0.84, 0.85, 0.83],
                                        "random": [0.88, 0.89, 0.87]}))[-1]
     assert "about as much MSA readable in decoupled as in baseline" in noisy    # 3 points, inside 2 sd
+
+
+def test_reference_model_is_the_baseline_of_the_same_seed():
+    """The Subspace page compares the chosen model with the baseline of its own seed. Models are always named
+    ``<arm>.s<seed>``: looking for a bare "baseline" found nothing and fell back to the base (issue 21)."""
+    models = ["base", "baseline.s0", "baseline.s1", "decoupled.s0", "decoupled.s1", "random.s1"]
+    assert readings.reference_model(models, "decoupled.s1") == "baseline.s1"
+    assert readings.reference_model(models, "decoupled.s0") == "baseline.s0"
+    assert readings.reference_model(["base", "baseline.s0", "random.s3"], "random.s3") == "baseline.s0"
+    assert readings.reference_model(["base", "decoupled.s0"], "decoupled.s0") == "base"
+
+
+def test_home_and_subspace_word_the_same_angle_alike():
+    """Home's verdict and the Subspace page's reading word one median angle between refits the same way (issue 21:
+    Home said a 40° subspace "held still" while Subspace called a 39° median "moves noticeably")."""
+    for angles, word in (([38, 40, 39], "moves noticeably"), ([5, 4, 6], "holds still"), ([80, 85, 88], "keeps moving")):
+        said = " ".join(verdict(run_summary(+2.5), refits=refit_rows(angles)))
+        rf, _ = refit_tables(angles, 0.9)
+        assert f"the subspace {word}" in said and f"the subspace {word}" in readings.angles_reading(rf), angles
+        others = {"moves noticeably", "holds still", "keeps moving"} - {word}
+        assert not any(o in said or o in readings.angles_reading(rf) for o in others)
+
+
+SCENARIOS = {"better": dict(arm_gain=+2.5), "worse": dict(arm_gain=-2.5), "within noise": dict(arm_gain=+0.2),
+             "control too": dict(arm_gain=+2.5, control_gain=+2.4), "never on": dict(arm_gain=+2.5, accepted=0),
+             "unreadable": dict(arm_gain=+2.5, tuned=20.0), "one seed": dict(arm_gain=+2.5, seeds=(0,))}
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_plain_summary_is_short_plain_and_follows_the_verdict(name):
+    """Home's first lines: at most 60 words, none of the verdict's jargon, and the same reading of the same numbers
+    as the full verdict (both from verdict.findings)."""
+    from explorer.analysis.plain import JARGON, MAX_WORDS, summary
+
+    run = run_summary(**{k: v for k, v in SCENARIOS[name].items()})
+    text = " ".join(summary(run))
+    full = " ".join(verdict(run))
+    assert len(text.split()) <= MAX_WORDS, text
+    assert not [j for j in JARGON if j.lower() in text.lower()], text
+    gain = SCENARIOS[name]["arm_gain"]
+    expect = {"better": "2.5 points higher", "worse": "2.5 points lower", "within noise": "no clear effect",
+              "control too": "not about Standard Arabic", "never on": "never switched on",
+              "unreadable": "cannot test the method", "one seed": "may still be luck"}[name]
+    assert expect in text, text
+    if name in ("better", "worse", "within noise"):
+        assert f"{gain:+.2f}" in full                                  # the verdict's number, said plainly
+        assert ("beyond it and its interval excludes zero" in full) == (name != "within noise")
+    if name == "better":
+        assert "Standard Arabic itself matters" in text and "20% with the method, 20% without" in text

@@ -18,6 +18,15 @@ from .verdict import PROBE_MARGIN, UNSTABLE_DEG
 SETTLED_DEG = 15.0     # consecutive refits closer than this (median): the subspace holds still
 
 
+def subspace_motion(median_deg: float) -> str:
+    """How the estimated subspace moves between consecutive accepted refits, given their median angle: "holds
+    still" (≤ 15°), "moves noticeably" or "keeps moving" (> 45°, ``verdict.UNSTABLE_DEG``). The one wording of that
+    number: Home's verdict and the Subspace page both say it with this function."""
+    if median_deg > UNSTABLE_DEG:
+        return "keeps moving"
+    return "moves noticeably" if median_deg > SETTLED_DEG else "holds still"
+
+
 def _f(x: float, fmt: str = "+.1f") -> str:
     return format(x, fmt) if x is not None and math.isfinite(x) else "—"
 
@@ -50,6 +59,18 @@ def map_reading(frame: pd.DataFrame, system: str, kind: str, reference: str = "b
 # ---------------------------------------------------------------- Subspace
 
 
+def reference_model(models: Sequence[str], model: str, reference: str = "baseline") -> str:
+    """The model ``model`` is compared with: the ``reference`` arm's model of the same seed ("decoupled.s1" ->
+    "baseline.s1"), else its first seed, else the untuned "base" (a run without that arm). Never a bare arm name:
+    models are named ``<arm>.s<seed>``."""
+    arm, sep, seed = model.rpartition(".s")
+    same = f"{reference}.s{seed}" if sep and seed.isdigit() else None
+    if same in models:
+        return same
+    return next((m for m in models if m == reference or m.rpartition(".s")[0] == reference),
+                "base" if "base" in models else model)
+
+
 def angles_reading(refits: pd.DataFrame, drawn: bool = False) -> str:
     """``refits``: ``ExperimentView.refits`` (step, angle_prev_deg, angle_first_deg). ``drawn``: the arm draws
     random subspaces (the control) rather than fitting them."""
@@ -68,12 +89,10 @@ def angles_reading(refits: pd.DataFrame, drawn: bool = False) -> str:
     if drawn:
         return (f"Random draws: consecutive subspaces are {med:.0f}° apart on median, as unrelated random "
                 "directions in many dimensions are; nothing here is an estimate of MSA.")
-    if med > UNSTABLE_DEG:
-        judged = "the subspace keeps moving, so after each refit the penalty pushes on a different direction"
-    elif med > SETTLED_DEG:
-        judged = "it moves noticeably at each refit"
-    else:
-        judged = "it settles: the model keeps MSA in a stable place"
+    judged = {"keeps moving": "the subspace keeps moving, so after each refit the penalty pushes on a different "
+                              "direction",
+              "moves noticeably": "the subspace moves noticeably at each refit",
+              "holds still": "the subspace holds still: the model keeps MSA in a stable place"}[subspace_motion(med)]
     return (f"Consecutive refits are {prev.min():.0f}°–{prev.max():.0f}° apart (median {med:.0f}°) and the last "
             f"estimate is {_f(last, '.0f')}° from the first: {judged}.")
 

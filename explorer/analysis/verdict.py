@@ -402,11 +402,12 @@ def _gate(f: Findings) -> str | None:
     seeds = f" over {f.seeds} seeds" if f.seeds > 1 else ""
     text = (f"Inside the model, the probe gate accepted {f.accepted} of {f.refits} refits of {f.arm}{seeds} "
             "(before the first accepted one no penalty applies)")
-    if f.unstable:
-        return (text + f"; the accepted subspaces were {f.median_refit_angle:.0f}° apart on median, so the penalty "
-                "chased a moving direction.")
     if math.isfinite(f.median_refit_angle):
-        return text + f", and the subspace held still ({f.median_refit_angle:.0f}° between refits on median)."
+        from .readings import subspace_motion    # the one wording of this number (readings imports this module)
+
+        return (text + f"; between accepted refits the subspace {subspace_motion(f.median_refit_angle)} "
+                f"({f.median_refit_angle:.0f}° on median)" + (", so the penalty chased a moving direction."
+                                                              if f.unstable else "."))
     return text + "."
 
 

@@ -16,7 +16,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from ..analysis import errors, readings
+from ..analysis import errors, plain, readings
 from ..analysis.verdict import leakage as leakage_table
 from ..analysis.verdict import probe_chance
 from ..analysis.verdict import verdict as verdict_sentences
@@ -246,6 +246,12 @@ def dose_response(key: str) -> pd.DataFrame:
 @st.cache_data(max_entries=16, show_spinner=False)
 def verdict(key: str, arm: str = "decoupled", reference: str = "baseline") -> list[str]:
     return verdict_sentences(summary(key), refits=arm_refits(key, arm), arm=arm, reference=reference)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def plain_summary(key: str, arm: str = "decoupled", reference: str = "baseline") -> list[str]:
+    """``analysis.plain.summary``: the verdict's numbers in at most 60 plain words, for Home's first lines."""
+    return plain.summary(summary(key), refits=arm_refits(key, arm), arm=arm, reference=reference)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)

@@ -72,6 +72,19 @@ def model_colour(i: int) -> str:
     return MODEL_COLOURS[i % len(MODEL_COLOURS)]
 
 
+def model_style(model: str, models: Sequence[str]) -> dict:
+    """The line of ``model`` in a chart of ``models``: one hue per arm (the base its own), one dash per seed, so
+    "random.s0" never takes the base's colour however many models are drawn."""
+    def split(m: str) -> tuple[str, str]:
+        arm, sep, seed = m.rpartition(".s")
+        return (arm, seed) if sep and arm and seed.isdigit() else (m, "")
+
+    arms = list(dict.fromkeys(split(m)[0] for m in models))
+    arm, seed = split(model)
+    seeds = sorted({split(m)[1] for m in models if split(m)[0] == arm}, key=lambda x: int(x) if x else -1)
+    return {"color": model_colour(arms.index(arm)), "dash": MODEL_DASHES[seeds.index(seed) % len(MODEL_DASHES)]}
+
+
 # ---------------------------------------------------------------- embeddings
 
 
@@ -216,9 +229,7 @@ def posthoc_vs_energy(energy: pd.DataFrame, probes: pd.DataFrame, models: Sequen
                                                         "post-hoc probe accuracy (MSA vs dialect)"))
     base_e = energy[(energy["model"] == "base") & (energy["site"] == site)]["energy_share_mean"].mean()
     base_p = probes[(probes["model"] == "base") & (probes["site"] == site)]["accuracy"].mean()
-    arms = list(dict.fromkeys(m.rsplit(".s", 1)[0] for m in models))
-    for i, model in enumerate(models):
-        colour = model_colour(arms.index(model.rsplit(".s", 1)[0]))
+    for model in models:
         e = (energy[(energy["model"] == model) & (energy["site"] == site)].groupby("step")["energy_share_mean"]
              .mean())
         p = probes[(probes["model"] == model) & (probes["site"] == site)].set_index("step")["accuracy"]
@@ -228,7 +239,7 @@ def posthoc_vs_energy(energy: pd.DataFrame, probes: pd.DataFrame, models: Sequen
                 series = pd.concat([pd.Series([start], index=[0]), series[series.index > 0]])
             fig.add_trace(go.Scatter(x=series.index, y=series.values, mode="lines+markers", name=model,
                                      legendgroup=model, showlegend=col == 1,
-                                     line={"width": 1.5, "color": colour, "dash": MODEL_DASHES[i % 6]},
+                                     line={"width": 1.5, **model_style(model, models)},
                                      hovertemplate=f"{model}<br>step %{{x}}: %{{y:.3f}}<extra></extra>"),
                           row=1, col=col)
     fig.add_hline(y=0.5, line={"color": "#555", "width": 1, "dash": "dot"}, row=1, col=2)
@@ -266,14 +277,14 @@ def per_layer(geo: pd.DataFrame, metric: str, variety: str, models: Sequence[str
     """``metric`` of one dialect vs MSA per layer, one line per model (its colour and dash)."""
     df = geo[(geo["variety"] == variety)].dropna(subset=[metric])
     fig = go.Figure()
-    for i, m in enumerate(models):
+    for m in models:
         g = df[df["model"] == m]
         if g.empty:
             continue
         layer = [int(s.split(".")[1]) for s in g["site"]]
         order = np.argsort(layer)
         fig.add_trace(go.Scatter(x=np.asarray(layer)[order], y=g[metric].to_numpy()[order], mode="lines+markers",
-                                 name=m, line={"color": model_colour(i), "dash": MODEL_DASHES[i % len(MODEL_DASHES)]},
+                                 name=m, line=model_style(m, models),
                                  hovertemplate=f"{m}<br>layer %{{x}}: %{{y:.4g}}<extra></extra>"))
     fig.update_xaxes(title="decoder layer", dtick=1)
     fig.update_yaxes(title=GEOMETRY_LABELS.get(metric, metric))

@@ -18,7 +18,7 @@ import streamlit as st
 from ..analysis.errors import first_of
 from ..config import model_display
 from ..data.varieties import ENG, variety
-from . import cache, cache_root, runner
+from . import cache, cache_root, links, runner
 
 CHOSEN = "dde_experiment"         # session-state key (not a widget key) of the chosen experiment folder
 
@@ -26,8 +26,10 @@ CHOSEN = "dde_experiment"         # session-state key (not a widget key) of the 
 def experiment_picker(key: str = "experiment") -> str | None:
     """Sidebar select box over the experiments found under ``cache_root()``; returns the experiment key.
 
-    The choice is also kept under a plain session-state key, which Streamlit never clears: a widget's own
-    state can be dropped when the page changes, and the chosen experiment must survive that."""
+    Bound to the address (``?experiment=<folder name>``) and the first entry of the "Link to this view" box
+    (``links``). The choice is also kept under a plain session-state key, which Streamlit never clears: a widget's
+    own state can be dropped when the page changes, and the chosen experiment must survive that. A link naming an
+    experiment that is not here says so and stops the page, rather than showing another experiment."""
     root = cache_root()
     dirs = cache.experiment_dirs(str(root))
     if not dirs:
@@ -35,12 +37,26 @@ def experiment_picker(key: str = "experiment") -> str | None:
         st.session_state.pop(CHOSEN, None)
         return None
     names = {d: Path(d).name for d in dirs}
-    current = st.session_state.get(CHOSEN)
-    if current not in names:
-        current = next((d for d in dirs if names[d] == "default"), dirs[0])
-    folder = st.sidebar.selectbox("Experiment", dirs, index=dirs.index(current), key=key, format_func=names.get,
-                                  help=f"Experiment folders under {root}")
+    by_name = {n: d for d, n in names.items()}
+    default = next((d for d in dirs if names[d] == "default"), dirs[0])     # fixed: a link never depends on it
+    asked = links.asked(key)
+    missing = asked if asked is not None and asked not in by_name and st.session_state.get(CHOSEN) is None else None
+    chosen = st.session_state.get(CHOSEN)
+    if chosen in names and st.session_state.get(key) != chosen:
+        st.session_state[key] = chosen          # the widget's state was dropped by a page switch: restore it
+
+    def keep() -> None:                         # a choice lands here before the page runs again
+        st.session_state[CHOSEN] = st.session_state[key]
+
+    links.start()
+    folder = links.bound(st.sidebar.selectbox, "Experiment", dirs, index=dirs.index(default), key=key,
+                         format_func=names.get, on_change=keep, help=f"Experiment folders under {root}")
     st.session_state[CHOSEN] = folder
+    if missing is not None:
+        st.warning(f"This link is to the experiment `{missing}`, which is not under `{root}` (experiments here: "
+                   f"{', '.join(f'`{n}`' for n in by_name)}). Run or copy it there, or pick an experiment in the "
+                   "sidebar to look at that one instead.")
+        st.stop()
     return cache.experiment_key(folder)
 
 
@@ -69,7 +85,8 @@ def model_picker(exp: str, key: str, *, label: str = "Model", default: str = "de
     options = list(v.models if include_base else v.arms)
     chosen = first_of(options, default)          # an arm name means its first seed ("decoupled" -> "decoupled.s0")
     index = options.index(chosen) if chosen else min(1, len(options) - 1)
-    return (where or st.sidebar).selectbox(label, options, index=index, key=key, format_func=model_label)
+    return links.bound((where or st.sidebar).selectbox, label, options, index=index, key=key,
+                       format_func=model_label)
 
 
 CHECKPOINT = "ckpt"             # the one checkpoint control: same key, label, place and kind on every page
@@ -84,17 +101,19 @@ def checkpoint_control(exp: str) -> int:
     if not steps:
         return 0
     chosen = st.session_state.get(CHOSEN_STEP)
-    chosen = chosen if chosen in steps else steps[-1]
+    if chosen not in steps:                      # a session's first page: the address's step, else the last one
+        asked = links.asked(CHECKPOINT)
+        chosen = int(asked) if asked is not None and asked.isdigit() and int(asked) in steps else steps[-1]
     st.session_state[CHOSEN_STEP] = chosen
     st.session_state[CHECKPOINT] = chosen      # a widget of another page holds no value here: set it each run
 
     def keep() -> None:                          # a click lands here before the page runs again
         st.session_state[CHOSEN_STEP] = st.session_state[CHECKPOINT]
 
-    return st.sidebar.segmented_control(
-        "Checkpoint (training step)", steps, key=CHECKPOINT, required=True, on_change=keep,
-        help="The same control on every page. The base model has only step 0; each arm shows its checkpoint "
-             "nearest to this step.")
+    return links.bound(st.sidebar.segmented_control, "Checkpoint (training step)", steps, key=CHECKPOINT,
+                       required=True, on_change=keep,
+                       help="The same control on every page. The base model has only step 0; each arm shows its "
+                            "checkpoint nearest to this step.")
 
 
 def nearest_step(exp: str, model: str, step: int) -> int:
@@ -111,8 +130,8 @@ def site_picker(exp: str, key: str, *, label: str = "Layer", where=None) -> str:
     def fmt(s: str) -> str:
         return f"{s} (penalised)" if s in v.penalised_sites else s
 
-    return (where or st.sidebar).selectbox(label, sites, index=index, key=key, format_func=fmt,
-                                           help="The residual-stream output of this decoder layer")
+    return links.bound((where or st.sidebar).selectbox, label, sites, index=index, key=key, format_func=fmt,
+                       help="The residual-stream output of this decoder layer")
 
 
 # ---------------------------------------------------------------- text, tables, readings
@@ -209,6 +228,14 @@ def reading(text: str) -> None:
 def verdict_box(sentences: list[str], title: str) -> None:
     body = " ".join(html.escape(s) for s in sentences)
     st.markdown(f'<div class="dde-verdict"><b>{html.escape(title)}</b> {body}</div>', unsafe_allow_html=True)
+
+
+def glossary(terms: dict[str, str]) -> None:
+    """One small label per term, its explanation in a tooltip (``analysis.plain.GLOSSARY``)."""
+    with st.container(horizontal=True, gap="small"):
+        st.caption("Words used below (hover for what they mean):")
+        for term, text in terms.items():
+            st.caption(f"**{term}**", help=text)
 
 
 def require(exp: str, stage: str, what: str) -> None:
