@@ -22,15 +22,16 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np
 
+from bench.cpuinfo import cpu_info, cpu_line
 from explorer.experiment.layout import Experiment, parse_model
 from explorer.experiment.report import summary
 
 
-def timed_run(preset: str, out: Path) -> float:
+def timed_run(preset: str, out: Path, extra: list[str] = ()) -> float:
     shutil.rmtree(out, ignore_errors=True)
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "explorer", "run", "--preset", preset, "--out", str(out), "--no-bar"],
-                   cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([sys.executable, "-m", "explorer", "run", "--preset", preset, "--out", str(out), "--no-bar",
+                    *extra], cwd=REPO, check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter() - t0
 
 
@@ -40,7 +41,8 @@ def figures(exp_dir: Path) -> dict:
     m = exp.manifest()
     st = m["stages"]
     s = summary(exp)
-    f = {"experiment": str(Path(exp_dir).resolve()), "code_version": m["code_version"], "seeds": len(s["seeds"])}
+    f = {"experiment": str(Path(exp_dir).resolve()), "code_version": m["code_version"], "seeds": len(s["seeds"]),
+         "precision": (m.get("precision") or {}).get("reason", "not recorded")}
     if "base" in st:
         f["base_wall_s"] = st["base"]["wall_s"]
     walls: dict[str, list[float]] = {}
@@ -124,6 +126,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--run-default", action="store_true")
     ap.add_argument("--default-dir", default=str(REPO / "cache" / "default"))
+    ap.add_argument("--bf16", default="", help="pass --bf16 auto|true|false to the default run (default: the preset's)")
+    ap.add_argument("--skip-tiny", action="store_true", help="do not time the tiny preset")
     ap.add_argument("--readme", action="store_true",
                     help="also write the table into README.md, between the bench:pipeline markers")
     args = ap.parse_args()
@@ -131,14 +135,17 @@ def main() -> None:
     out_root.mkdir(parents=True, exist_ok=True)
     prev_path = out_root / "pipeline.json"
     prev = json.loads(prev_path.read_text()) if prev_path.exists() else {}
-    result = {}
-    tiny_dir = out_root / "tiny"
-    result["tiny_end_to_end_s"] = round(timed_run("tiny", tiny_dir), 1)
-    result["tiny"] = figures(tiny_dir)
+    result = {"machine": cpu_info()}
+    print(cpu_line(result["machine"]))
+    if not args.skip_tiny:
+        tiny_dir = out_root / "tiny"
+        result["tiny_end_to_end_s"] = round(timed_run("tiny", tiny_dir), 1)
+        result["tiny"] = figures(tiny_dir)
     default_dir = Path(args.default_dir)
     if args.run_default:
-        default_dir = out_root / "default"
-        result["default_end_to_end_s"] = round(timed_run("default", default_dir), 1)
+        default_dir = out_root / ("default" + (f"-bf16-{args.bf16}" if args.bf16 else ""))
+        extra = ["--bf16", args.bf16] if args.bf16 else []
+        result["default_end_to_end_s"] = round(timed_run("default", default_dir, extra), 1)
     if Experiment(default_dir).exists():
         result["default"] = figures(default_dir)
         if not args.run_default:
@@ -153,7 +160,9 @@ def main() -> None:
                 if old.get("peak_rss_mb_children"):
                     result["default"]["peak_rss_mb_children"] = old["peak_rss_mb_children"]
     prev_path.write_text(json.dumps(result, indent=1))
-    rows = [("tiny preset, end to end (s)", result["tiny_end_to_end_s"])]
+    rows = [("machine", cpu_line(result["machine"]))]
+    if "tiny_end_to_end_s" in result:
+        rows.append(("tiny preset, end to end (s)", result["tiny_end_to_end_s"]))
     if "default_end_to_end_s" in result:
         rows.append(("default preset, end to end (s)", result["default_end_to_end_s"]))
     for name in ("tiny", "default"):
@@ -178,7 +187,7 @@ def write_readme_block(table: str, result: dict) -> None:
     text = readme.read_text(encoding="utf-8")
     if START not in text or END not in text:
         raise SystemExit(f"README.md has no {START} ... {END} block to write into")
-    code = result.get("default", result["tiny"])["code_version"]
+    code = (result.get("default") or result.get("tiny") or {}).get("code_version", "?")
     block = (f"{START}\nRaw figures written by `python bench/bench_pipeline.py --readme` on "
              f"{time.strftime('%Y-%m-%d')} (code {code}; seconds, chrF++):\n\n{table}{END}")
     head, rest = text.split(START, 1)

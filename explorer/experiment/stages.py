@@ -67,6 +67,12 @@ def check_shipped_base(cfg: RunConfig) -> dict:
             f"test {cfg.test_size}), whose test sentences the base may have seen. Use --seed {base['seed']} "
             f"--dev-size {base['dev_size']} --test-size {base['test_size']}, or train a base in the run with "
             "--base-steps N.")
+    if cfg.data == "flores" and cfg.base_dialect_mt != base.get("base_dialect_mt", 0.0):
+        raise ValueError(
+            f"the shipped base translated the dialects of {base.get('base_dialect_mt', 0.0):.0%} of the FLORES train "
+            f"ids in stage 1, and stage 2 must train on the others; this run asks for --base-dialect-mt "
+            f"{cfg.base_dialect_mt}. Use --base-dialect-mt {base.get('base_dialect_mt', 0.0)} (the default and base "
+            "presets do), or train a base in the run with --base-steps N.")
     if cfg.max_len > base["max_len"]:
         raise ValueError(f"--max-len {cfg.max_len} is longer than the shipped base's {base['max_len']} (its target side "
                          f"starts at a fixed position after that many source tokens); use --max-len {base['max_len']} "
