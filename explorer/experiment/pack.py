@@ -203,6 +203,7 @@ def pack(src: str | Path, dst: str | Path, *, seed: int | None = None, steps: li
                   "seed": seed, "seeds": list(cfg.seeds), "models": models,
                   "files": {rel: {k: v for k, v in rec.items() if k != "format" and k != "previous"}
                             for rel, rec in files.items()}}
+        record["bytes"] = sum(p.stat().st_size for p in work.rglob("*") if p.is_file())   # records included
         write_json(work / PACK_FILE, record)
         total = sum(p.stat().st_size for p in work.rglob("*") if p.is_file())
         if total > max_mb * 1e6:
@@ -210,7 +211,6 @@ def pack(src: str | Path, dst: str | Path, *, seed: int | None = None, steps: li
             raise StoreError(f"the packed copy would take {total / 1e6:.1f} MB, over the {max_mb:g} MB allowed "
                              f"(largest parts: {parts}). Keep fewer checkpoints' representations (--steps, e.g. the "
                              "last two) or allow more (--max-mb)")
-        record["bytes"] = total
         record["seconds"] = round(time.perf_counter() - t0, 2)
         if target.exists():
             old = target.parent / f".{target.name}.old"
