@@ -37,7 +37,7 @@ from ..analysis import repcache
 from ..files import Record, StoreError, atomic_write, check_path, file_status, read_json, write_json
 from ..model.shipped import SHIPPED_BASE, read_card
 from ..version import code_version
-from .layout import PACK_FILE, WEIGHTS, Experiment, arm_models, parse_model
+from .layout import PACK_FILE, Experiment, arm_models, parse_model
 from .models import uses_shipped_base
 
 PACK_FORMAT = "dde-pack/1"
@@ -268,4 +268,4 @@ def _rel_to_repo(root: Path) -> str:
         return str(root)
 
 
-__all__ = ["MAX_MB", "PACK_FILE", "WEIGHTS", "base_changed", "pack", "plan", "size_report", "verify_pack"]
+__all__ = ["MAX_MB", "PACK_FILE", "base_changed", "pack", "plan", "size_report", "verify_pack"]

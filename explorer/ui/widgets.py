@@ -251,7 +251,8 @@ def run_panel(*, has_experiments: bool) -> None:
         with place.expander("End of its log"):
             st.code(runner.log_tail(folder) or "(no log)")
     elif has_experiments:
-        place = st.expander(f"Run the `{folder.name}` teaching experiment too")
+        place = st.expander("Reproduce the shipped experiment on this machine" if folder.name.endswith("-rerun")
+                            else f"Run the `{folder.name}` teaching experiment too")
     label = "Resume the default experiment" if status is not None else "Run the default experiment"
     place.caption(f"Trains the small default model on this machine ({runner.work()}) into `{folder}`. How long it "
                   "takes depends on this machine: once it starts, its first training steps give an estimate, updated "
