@@ -1,4 +1,4 @@
-"""Command line: ``python -m explorer run|base|summary|represent|classify|data|list``.
+"""Command line: ``python -m explorer run|base|summary|represent|classify|pack|data|list``.
 
     python -m explorer run --preset tiny --out cache/tiny
     python -m explorer run --preset default --data madar:/data/MADAR --lam 0.05 --rank 2
@@ -20,6 +20,7 @@ from .data.rundata import load_run_data
 from .experiment.basebuild import build_base
 from .experiment.evaluate import relabel
 from .experiment.layout import CACHE_ROOT, Experiment, RunLock, list_experiments
+from .experiment.pack import pack
 from .experiment.preflight import preflight
 from .experiment.progress import Progress
 from .experiment.report import summary, summary_table
@@ -54,6 +55,17 @@ def _parser() -> argparse.ArgumentParser:
     cl = sub.add_parser("classify", help="score again what the outputs look like (as requested, called MSA) with "
                                          "the current classifiers, from the stored hypotheses (no model is run)")
     cl.add_argument("dir")
+    pk = sub.add_parser("pack", help="write the pruned, checked copy of a finished experiment that ships with the "
+                                     "project (what the app's pages read; see README 'The shipped experiment')")
+    pk.add_argument("src", help="a finished experiment folder")
+    pk.add_argument("dst", help="where the packed copy goes (e.g. cache/default); a new folder, or a packed copy "
+                                "with --replace")
+    pk.add_argument("--seed", type=int, default=None, help="the seed whose models the pages offer and whose final "
+                                                            "weights ship (default: the run's first seed)")
+    pk.add_argument("--steps", default=None, help="checkpoint steps whose representations ship, e.g. 100,200 "
+                                                  "(default: all; the final one always)")
+    pk.add_argument("--max-mb", type=float, default=50.0, help="refuse a copy larger than this (default 50 MB)")
+    pk.add_argument("--replace", action="store_true", help="write over an existing packed copy (never over a run)")
     sub.add_parser("list", help="experiments under cache/")
     d = sub.add_parser("data", help="inspect a corpus without training: varieties, sentences per split, files "
                                     "ignored and why, every problem with its file and line")
@@ -98,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "run":
             cfg = preset_config(args.preset, **overrides_from_args(args))
             out = Path(args.out) if args.out else CACHE_ROOT / args.preset
+            Experiment(out).refuse_if_packed("a run")     # a shipped copy: before any work or lock in it
             main_rank = os.environ.get("RANK", "0") == "0"
             report = inspect_corpus(cfg.data, dev=cfg.dev_size, test=cfg.test_size, seed=cfg.seed)
             if main_rank:
@@ -122,10 +135,12 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(s, indent=1, ensure_ascii=False) if args.json else summary_table(s))
         elif args.cmd == "represent":
             exp = Experiment(args.dir)
+            exp.refuse_if_packed("`represent`")
             cfg = exp.config()
             stage_represent(exp, cfg, load_run_data(cfg), Progress(exp), force_check=True)
         elif args.cmd == "classify":
             exp = Experiment(args.dir)
+            exp.refuse_if_packed("`classify`")
             cfg = exp.config()
             with RunLock(exp):         # never beside a run writing the same files (refused: RunLockHeld)
                 models = relabel(exp, cfg, load_run_data(cfg))
@@ -133,6 +148,12 @@ def main(argv: list[str] | None = None) -> int:
                     write_json(exp.summary_path, summary(exp))
             print(f"{len(models)} model(s) scored again: {', '.join(models)}", file=sys.stderr)
             print(summary_table(summary(exp)))
+        elif args.cmd == "pack":
+            steps = [int(x) for x in args.steps.split(",") if x.strip()] if args.steps else None
+            rec = pack(args.src, args.dst, seed=args.seed, steps=steps, max_mb=args.max_mb, replace=args.replace)
+            shown = ", ".join(f"{m} (steps {e['steps']}, weights at {e['weights']})" for m, e in rec["models"].items())
+            print(f"packed {rec['source']} -> {args.dst}: {len(rec['files'])} files, {rec['bytes'] / 1e6:.1f} MB, "
+                  f"every file checked ({rec['seconds']} s)\nmodels the pages offer: base, {shown}")
         elif args.cmd == "list":
             for p in list_experiments(CACHE_ROOT):
                 print(p)

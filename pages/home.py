@@ -6,7 +6,7 @@ from explorer.analysis import plain
 from explorer.analysis.readings import map_reading
 from explorer.data.varieties import KINDS
 from explorer.files import StoreError
-from explorer.ui import cache, cache_root, figures, links, shell, widgets
+from explorer.ui import cache, cache_root, figures, links, shell, shipped, widgets
 
 shell.page_setup()
 st.title("Dialect Decoupling Explorer")
@@ -21,6 +21,8 @@ try:
     table = cache.headline_table(exp) if exp else None
 except StoreError as e:        # shown here, so that the rest of Home (and the experiments list) still draws
     st.error(f"{type(e).__name__}: {e}")
+if view is not None:
+    shipped.notice(view)      # a packed copy says so: when and on what it was made, how to reproduce it
 if view is not None and table is not None and not table.empty:
     st.header(f"What `{view.name}` shows")
     widgets.verdict_box(cache.plain_summary(exp), "In short:")

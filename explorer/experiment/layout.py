@@ -20,6 +20,8 @@ Layout of one experiment (``cache/<name>/``)::
     dialect_id/, msa_id/       the fitted dialect and MSA-vs-dialect classifiers (format owned by
                                ``evaluation.dialect_id``)
     annotations.json           a linguist's tags and comments (``experiment.annotations``)
+    pack.json                  only in a packed (shipped, pruned) copy: what it keeps and where it came from
+                               (``experiment.pack``); such a folder is read-only for every command
 
 A *model* is named by one string everywhere (folders, caches, selectboxes, plot labels): ``"base"`` for the model
 every arm starts from, ``"<arm>.s<seed>"`` for an arm trained with one stage-2 seed (``model_id``), e.g.
@@ -62,6 +64,7 @@ READABLE_FORMATS = (1, 2)          # format 1: one seed per arm (arms/<arm>/, ev
 CACHE_ROOT = REPO_ROOT / "cache"
 CHECKPOINT_FORMAT = "dde-checkpoint/1"
 WEIGHTS = "weights.safetensors"
+PACK_FILE = "pack.json"
 
 
 def model_id(arm: str, seed: int) -> str:
@@ -166,6 +169,23 @@ class Experiment:
     def annotations_path(self) -> Path:
         return self.root / "annotations.json"
 
+    # ------------------------------------------------------------ a packed copy (experiment.pack writes it)
+    @property
+    def pack_path(self) -> Path:
+        return self.root / PACK_FILE
+
+    def packed(self) -> dict | None:
+        """The record of a packed copy (``experiment.pack``), or None for an experiment a run wrote."""
+        return read_json(self.pack_path) if self.pack_path.exists() else None
+
+    def refuse_if_packed(self, what: str) -> None:
+        """StoreError when this folder is a packed copy: nothing may write into one."""
+        if self.pack_path.exists():
+            raise StoreError(f"{self.root} is a packed copy of an experiment (it holds {PACK_FILE}): it is read-only, "
+                             f"so {what} cannot write into it. Run the experiment into a new folder instead, e.g. "
+                             f"`python -m explorer run --preset {self.config().preset} --out "
+                             f"{self.root.parent / (self.root.name + '-rerun')}`.")
+
     # ------------------------------------------------------------ training stages
     def _stage_dir(self, name: str) -> Path:
         if name == "base":
@@ -181,14 +201,25 @@ class Experiment:
         return self._stage_dir(arm) / "checkpoints" / f"step-{step:06d}" / WEIGHTS
 
     def checkpoints(self, arm: str) -> list[int]:
-        """Steps of the complete checkpoints of an arm, ascending."""
+        """Steps of the complete checkpoints of an arm, ascending (in a packed copy: the steps it keeps
+        representations of, whether or not it keeps their weights)."""
+        pack = self.packed()
+        if pack is not None:
+            return list(pack["models"].get(arm, {}).get("steps", []))
         d = self._stage_dir(arm) / "checkpoints"
         if not d.exists():
             return []
         return sorted(int(c.name[5:]) for c in d.iterdir() if c.name.startswith("step-") and (c / WEIGHTS).exists())
 
     def load_checkpoint(self, arm: str, step: int) -> dict[str, torch.Tensor]:
-        return load_tensors(self.checkpoint_file(arm, step))
+        path = self.checkpoint_file(arm, step)
+        pack = self.packed() if not path.exists() else None
+        if pack is not None:
+            have = ", ".join(f"{m} step {s}" for m, e in pack["models"].items() for s in e.get("weights", []))
+            raise StoreError(f"this shipped copy ({self.root}) keeps the weights of {have or 'no model'} only, not of "
+                             f"{arm} at step {step}. Pick one of those, or reproduce the experiment (Run on Home, or "
+                             "`python -m explorer run`) to have every checkpoint.")
+        return load_tensors(path)
 
     def refits(self, arm: str) -> list[dict]:
         return read_jsonl(self._stage_dir(arm) / "refits.jsonl")
@@ -253,7 +284,9 @@ class Experiment:
         """Create the manifest, or check that an existing one was made by the same config.
 
         A folder in which no stage has finished yet (a run that failed before its first stage completed) is taken
-        over by the new config: nothing in it is worth keeping, and refusing would block the corrected command."""
+        over by the new config: nothing in it is worth keeping, and refusing would block the corrected command.
+        A packed copy is refused: it is read-only (``refuse_if_packed``)."""
+        self.refuse_if_packed("a run")
         if self.manifest_path.exists():
             m = self.manifest()
             # lists read back as tuples, and fields older code did not write take their defaults: like with like

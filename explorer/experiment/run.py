@@ -28,6 +28,7 @@ def run_experiment(cfg: RunConfig, out: str | Path, *, bar: bool = True, stop_af
     an arm name without a seed stops that arm of every seed)."""
     preflight(cfg)                 # every setting checked before any work (and before the folder exists)
     exp = Experiment(out)
+    exp.refuse_if_packed("a run")  # a shipped copy is read-only (experiment.pack): refused before its lock is taken
     torch.manual_seed(cfg.seed)
     dist = setup_dist()            # a no-op unless started by a launcher (distributed.py)
     if not dist.is_main:

@@ -25,6 +25,7 @@ from ..evaluation.dialect_id import DialectClassifier
 from ..evaluation.single import ModelHandle, Translation, translate_text
 from ..experiment import report
 from ..experiment.annotations import Annotations, AnnotationStore
+from ..experiment.pack import verify_pack
 from ..experiment.view import ExperimentView, list_experiment_dirs, load_experiment
 from ..files import StoreError, read_json
 from . import figures
@@ -49,7 +50,10 @@ def folder_of(key: str) -> Path:
 
 @st.cache_resource(max_entries=8, show_spinner=False)
 def view(key: str) -> ExperimentView:
-    return load_experiment(folder_of(key))
+    v = load_experiment(folder_of(key))
+    if v.exp.pack_path.exists():
+        verify_pack(v.root)       # a shipped copy: every file checked once, when it is opened (experiment.pack)
+    return v
 
 
 ENV_THREADS = "DDE_TORCH_THREADS"

@@ -20,9 +20,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..config import RunConfig, preset_config
+from ..experiment.estimate import Estimate, done_from_manifest, estimate
 from ..experiment.layout import Experiment
 from ..experiment.lock import RunLockHeld
-from ..files import locked
+from ..files import StoreError, locked
 from ..version import REPO_ROOT
 
 ENV_PRESET = "DDE_RUN_PRESET"   # tests set it to "tiny": the same button and flow, in seconds instead of minutes
@@ -57,8 +59,10 @@ class RunStatus:
 
 
 def default_folder(root: Path) -> Path:
-    """Where the Run button puts its experiment: ``<root>/<preset>``."""
-    return Path(root) / preset()
+    """Where the Run button puts its experiment: ``<root>/<preset>``, or ``<root>/<preset>-rerun`` when the former
+    is the shipped, packed copy (read-only: ``experiment.pack``), so a reproduction never writes over it."""
+    folder = Path(root) / preset()
+    return folder.with_name(f"{folder.name}-rerun") if Experiment(folder).pack_path.exists() else folder
 
 
 def status(folder: Path) -> RunStatus | None:
@@ -103,6 +107,27 @@ def start(folder: Path, preset_name: str | None = None) -> tuple[int, bool]:
         # reap the child when it ends so it does not linger as a zombie of the server
         threading.Thread(target=proc.wait, name=f"reap-{proc.pid}", daemon=True).start()
         return proc.pid, True
+
+
+def time_left(folder: Path, now: float | None = None) -> Estimate:
+    """The whole run's time left, measured on this machine from its progress records (``experiment.estimate``)."""
+    exp = Experiment(folder)
+    try:
+        manifest = exp.manifest()
+        cfg = RunConfig.from_dict(manifest["config"])
+    except (StoreError, FileNotFoundError, KeyError, TypeError):
+        return Estimate(None, None, "measuring: the run has not written its settings yet")
+    return estimate(exp.progress(), cfg, time.time() if now is None else now,
+                    done_from_manifest(manifest.get("stages", {})))
+
+
+def work(preset_name: str | None = None) -> str:
+    """What the Run button's run trains and evaluates, in words (the time it takes is measured, not promised)."""
+    cfg = preset_config(preset_name or preset())
+    n_arms = len(cfg.all_arms) * len(cfg.seeds)
+    return (f"{len(cfg.seeds)} seeds × {len(cfg.all_arms)} arms = {n_arms} trainings of {cfg.steps} steps"
+            + (f" after a {cfg.base_steps}-step base" if cfg.base_steps else " from the shipped base")
+            + f", then {n_arms + 1} models evaluated and their representations computed")
 
 
 def log_tail(folder: Path, n: int = 15) -> str:

@@ -18,7 +18,7 @@ import streamlit as st
 from ..analysis.errors import first_of
 from ..config import model_display
 from ..data.varieties import ENG, variety
-from . import cache, cache_root, links, runner
+from . import cache, cache_root, links, runner, shipped
 
 CHOSEN = "dde_experiment"         # session-state key (not a widget key) of the chosen experiment folder
 
@@ -38,7 +38,9 @@ def experiment_picker(key: str = "experiment") -> str | None:
         return None
     names = {d: Path(d).name for d in dirs}
     by_name = {n: d for d, n in names.items()}
-    default = next((d for d in dirs if names[d] == "default"), dirs[0])     # fixed: a link never depends on it
+    # the reader's own run if there is one, else the shipped experiment: fixed by the folders alone, so a link
+    # never depends on a session
+    default = shipped.first_choice(root, dirs)
     asked = links.asked(key)
     missing = asked if asked is not None and asked not in by_name and st.session_state.get(CHOSEN) is None else None
     chosen = st.session_state.get(CHOSEN)
@@ -278,11 +280,13 @@ def run_panel(*, has_experiments: bool) -> None:
         with place.expander("End of its log"):
             st.code(runner.log_tail(folder) or "(no log)")
     elif has_experiments:
-        place = st.expander(f"Run the `{folder.name}` teaching experiment too")
+        place = st.expander("Reproduce the shipped experiment on this machine" if folder.name.endswith("-rerun")
+                            else f"Run the `{folder.name}` teaching experiment too")
     label = "Resume the default experiment" if status is not None else "Run the default experiment"
-    place.caption(f"Trains the small default model and its three arms on this machine, then evaluates and caches "
-                  f"everything into `{folder}` (about 12 minutes on a 2-core CPU). It runs as a separate process: "
-                  "you can leave this page, refresh, or open another tab; it keeps going.")
+    place.caption(f"Trains the small default model on this machine ({runner.work()}) into `{folder}`. How long it "
+                  "takes depends on this machine: once it starts, its first training steps give an estimate, updated "
+                  "as it goes. It runs as a separate process: you can leave this page, refresh, or open another "
+                  "tab; it keeps going.")
     if place.button(label, type="primary", key="run_default", icon=":material/play_arrow:"):
         pid, started = runner.start(folder)
         st.toast(f"Started the run (process {pid})." if started else f"A run is already going (process {pid}).")
@@ -301,12 +305,14 @@ def _progress(folder: str) -> None:
     st.progress(s.fraction, text=text)
     c = st.columns(4)
     c[0].metric("Loss", f"{s.loss:.3f}" if s.loss is not None else "—")
-    c[1].metric("Time left in stage", runner.format_eta(s.eta_s))
+    left = runner.time_left(Path(folder))
+    c[1].metric("Time left (whole run)", runner.format_eta(left.seconds_left) if left.seconds_left is not None
+                else "measuring…", help=left.basis)
     c[2].metric("Probe accuracy", f"{s.probe_accuracy:.1%}" if s.probe_accuracy is not None else "—",
                 help="The latest MSA-vs-rest probe's held-out accuracy")
     c[3].metric("Stages done", len(s.done_stages))
-    if s.done_stages:
-        st.caption("Done: " + ", ".join(s.done_stages))
+    st.caption(left.basis[:1].upper() + left.basis[1:] + "." + (f" Done: {', '.join(s.done_stages)}"
+                                                               if s.done_stages else ""))
 
 
 # ---------------------------------------------------------------- the headline table
