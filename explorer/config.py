@@ -69,6 +69,8 @@ class RunConfig:
     base_dialect_mt: float = _opt(0.0, "stage 1: share of the FLORES train sentence ids whose MSA<->dialect and "
                                   "dialect<->dialect translations stage 1 trains on, in [0, 1); stage 2 then trains "
                                   "on the other ids only (0 = no dialect translation in stage 1)", min=0, below=1)
+    base_dialect_times: int = _opt(1, "stage 1, with --base-dialect-mt: each dialect translation example this many "
+                                   "times (more weight without more sentences)", min=1, max=8)
     base_dialect_pairs: float = _opt(1.0, "stage 1, with --base-dialect-mt: dialect<->dialect pairs per "
                                      "MSA->dialect pair (drawn from the stage-1 ids)", min=0)
     base_jitter: int = _opt(0, "stage 1, aligned positions: move each example's target side by a fresh offset in "

@@ -61,7 +61,8 @@ def load_run_data(cfg: RunConfig) -> RunData:
     if splits_train_ids(cfg):
         s1 = stage1_ids(train, cfg.base_dialect_mt, seed=cfg.seed)
         in_s1 = train["sent_id"].isin(s1)
-        base_train += dialect_translations(train[in_s1], dialects, cfg.base_dialect_pairs, seed=cfg.seed)
+        base_train += dialect_translations(train[in_s1], dialects, cfg.base_dialect_pairs,
+                                           seed=cfg.seed) * cfg.base_dialect_times
         stage2_frame = train[~in_s1]
     probe_pool = parallel_examples(stage2_frame, md)
     rng = np.random.default_rng([cfg.seed, 17])
