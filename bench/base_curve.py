@@ -5,7 +5,7 @@
 
 Per checkpoint: chrF++ EN→MSA, MSA→EN, MSA copied back, MSA→dialect and dialect→MSA (means over the run's dialects),
 and the share of MSA→dialect outputs the run's classifiers put in the requested dialect and call MSA
-(``experiment.basebuild.base_scores``). Writes bench/out/base_curve.json and prints a markdown table.
+(``experiment.basebuild.base_scores``). Writes bench/out/base_curve-<work folder name>.json and prints a markdown table.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def main() -> None:
     args = ap.parse_args()
     exp = Experiment(args.work)
     steps = [int(s) for s in args.steps.split(",") if s] or exp.checkpoints("base")
-    out_path = REPO / "bench" / "out" / "base_curve.json"
+    out_path = REPO / "bench" / "out" / f"base_curve-{Path(args.work).resolve().name}.json"
     out_path.parent.mkdir(parents=True, exist_ok=True)
     results = json.loads(out_path.read_text()) if out_path.exists() else {}
     for step in steps:
