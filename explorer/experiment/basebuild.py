@@ -189,10 +189,10 @@ as in Elshabrawy et al. (arXiv 2508.12803).
 
 ## Data mix (stage 1)
 
-Options: MSA copies {cfg['base_copy']:.0%} of the EN↔MSA examples' count, dialect copies {cfg.get('base_dialect_copy', 0)} per
+Options: MSA copies {cfg['base_copy']:.0%} of the EN↔MSA-and-copy examples, dialect copies {cfg.get('base_dialect_copy', 0)} per
 MSA copy, language modelling of every FLORES train sentence {cfg.get('base_lm', 0)}× per variety, dialect translation
 on {cfg.get('base_dialect_mt', 0):.0%} of the FLORES train ids (MSA↔dialect, and {cfg.get('base_dialect_pairs', 0)}
-dialect↔dialect pair per MSA→dialect pair); stage 2 trains on the other ids. No dev or test sentence of any
+dialect↔dialect pair per MSA→dialect pair, each example {cfg.get('base_dialect_times', 1)}×); stage 2 trains on the other ids. No dev or test sentence of any
 variety (tested). {mix.get('examples', 0):,} examples, {mix.get('target_tokens', 0):,} target tokens; share of target tokens:
 
 | task | share of target tokens |
