@@ -17,7 +17,7 @@ from ..config import RunConfig, arm_kind, derive
 from ..data.examples import IGNORE, Encoder, Example, collate
 from ..data.rundata import RunData
 from ..data.varieties import HR, VARIETIES
-from ..files import write_json
+from ..files import record_file, write_json
 from ..method.decoupler import Decoupler, DecoupleSettings
 from ..model.loading import load_model
 from ..model.sites import all_sites, default_sites, hidden_size, parse_site
@@ -44,6 +44,7 @@ def stage_prepare(exp: Experiment, cfg: RunConfig, data: RunData) -> None:
         tok = train_tokenizer(texts, vocab_size=cfg.vocab_size, tags=[v.code for v in VARIETIES])
         shutil.rmtree(exp.tokenizer_dir, ignore_errors=True)
         tok.save_pretrained(exp.tokenizer_dir)
+        _record_folder(exp.tokenizer_dir)
     write_json(exp.data_info_path, {
         "corpus": data.corpus.name, "dialects": data.dialects, "codes": data.codes,
         "n_base_train": len(data.base_train), "n_stage2_train": len(data.stage2_train), "n_test": len(data.test),
@@ -51,6 +52,13 @@ def stage_prepare(exp: Experiment, cfg: RunConfig, data: RunData) -> None:
     })
     exp.mark_stage("prepare", **({"shipped_base": {k: base_card.get(k) for k in ("name", "code_version", "files")}}
                                  if base_card else {}))
+
+
+def _record_folder(folder) -> None:
+    """Check records for the files ``save_pretrained`` wrote (files.py writes its own)."""
+    for f in sorted(folder.iterdir()):
+        if f.is_file() and not f.name.startswith("."):
+            record_file(f)
 
 
 def check_shipped_base(cfg: RunConfig) -> dict:
@@ -99,6 +107,7 @@ def stage_base(exp: Experiment, cfg: RunConfig, data: RunData, progress: Progres
             model.config.dde_trained_tags = sorted({e.src for e in data.base_train} | {e.tgt for e in data.base_train})
         model.save_pretrained(exp.base_model_dir)
         tok.save_pretrained(exp.base_model_dir)
+        _record_folder(exp.base_model_dir)      # checked on every later run (integrity.py)
         exp.mark_stage("base", **info)
         folder.finish()
     current_dist().barrier()
