@@ -192,3 +192,25 @@ def test_an_empty_arms_list_is_the_base_preset_only():
     with pytest.raises(ValueError, match="--arms is empty"):
         preset_config("tiny", arms=())
     assert preset_config("tiny", sweep=(0.01,), arms=("baseline",)).sweep == (0.01,)   # no decoupled arm to repeat
+
+
+def test_a_damaged_resume_state_is_dropped_and_the_stage_starts_again(tmp_path):
+    import torch
+
+    from explorer.experiment.integrity import discard_damaged_resume
+    from explorer.files import save_tensors, write_json
+
+    folder = Experiment(tmp_path / "exp").stage("decoupled.s0")
+    state = folder.resume.root
+    save_tensors(state / "model.safetensors", {"w": torch.arange(64.0)})
+    save_tensors(state / "optim.safetensors", {"0.exp_avg": torch.zeros(64)})
+    write_json(state / "state.json", {"step": 8, "param_groups": [], "extra": {}})
+    said: list[str] = []
+    discard_damaged_resume(folder, say=said.append)
+    assert said == [] and folder.resume.location() == state          # intact: kept
+    _damage(state / "model.safetensors")
+    discard_damaged_resume(folder, say=said.append)
+    assert folder.resume.location() is None
+    assert len(said) == 1 and said[0].startswith("resume: decoupled.s0 starts again from step 0, its resume state "
+                                                 "cannot be used: arms/decoupled/seed-0/state/model.safetensors is "
+                                                 "damaged")

@@ -252,3 +252,21 @@ def problems_message(exp: Experiment, problems: list[Problem], what: str) -> str
         lines.append(f"  ... and {len(problems) - 20} more")
     lines.append(f"Rebuild them with: {repair_command(exp)}")
     return "\n".join(lines)
+
+
+def discard_damaged_resume(folder, *, say=None) -> None:
+    """An unfinished stage's resume state (``StageFolder.resume``) with a damaged or missing file is dropped, so
+    that the stage starts again from step 0 instead of failing on every rerun; one line says so."""
+    say = say or (lambda line: print(line, file=sys.stderr))
+    where = folder.resume.location()
+    if where is None:
+        return
+    names = ["state.json", "model.safetensors", "optim.safetensors"]
+    extra = where / "extra.safetensors"
+    if extra.exists() or (where / f".{extra.name}.check").exists():
+        names.append(extra.name)
+    bad = [st for st in (file_status(where / n) for n in names) if not st.usable]
+    if bad:
+        why = "; ".join(Problem(folder.name, st).describe(folder.exp.root) for st in bad)
+        say(f"resume: {folder.name} starts again from step 0, its resume state cannot be used: {why}")
+        folder.resume.drop()

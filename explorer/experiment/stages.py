@@ -25,6 +25,7 @@ from ..model.small import build_small_model, encoder_for
 from ..model.tokenizer import load_tokenizer, train_tokenizer
 from ..training.distributed import current as current_dist
 from ..training.loop import LoopSpec, train_loop
+from .integrity import discard_damaged_resume
 from .layout import Experiment, model_id, parse_model
 from .models import load_base, pick_device, uses_shipped_base, verified_shipped_base
 from .progress import Progress
@@ -100,6 +101,9 @@ def stage_base(exp: Experiment, cfg: RunConfig, data: RunData, progress: Progres
                   warm_indices=copies, warm_steps=cfg.base_copy_warmup if copies else 0, seed=cfg.stage1_seed,
                   jitter=cfg.base_jitter)
     folder = exp.stage("base")
+    if current_dist().is_main:
+        discard_damaged_resume(folder)
+    current_dist().barrier()
     progress.stage("base", total=cfg.base_steps)
     info = train_loop(model, tok, enc, data.base_train, spec, folder, progress=progress, stop_after=stop_after)
     if current_dist().is_main:
@@ -188,6 +192,9 @@ def stage_arm(exp: Experiment, cfg: RunConfig, data: RunData, model: str, progre
                               probe_batches_fn(cfg, enc, data.probe_pool, tok.pad_token_id, seed), dist=current_dist())
     spec = derive(LoopSpec, cfg, name=model, seed=seed, save_checkpoints=True)
     folder = exp.stage(model)
+    if current_dist().is_main:
+        discard_damaged_resume(folder)
+    current_dist().barrier()
     progress.stage(model, total=cfg.steps, arm=model)
     info = train_loop(base, tok, enc, data.stage2_train, spec, folder, decoupler=decoupler, progress=progress,
                       stop_after=stop_after)
