@@ -507,6 +507,8 @@ def file_status(path: Path) -> FileStatus:
     path = Path(path)
     readers: dict[str, Callable[[Path], Any]] = {".json": read_json, ".jsonl": read_jsonl,
                                                  ".safetensors": load_tensors, ".npy": load_npy, ".npz": load_npz}
+    if not path.exists():     # read_jsonl reads a missing log as empty: say "missing" before any reader runs
+        return FileStatus(path, "missing", f"{path} does not exist")
     try:
         rec = _load_record(path)
         read = readers.get(path.suffix)
