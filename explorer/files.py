@@ -60,7 +60,7 @@ class StoreError(ValueError):
 
 def damaged(path: Path, why: str) -> StoreError:
     """The one wording of "this file is damaged": what is wrong, and what to do."""
-    return StoreError(f"{path} is damaged: {why}. It cannot be used as it is. Rerun the command that wrote it to "
+    return StoreError(f"{path} is damaged: {why}. It cannot be used as it is: rerun the command that wrote it to "
                       "rebuild it (for an experiment, the same `python -m explorer run ...`: it checks what every "
                       "finished stage left and redoes the stages whose files are damaged or missing).")
 
