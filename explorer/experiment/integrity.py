@@ -30,6 +30,7 @@ from .models import uses_shipped_base
 
 CLASSIFIERS = "classifiers"        # the pseudo-stage of the two fitted classifiers
 SUMMARY = "summary"                # summary.json, rewritten at the end of every run
+EVAL_SHARED = "eval"               # copy_source.json, classifiers.json, deltas.json: rebuilt by the evaluation stage
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,8 @@ def stage_files(exp: Experiment, cfg: RunConfig, key: str) -> list[Path]:
         return [d / f for d in (exp.dialect_id_dir, exp.msa_id_dir) for f in ("model.json", "weights.npz")]
     if key == SUMMARY:
         return [exp.summary_path]
+    if key == EVAL_SHARED:
+        return [exp.copy_source_path, exp.classifiers_path, *([exp.deltas_path] if "baseline" in cfg.arms else [])]
     if key == "represent":
         return _represent_files(exp)
     kind, _, model = key.partition(":")
@@ -144,7 +147,7 @@ def done_stages(exp: Experiment, cfg: RunConfig) -> list[str]:
             *(exp.stage_key("eval", m) for m in ["base", *arm_models(cfg)]), "represent"]
     out = [k for k in keys if exp.stage_done(k)]
     if any(k.startswith("eval:") for k in out):
-        out.append(CLASSIFIERS)
+        out += [CLASSIFIERS, EVAL_SHARED]
     if exp.summary_path.exists() or (exp.summary_path.parent / f".{exp.summary_path.name}.check").exists():
         out.append(SUMMARY)
     return out
@@ -183,6 +186,8 @@ def plan_repairs(exp: Experiment, cfg: RunConfig, *, say=None) -> Repairs:
         if key == CLASSIFIERS:
             rep.relabel = True
             line = f"rebuilding the classifiers and what every output looks like: {why}"
+        elif key == EVAL_SHARED:
+            line = f"rebuilding after the evaluations: {why}"
         elif key == SUMMARY:
             line = f"rebuilding summary.json at the end of this run: {why}"
         elif key == "represent":
