@@ -19,13 +19,14 @@ from .data.report import CorpusReport, inspect_corpus
 from .data.rundata import load_run_data
 from .experiment.basebuild import build_base
 from .experiment.evaluate import relabel
+from .experiment.integrity import check, done_stages, problems_message
 from .experiment.layout import CACHE_ROOT, Experiment, RunLock, list_experiments
 from .experiment.pack import pack
 from .experiment.preflight import preflight
 from .experiment.progress import Progress
 from .experiment.report import summary, summary_table
 from .experiment.represent import stage_represent
-from .experiment.run import run_experiment
+from .experiment.run import Terminated, run_experiment, stop_on_sigterm
 from .files import StoreError, write_json
 from .model.shipped import SHIPPED_BASE
 from .training.distributed import current
@@ -103,9 +104,22 @@ def print_report(rep: CorpusReport, *, brief: bool = False, file=None) -> None:
             say(f"    - {problem}")
 
 
+def _refuse_unusable(exp: Experiment, kinds: tuple[str, ...], what: str) -> None:
+    """StoreError listing the files of finished stages of these kinds that are damaged or missing, and the
+    command that rebuilds them (nothing is computed from them)."""
+    cfg = exp.config()
+    problems = check(exp, cfg, [k for k in done_stages(exp, cfg) if k.partition(":")[0] in kinds])
+    if problems:
+        raise StoreError(problems_message(exp, problems, what))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    with stop_on_sigterm():
+        return _main(args)
 
+
+def _main(args) -> int:
     try:
         if args.cmd == "run":
             cfg = preset_config(args.preset, **overrides_from_args(args))
@@ -137,12 +151,14 @@ def main(argv: list[str] | None = None) -> int:
             exp = Experiment(args.dir)
             exp.refuse_if_packed("`represent`")
             cfg = exp.config()
+            _refuse_unusable(exp, ("prepare", "base", "arm"), "that the representations are computed from")
             stage_represent(exp, cfg, load_run_data(cfg), Progress(exp), force_check=True)
         elif args.cmd == "classify":
             exp = Experiment(args.dir)
             exp.refuse_if_packed("`classify`")
             cfg = exp.config()
             with RunLock(exp):         # never beside a run writing the same files (refused: RunLockHeld)
+                _refuse_unusable(exp, ("eval",), "that `classify` reads")
                 models = relabel(exp, cfg, load_run_data(cfg))
                 if exp.summary_path.exists():
                     write_json(exp.summary_path, summary(exp))
@@ -161,9 +177,10 @@ def main(argv: list[str] | None = None) -> int:
             report = inspect_corpus(args.spec, dev=args.dev_size, test=args.test_size, seed=args.seed)
             print_report(report)
             return 0 if report.ok else 2
-    except KeyboardInterrupt:
-        print("interrupted: rerun the same command to resume from the last checkpoint", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        how = "stopped by SIGTERM" if isinstance(e, Terminated) else "interrupted"
+        print(f"{how}: rerun the same command to resume from the last checkpoint", file=sys.stderr)
+        return 143 if isinstance(e, Terminated) else 130
     except (StoreError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
@@ -150,6 +151,7 @@ class RunConfig:
         bad = [a for a in self.arms if a not in ARMS]
         if bad:
             raise ValueError(f"unknown arm(s) {bad}; choose from {list(ARMS)}")
+        check_lists(self)
         if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
             raise ValueError(f"--seeds must name distinct non-negative seeds, e.g. --seeds 3 (= 0,1,2) or "
                              f"--seeds 0,5,7; got {self.seeds}")
@@ -157,8 +159,6 @@ class RunConfig:
             raise ValueError("--penalty-form must be 'norm' (the paper), 'normalised' or 'centred'")
         if not 0.0 <= self.gate < 0.5:
             raise ValueError(f"--gate is a significance level in [0, 0.5) (0 = no gate, 0.01 default); got {self.gate}")
-        if any(x < 0 for x in self.sweep):
-            raise ValueError(f"--sweep takes non-negative λ values, e.g. --sweep 0,0.1,1; got {self.sweep}")
         if self.n_dialects < 0:
             raise ValueError("--n-dialects must be 0 (all) or a positive number of dialects")
         if self.penalty_tokens not in ("all", "non_hr"):
@@ -309,23 +309,83 @@ class SeedsError(argparse.ArgumentTypeError, ValueError):
 
 
 def parse_seeds(text: str) -> tuple[int, ...]:
-    """``"3"`` -> (0, 1, 2) (that many seeds); ``"0,5,7"`` -> those seeds (``"5,"`` is the single seed 5)."""
+    """``"3"`` -> (0, 1, 2) (that many seeds); ``"0,5,7"`` -> those seeds (``"5,"`` is the single seed 5).
+
+    Refused, with a value that is accepted as advice: an empty item (``1,,2``), a seed named twice, a negative
+    seed or count."""
     text = text.strip()
     hint = "--seeds takes a count (e.g. 3 for seeds 0,1,2) or a list (e.g. 0,5,7; a single seed 5 is written 5,)"
-    try:
-        if "," not in text:
+    if "," not in text:
+        try:
             n = int(text)
-        else:
-            seeds = tuple(int(x) for x in text.split(",") if x.strip())
+        except ValueError:
+            raise SeedsError(f"{hint}; got {text!r}") from None
+        if n < 1:
+            fix = f"for the one seed {n} write {n}," if n == 0 else "e.g. --seeds 1 (the one seed 0) or --seeds 0,"
+            raise SeedsError(f"{hint}; got {text!r}: a count of seeds is at least 1 ({fix})")
+        return tuple(range(n))
+    items = [x.strip() for x in text.split(",")]
+    if len(items) == 2 and items[0] and not items[1]:
+        items = items[:1]                                   # "5,": the one seed 5
+    try:
+        values = [int(x) for x in items if x]
     except ValueError:
         raise SeedsError(f"{hint}; got {text!r}") from None
-    if "," not in text:
-        if n < 1:
-            raise SeedsError(f"{hint}; got {text!r}: a count of seeds is at least 1 (for the one seed {n} write {n},)")
-        return tuple(range(n))
-    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
-        raise SeedsError(f"{hint}; got {text!r}: seeds are distinct numbers ≥ 0")
-    return seeds
+    clean = list(dict.fromkeys(v for v in values if v >= 0))
+    fix = (",".join(map(str, clean)) + ("," if len(clean) == 1 else "")) if clean else "0,"
+    if not all(items):
+        raise SeedsError(f"{hint}; got {text!r}: it has an empty item; write --seeds {fix}")
+    if any(v < 0 for v in values):
+        raise SeedsError(f"{hint}; got {text!r}: seeds are numbers ≥ 0; write --seeds {fix}")
+    if len(set(values)) != len(values):
+        raise SeedsError(f"{hint}; got {text!r}: seeds are distinct, each named once; write --seeds {fix}")
+    return tuple(values)
+
+
+def check_lists(cfg: RunConfig) -> None:
+    """The list options of a config: no arm twice, no arm that another trains already (a ``--sweep`` value equal
+    to ``--lam`` beside the decoupled arm), no empty ``--arms`` outside the ``base`` preset (a run that trains
+    nothing after stage 1). Each message gives a value that is accepted."""
+    if not cfg.arms and cfg.preset != "base":
+        raise ValueError("--arms is empty: the run would stop after stage 1 with nothing to compare. Name the arms "
+                         f"to train, e.g. --arms {','.join(ARMS)} (or baseline,decoupled); to build a base alone "
+                         "use `python -m explorer base`.")
+    if len(set(cfg.arms)) != len(cfg.arms):
+        raise ValueError(f"--arms names an arm twice ({','.join(cfg.arms)}); name each once: --arms "
+                         f"{','.join(dict.fromkeys(cfg.arms))}")
+    lam_arm = sweep_arm(cfg.lam) if "decoupled" in cfg.arms else None
+    clean = list(dict.fromkeys(sweep_arm(x) for x in cfg.sweep if x is not None and x >= 0))
+    clean = [cfg.arm_lam(a) for a in clean if a != lam_arm]
+    fix = ("--sweep " + ",".join(f"{x:g}" for x in clean)) if clean else "no --sweep"
+    if None in cfg.sweep:
+        raise ValueError(f"--sweep has an empty item ({','.join('' if x is None else f'{x:g}' for x in cfg.sweep)})"
+                         f". Use {fix}")
+    names = [sweep_arm(x) for x in cfg.sweep]
+    if any(x < 0 for x in cfg.sweep):
+        raise ValueError(f"--sweep takes λ values ≥ 0; got {','.join(f'{x:g}' for x in cfg.sweep)}. Use {fix}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"--sweep names a λ twice ({','.join(f'{x:g}' for x in cfg.sweep)}): the second arm "
+                         f"would repeat the first. Use {fix}")
+    if lam_arm in names:
+        raise ValueError(f"--sweep {cfg.lam:g} repeats the decoupled arm, which trains at --lam {cfg.lam:g} "
+                         f"already: it would be a second copy of it in the dose-response table. Use {fix}")
+
+
+def _list_parser(flag: str) -> Callable[[str], tuple[str, ...]]:
+    """The parser of a comma-separated option: ``''`` is the empty list; an empty item or a name given twice is
+    refused with the list that is meant."""
+    def parse(text: str) -> tuple[str, ...]:
+        if not text.strip():
+            return ()
+        items = [x.strip() for x in text.split(",")]
+        clean = list(dict.fromkeys(x for x in items if x))
+        if not all(items):
+            raise argparse.ArgumentTypeError(f"{flag} {text!r} has an empty item; write {flag} {','.join(clean)}")
+        if len(clean) != len(items):
+            raise argparse.ArgumentTypeError(f"{flag} {text!r} names an item twice; write {flag} "
+                                             f"{','.join(clean)}")
+        return tuple(items)
+    return parse
 
 
 def check_limits(cfg: RunConfig) -> None:
@@ -402,17 +462,20 @@ def add_config_options(parser) -> None:
         elif f.name == "sweep":
             parser.add_argument(flag, metavar="LAM,LAM,...", type=_float_list, **kw)
         elif isinstance(default, tuple):
-            parser.add_argument(flag, type=lambda s: tuple(x.strip() for x in s.split(",") if x.strip()),
-                                metavar="A,B,...", **kw)
+            parser.add_argument(flag, type=_list_parser(flag), metavar="A,B,...", **kw)
         elif "choices" in m:
             parser.add_argument(flag, type=str, metavar="{" + ",".join(m["choices"]) + "}", **kw)
         else:
             parser.add_argument(flag, type=type(default), metavar=type(default).__name__.upper(), **kw)
 
 
-def _float_list(text: str) -> tuple[float, ...]:
+def _float_list(text: str) -> tuple[float | None, ...]:
+    """``--sweep``: λ values separated by commas (``''`` is none). An empty item is kept as None for
+    ``check_lists`` to refuse: the value it advises depends on ``--lam`` too."""
+    if not text.strip():
+        return ()
     try:
-        return tuple(float(x) for x in text.split(",") if x.strip())
+        return tuple(float(x) if x.strip() else None for x in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected numbers separated by commas, e.g. 0.1,1; got {text!r}") \
             from None

@@ -60,8 +60,9 @@ class StoreError(ValueError):
 
 def damaged(path: Path, why: str) -> StoreError:
     """The one wording of "this file is damaged": what is wrong, and what to do."""
-    return StoreError(f"{path} is damaged: {why}. It cannot be used as it is. Delete it and rerun the command that "
-                      "wrote it (for an experiment, the same `python -m explorer run ...`) to rebuild it.")
+    return StoreError(f"{path} is damaged: {why}. It cannot be used as it is: rerun the command that wrote it to "
+                      "rebuild it (for an experiment, the same `python -m explorer run ...`: it checks what every "
+                      "finished stage left and redoes the stages whose files are damaged or missing).")
 
 
 # ---------------------------------------------------------------- check records
@@ -344,6 +345,16 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[st
     atomic_write(path, lambda tmp: save_file(flat, str(tmp), metadata=metadata), record=True)
 
 
+def record_file(path: Path) -> None:
+    """Write the check record of a file another library wrote in place (``save_pretrained``), so that later
+    reads and ``file_status`` can tell it intact from damaged."""
+    path = Path(path)
+    with open(path, "rb") as f:
+        new = _record_of_handle(f)
+    with _folder_lock(path.parent, exclusive=True):
+        _write_record(path, new, None)
+
+
 def remove_file(path: Path) -> None:
     """Delete a file and its check record (missing ones are fine)."""
     Path(path).unlink(missing_ok=True)
@@ -453,6 +464,22 @@ def load_tensors(path: Path) -> dict[str, torch.Tensor]:
             raise damaged(path, f"it is not a readable safetensors file ({e})") from e
 
 
+def _verify_bytes(path: Path) -> None:
+    """``damaged`` unless ``path`` matches its check record (read through mmap: no copy of a large file)."""
+    with _folder_lock(path.parent, exclusive=False), open(path, "rb") as f:
+        rec = _load_record(path)
+        size = os.fstat(f.fileno()).st_size
+        if rec is None:
+            return
+        if size == 0:
+            ok = any(r is not None and r.bytes == 0 for r in rec)
+        else:
+            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+                ok = _matches(m, rec)
+        if not ok:
+            raise damaged(path, _mismatch(size, rec))
+
+
 def load_npy(path: Path) -> np.ndarray:
     path = Path(path)
     data = _verified(path)
@@ -480,10 +507,14 @@ def file_status(path: Path) -> FileStatus:
     path = Path(path)
     readers: dict[str, Callable[[Path], Any]] = {".json": read_json, ".jsonl": read_jsonl,
                                                  ".safetensors": load_tensors, ".npy": load_npy, ".npz": load_npz}
+    if not path.exists():     # read_jsonl reads a missing log as empty: say "missing" before any reader runs
+        return FileStatus(path, "missing", f"{path} does not exist")
     try:
         rec = _load_record(path)
         read = readers.get(path.suffix)
-        if read is not None:
+        if rec is not None and path.suffix in (".safetensors", ".npy", ".npz"):
+            _verify_bytes(path)       # bytes as written were readable: the hash says it all (no tensor decoded)
+        elif read is not None:
             read(path)
         else:
             _verified(path)

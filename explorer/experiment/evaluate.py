@@ -24,7 +24,7 @@ from ..evaluation.chrf import (
 )
 from ..evaluation.decoding import translate
 from ..evaluation.dialect_id import DialectClassifier
-from ..files import read_json, read_jsonl, write_json, write_jsonl
+from ..files import StoreError, is_intact, read_json, read_jsonl, write_json, write_jsonl
 from ..model.small import encoder_for
 from ..training.loop import autocast_for
 from .classify import dialect_classifier, msa_classifier
@@ -68,9 +68,9 @@ def stage_eval(exp: Experiment, cfg: RunConfig, data: RunData, progress: Progres
                                             "looks_like": looks_like(records, *classifiers), **extra})
         exp.mark_stage(key, seconds=round(time.perf_counter() - t0, 2))
         progress.finish_stage(f"eval {model}")
-    if not exp.copy_source_path.exists():
+    if not is_intact(exp.copy_source_path):
         write_json(exp.copy_source_path, copy_source_scores(data.test))
-    if classifiers is not None or not exp.classifiers_path.exists():
+    if classifiers is not None or not is_intact(exp.classifiers_path):
         classifiers = classifiers or (dialect_classifier(exp, cfg, varieties), msa_classifier(exp, cfg, varieties))
         write_json(exp.classifiers_path, classifier_report(data.test, *classifiers))
     if "baseline" in cfg.arms:
@@ -88,7 +88,7 @@ def relabel(exp: Experiment, cfg: RunConfig, data: RunData) -> list[str]:
         if not exp.stage_done(exp.stage_key("eval", model)):
             continue
         doc = read_json(exp.scores_path(model))
-        doc["looks_like"] = looks_like(read_jsonl(exp.hyps_path(model)), *classifiers)
+        doc["looks_like"] = looks_like(_hyps(exp, model), *classifiers)
         write_json(exp.scores_path(model), doc)
         done.append(model)
     write_json(exp.classifiers_path, classifier_report(data.test, *classifiers))
@@ -152,10 +152,19 @@ def copy_source_scores(test: list[Example]) -> dict:
 def _statistics(exp: Experiment, model: str) -> dict[str, tuple[list[str], np.ndarray]]:
     """direction -> (sentence ids, per-sentence chrF++ statistics) of one model's saved hypotheses."""
     rows: dict[str, list[dict]] = defaultdict(list)
-    for r in read_jsonl(exp.hyps_path(model)):
+    for r in _hyps(exp, model):
         rows[r["direction"]].append(r)
     return {d: ([r["sent_id"] for r in rs], chrf_statistics([r["hyp"] for r in rs], [r["ref"] for r in rs]))
             for d, rs in rows.items()}
+
+
+def _hyps(exp: Experiment, model: str) -> list[dict]:
+    """A finished evaluation's hypotheses (``read_jsonl`` reads a missing file as empty: here it is an error)."""
+    path = exp.hyps_path(model)
+    if not path.exists():
+        raise StoreError(f"{path} is missing: the evaluation of {model} is incomplete. Rerun the same "
+                         "`python -m explorer run ...`: it redoes the evaluations whose files are missing.")
+    return read_jsonl(path)
 
 
 def compute_deltas(exp: Experiment, cfg: RunConfig) -> dict:

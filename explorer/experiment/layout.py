@@ -325,6 +325,13 @@ class Experiment:
                                              "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), **info}
         write_json(self.manifest_path, m)
 
+    def unmark_stages(self, stages: list[str]) -> None:
+        """Forget that these stages finished (their files are damaged or missing): the next stages redo them."""
+        m = self.manifest()
+        for stage in stages:
+            m.get("stages", {}).pop(stage, None)
+        write_json(self.manifest_path, m)
+
     # ------------------------------------------------------------ progress
     def write_progress(self, **fields) -> None:
         fields.setdefault("updated", time.time())

@@ -18,8 +18,9 @@ from ..analysis.verdict import penalised_site, posthoc_at_penalised_site
 from ..config import arm_kind
 from ..data.varieties import HR, KINDS, VARIETIES, dialect_of, direction_kind, direction_label, variety
 from ..evaluation.chrf import chrf_signature
-from ..files import read_json
+from ..files import file_status, read_json
 from .evaluate import AGGREGATES as AGGREGATE_KINDS
+from .integrity import Problem, check, done_stages, repair_command
 from .layout import Experiment, arm_models, parse_model
 
 
@@ -53,33 +54,56 @@ def summary(exp: Experiment) -> dict:
            "format_version": m["format_version"], "seeds": list(cfg.seeds), "signature": chrf_signature(),
            "models": {}, "arms": {}, "deltas": {}, "noise_floor": {}, "interval": None, "looks_like": {},
            "classifiers": {}, "refits": {}, "complete": False}
+    bad, out["problems"] = _unusable(exp, cfg)
+    if out["problems"]:
+        out["repair"] = repair_command(exp)
     for model in ["base", *arm_models(cfg)]:
         p = exp.scores_path(model)
-        if p.exists():
+        if p.exists() and p not in bad and exp.hyps_path(model) not in bad:
             doc = read_json(p)
             out["models"][model] = doc["directions"]
             if doc.get("looks_like"):
                 out["looks_like"][model] = doc["looks_like"]
     out["arms"] = _arm_stats(out["models"])
-    if exp.deltas_path.exists():
+    # a Δ stands on every seed of its arm and of the baseline: one unusable evaluation takes it out
+    lost = {parse_model(mo)[0] for mo in ["base", *arm_models(cfg)]
+            if exp.scores_path(mo) in bad or exp.hyps_path(mo) in bad}
+    if exp.deltas_path.exists() and exp.deltas_path not in bad and "baseline" not in lost:
         doc = read_json(exp.deltas_path)
-        out["deltas"] = doc["systems"]
+        out["deltas"] = {k: v for k, v in doc["systems"].items() if k not in lost}
         out["noise_floor"] = doc.get("noise_floor", {})
         out["interval"] = doc.get("interval", "sentences")
-        out["aggregate"] = doc.get("aggregate", {})            # system -> kind -> mean Δ over the kind's directions
+        # system -> kind -> mean Δ over the kind's directions
+        out["aggregate"] = {k: v for k, v in doc.get("aggregate", {}).items() if k not in lost}
         out["aggregate_noise_floor"] = {k: v["noise_floor"] for k, v in doc.get("aggregates", {}).items()}
     cp = exp.copy_source_path
-    out["copy_source"] = read_json(cp)["directions"] if cp.exists() else {}
-    if exp.classifiers_path.exists():
+    out["copy_source"] = read_json(cp)["directions"] if cp.exists() and cp not in bad else {}
+    if exp.classifiers_path.exists() and exp.classifiers_path not in bad:
         out["classifiers"] = read_json(exp.classifiers_path)
     out["posthoc"] = _posthoc_last(exp, cfg)
     for model in arm_models(cfg):
+        if exp.stage(model).root / "refits.jsonl" in bad:
+            continue
         refits = exp.refits(model)
         if refits or arm_kind(parse_model(model)[0]) != "baseline":
             out["refits"][model] = {"total": len(refits), "accepted": sum(1 for r in refits if r.get("accepted", True))}
     out["stages"] = dict(m.get("stages", {}))
     out["complete"] = all(exp.stage_done(exp.stage_key("eval", k)) for k in ["base", *arm_models(cfg)])
     return out
+
+
+def _unusable(exp: Experiment, cfg) -> tuple[set, list[str]]:
+    """The files the summary reads (and those its numbers were computed from: the hypotheses) that are missing or
+    damaged: (their paths, one line each)."""
+    keys = [k for k in done_stages(exp, cfg) if k.startswith("eval:")]
+    problems = check(exp, cfg, keys)
+    shared = [exp.deltas_path, exp.copy_source_path, exp.classifiers_path,
+              *(exp.stage(mo).root / "refits.jsonl" for mo in arm_models(cfg))]
+    for path in shared:
+        status = file_status(path)
+        if status.state == "damaged":     # a missing one was not written yet (an unfinished run): nothing to say
+            problems.append(Problem("summary", status))
+    return {p.status.path for p in problems}, [p.describe(exp.root) for p in problems]
 
 
 def _posthoc_last(exp: Experiment, cfg) -> dict[str, dict[str, float]]:
@@ -177,7 +201,7 @@ def summary_table(s: dict) -> str:
     cell = max(16 if n_seeds > 1 else 10, *(len(a) + 2 for a in arms)) if arms else 10    # a sweep arm's long name
     head = (f"{'direction':<10}{'base':>8}" + "".join(f"{a:>{cell}}" for a in arms) + f"{'copy src':>10}"
             + "   Δ decoupled [95% CI] reading" + ("   noise" if n_seeds > 1 else ""))
-    lines = [head, "-" * len(head)]
+    lines = [*_problem_lines(s), head, "-" * len(head)]
     for d in dirs:
         base = s["models"].get("base", {}).get(d, {}).get("chrf")
         row = f"{d:<10}{_fmt(base):>8}"
@@ -248,6 +272,17 @@ def summary_table(s: dict) -> str:
         lines.append("probe refits (accepted/total): "
                      + ", ".join(f"{m}={v['accepted']}/{v['total']}" for m, v in refits.items()))
     return "\n".join(lines)
+
+
+def _problem_lines(s: dict) -> list[str]:
+    """The summary's warning, first: the files it could not use, that the numbers below leave them out, and the
+    command that rebuilds them."""
+    problems = s.get("problems") or []
+    if not problems:
+        return []
+    return [f"WARNING: {len(problems)} file(s) damaged or missing; the numbers below exclude them (and every Δ "
+            "that stands on them):", *(f"  - {p}" for p in problems),
+            f"Rebuild them with: {s.get('repair', 'the same `python -m explorer run ...`')}", ""]
 
 
 def _posthoc_lines(s: dict) -> list[str]:

@@ -85,7 +85,12 @@ def subspace_at(exp: Experiment, step: int, site: str, model: str,
         return None
     chosen = max(records, key=lambda r: (r["step"], r["index"]))
     path = exp.refit_file(model, chosen["index"])
-    tensors = load_tensors(path)
+    try:
+        tensors = load_tensors(path)
+    except FileNotFoundError:
+        raise StoreError(f"{path} is missing (refit {chosen['index']} of {model}, recorded in its refits.jsonl). "
+                         "Rerun the same `python -m explorer run ...` that made the experiment: it retrains the "
+                         "arms whose files are missing or damaged.") from None
     key = f"{site}.basis"
     if key not in tensors:
         raise StoreError(f"{path} has no {key!r} tensor; the refit record and its file disagree. "

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
 from ..config import RunConfig
 from ..data.rundata import load_run_data
-from ..files import write_json
+from ..files import file_status, write_json
 from ..training.distributed import current as current_dist
 from ..training.distributed import setup as setup_dist
-from .evaluate import stage_eval
+from .evaluate import relabel, stage_eval
+from .integrity import plan_repairs
 from .layout import Experiment, RunLock, parse_model, training_order
 from .models import run_precision
 from .preflight import preflight
@@ -35,13 +40,15 @@ def run_experiment(cfg: RunConfig, out: str | Path, *, bar: bool = True, stop_af
         dist.barrier()             # rank 0 checks the folder and writes the manifest first
         _run_training_rank(exp, cfg, stop_after or {})
         return exp
-    with RunLock(exp):
+    with RunLock(exp), stop_on_sigterm():
         exp.init(cfg)
+        _check_progress(exp)
         precision = run_precision(exp, cfg)
         exp.record("precision", precision.to_dict())
         print(precision.line(), file=sys.stderr, flush=True)
         progress = Progress(exp, bar=bar)
         try:
+            repairs = plan_repairs(exp, cfg)   # a finished stage whose files are damaged or missing is redone
             dist.barrier()
             progress.stage("prepare")
             data = load_run_data(cfg)
@@ -53,17 +60,49 @@ def run_experiment(cfg: RunConfig, out: str | Path, *, bar: bool = True, stop_af
             for model in training_order(cfg):
                 stage_arm(exp, cfg, data, model, progress, stop_after=_stop(stop_after, model))
             stage_eval(exp, cfg, data, progress)
+            if repairs.relabel:
+                relabel(exp, cfg, data)
             if represent:
-                stage_represent(exp, cfg, data, progress)
+                stage_represent(exp, cfg, data, progress, force_check=repairs.represent)
             write_json(exp.summary_path, summary(exp))
-            progress.end("done")
+            progress.end("done", "; ".join(f"rebuilt: {line}" for line in repairs.lines))
         except KeyboardInterrupt as e:
-            progress.end("interrupted", str(e))
+            progress.end("interrupted", f"{e or 'interrupted (Ctrl-C)'}: rerun the same command to resume "
+                                        "from the last checkpoint")
             raise
         except Exception as e:
             progress.end("failed", f"{type(e).__name__}: {e}")
             raise
     return exp
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as Ctrl-C is: the run stops, progress says "interrupted", the same command resumes it."""
+
+
+@contextlib.contextmanager
+def stop_on_sigterm() -> Iterator[None]:
+    """Within the block, SIGTERM raises ``Terminated`` in the main thread (elsewhere it is left as it is)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Terminated("stopped by SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _check_progress(exp: Experiment) -> None:
+    """A garbled progress.json is reported (the run rewrites it at once; nothing in it is trusted)."""
+    status = file_status(exp.progress_path)
+    if status.state == "damaged":
+        print(f"resume: {exp.progress_path.name} was damaged and is rewritten: "
+              f"{status.detail.split(' It cannot be used')[0]}", file=sys.stderr)
 
 
 def _run_training_rank(exp: Experiment, cfg: RunConfig, stop_after: dict) -> None:

@@ -17,7 +17,7 @@ from ..config import RunConfig, arm_kind, derive
 from ..data.examples import IGNORE, Encoder, Example, collate
 from ..data.rundata import RunData
 from ..data.varieties import HR, VARIETIES
-from ..files import write_json
+from ..files import record_file, write_json
 from ..method.decoupler import Decoupler, DecoupleSettings
 from ..model.loading import load_model
 from ..model.sites import all_sites, default_sites, hidden_size, parse_site
@@ -25,6 +25,7 @@ from ..model.small import build_small_model, encoder_for
 from ..model.tokenizer import load_tokenizer, train_tokenizer
 from ..training.distributed import current as current_dist
 from ..training.loop import LoopSpec, train_loop
+from .integrity import discard_damaged_resume
 from .layout import Experiment, model_id, parse_model
 from .models import load_base, pick_device, run_precision, uses_shipped_base, verified_shipped_base
 from .progress import Progress
@@ -44,6 +45,7 @@ def stage_prepare(exp: Experiment, cfg: RunConfig, data: RunData) -> None:
         tok = train_tokenizer(texts, vocab_size=cfg.vocab_size, tags=[v.code for v in VARIETIES])
         shutil.rmtree(exp.tokenizer_dir, ignore_errors=True)
         tok.save_pretrained(exp.tokenizer_dir)
+        _record_folder(exp.tokenizer_dir)
     write_json(exp.data_info_path, {
         "corpus": data.corpus.name, "dialects": data.dialects, "codes": data.codes,
         "n_base_train": len(data.base_train), "n_stage2_train": len(data.stage2_train), "n_test": len(data.test),
@@ -51,6 +53,13 @@ def stage_prepare(exp: Experiment, cfg: RunConfig, data: RunData) -> None:
     })
     exp.mark_stage("prepare", **({"shipped_base": {k: base_card.get(k) for k in ("name", "code_version", "files")}}
                                  if base_card else {}))
+
+
+def _record_folder(folder) -> None:
+    """Check records for the files ``save_pretrained`` wrote (files.py writes its own)."""
+    for f in sorted(folder.iterdir()):
+        if f.is_file() and not f.name.startswith("."):
+            record_file(f)
 
 
 def check_shipped_base(cfg: RunConfig) -> dict:
@@ -100,6 +109,9 @@ def stage_base(exp: Experiment, cfg: RunConfig, data: RunData, progress: Progres
                   warm_indices=copies, warm_steps=cfg.base_copy_warmup if copies else 0, seed=cfg.stage1_seed,
                   jitter=cfg.base_jitter, bf16=run_precision(exp, cfg, device).bf16)
     folder = exp.stage("base")
+    if current_dist().is_main:
+        discard_damaged_resume(folder)
+    current_dist().barrier()
     progress.stage("base", total=cfg.base_steps)
     info = train_loop(model, tok, enc, data.base_train, spec, folder, progress=progress, stop_after=stop_after)
     if current_dist().is_main:
@@ -107,6 +119,7 @@ def stage_base(exp: Experiment, cfg: RunConfig, data: RunData, progress: Progres
             model.config.dde_trained_tags = sorted({e.src for e in data.base_train} | {e.tgt for e in data.base_train})
         model.save_pretrained(exp.base_model_dir)
         tok.save_pretrained(exp.base_model_dir)
+        _record_folder(exp.base_model_dir)      # checked on every later run (integrity.py)
         exp.mark_stage("base", **info)
         folder.finish()
     current_dist().barrier()
@@ -188,6 +201,9 @@ def stage_arm(exp: Experiment, cfg: RunConfig, data: RunData, model: str, progre
     spec = derive(LoopSpec, cfg, name=model, seed=seed, save_checkpoints=True,
                   bf16=run_precision(exp, cfg, base.device).bf16)
     folder = exp.stage(model)
+    if current_dist().is_main:
+        discard_damaged_resume(folder)
+    current_dist().barrier()
     progress.stage(model, total=cfg.steps, arm=model)
     info = train_loop(base, tok, enc, data.stage2_train, spec, folder, decoupler=decoupler, progress=progress,
                       stop_after=stop_after)
