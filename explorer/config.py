@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .names import arm_lam, sweep_arm
+
 ARMS = ("baseline", "decoupled", "random")
 T = TypeVar("T")
 
@@ -190,7 +192,7 @@ class RunConfig:
 
     def arm_lam(self, arm: str) -> float:
         """λ of an arm: the sweep value for a sweep arm, else ``lam``."""
-        return float(arm.removeprefix("decoupled-lam")) if arm.startswith("decoupled-lam") else self.lam
+        return arm_lam(arm, self.lam)
 
     def fingerprint(self) -> str:
         """Short hash of the result-determining settings (used to refuse mixing two configs in one folder)."""
@@ -206,22 +208,6 @@ class RunConfig:
             if k in known:
                 kwargs[k] = tuple(v) if isinstance(v, list) else v
         return cls(**kwargs)
-
-
-def sweep_arm(lam: float) -> str:
-    """The name of the decoupled arm trained at λ = ``lam`` in a sweep, e.g. ``decoupled-lam0.1``."""
-    return f"decoupled-lam{lam:g}"
-
-
-def model_display(name: str) -> str:
-    """How a model is named to a reader: "decoupled · seed 1" for "decoupled.s1"; any other name as it is."""
-    arm, sep, seed = name.rpartition(".s")
-    return f"{arm} · seed {seed}" if sep and arm and seed.isdigit() else name
-
-
-def arm_kind(arm: str) -> str:
-    """"baseline", "decoupled" (any λ) or "random": what an arm does."""
-    return "decoupled" if arm.startswith("decoupled") else arm
 
 
 # Stage 1 of the shipped base (`python -m explorer base`); `default` keeps it, so that `--base-steps N` on it trains

@@ -6,6 +6,7 @@ import math
 import pandas as pd
 import streamlit as st
 
+from explorer import names
 from explorer.analysis import errors
 from explorer.analysis.readings import errors_reading
 from explorer.data.varieties import ENG, HR, variety_label
@@ -76,7 +77,7 @@ if shown.empty:
     st.stop()
 
 # ---- the table, a page at a time, every cell wrapping (no truncated Arabic)
-shown_first = [m for m in (errors.first_of(models, "baseline"), errors.first_of(models, "decoupled")) if m]
+shown_first = [m for m in (names.first_of(models, "baseline"), names.first_of(models, "decoupled")) if m]
 in_table = st.multiselect("Outputs shown in the table", models, default=shown_first or models[:2], key="ea_cols",
                           format_func=widgets.model_label, bind="query-params")
 n_pages = max(1, math.ceil(len(shown) / ROWS_PER_PAGE))

@@ -22,9 +22,9 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from ..config import model_display
 from ..data.varieties import dialect_of, direction_kind, direction_label
 from ..evaluation.dialect_id import DialectClassifier
+from ..names import first_of, model_display
 
 CONFIDENT = 0.6        # a dialect guess is shown only when the classifier gives it at least this probability
 NEAR_COPY = 0.9        # ... of the output's words are in the source, and they cover as much of the source
@@ -90,11 +90,6 @@ def _norm(text: str) -> str:
 def pair_flags(source: str, ref: str) -> tuple[str, ...]:
     """What is suspicious about the test pair itself: its source and reference are the same text."""
     return (PAIR_SAME,) if _norm(source) and _norm(source) == _norm(ref) else ()
-
-
-def first_of(models: Sequence[str], arm: str) -> str | None:
-    """The first model of ``arm`` among ``models`` ("decoupled" -> "decoupled.s0"; a full model name as is)."""
-    return next((m for m in models if m == arm or m.rpartition(".s")[0] == arm), None)
 
 
 def delta_pair(models: Sequence[str], system: str | None = None, reference: str = "baseline") \

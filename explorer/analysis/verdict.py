@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from ..data.varieties import HR, KINDS, direction_kind
+from ..names import arm_of
 
 PAPER_GAIN = 2.0          # chrF++, MSA → dialect, decoupled − baseline, averaged over 25 cities (the paper)
 PROBE_MARGIN = 0.05       # a probe within this of chance accuracy is "at chance"
@@ -58,12 +59,6 @@ def _sd(x) -> float | None:
     x = np.asarray([v for v in x if v is not None], dtype=float)
     x = x[np.isfinite(x)]
     return float(x.std(ddof=1)) if x.size > 1 else None
-
-
-def _arm(model: str) -> str:
-    """``"decoupled.s1"`` -> ``"decoupled"`` (``"base"``, ``"reference"`` as they are)."""
-    arm, sep, seed = model.rpartition(".s")
-    return arm if sep and seed.isdigit() else model
 
 
 def msa_to_dialect(directions) -> list[str]:
@@ -138,7 +133,7 @@ def leakage(summary: Mapping) -> pd.DataFrame:
     groups: dict[str, list[dict]] = {}
     for model, doc in per_model.items():
         dirs = doc.get("directions", {}).values()
-        groups.setdefault(_arm(model), []).append({
+        groups.setdefault(arm_of(model), []).append({
             "as_requested": _mean(v.get("as_requested") for v in dirs),
             "called_msa": _mean(v.get("called_msa") for v in dirs),
             "identical": doc.get("identical_across_targets") if model != "reference" else float("nan")})
@@ -246,7 +241,7 @@ def findings(summary: Mapping, *, refits: pd.DataFrame | None = None, arm: str =
     leak = leakage(summary)
     by_arm = {r["arm"]: (r["called_msa"], None if math.isnan(r["called_msa_sd"]) else r["called_msa_sd"])
               for r in leak.to_dict("records") if math.isfinite(r["called_msa"])}
-    models = [m for m in summary.get("refits", {}) if _arm(m) == arm]
+    models = [m for m in summary.get("refits", {}) if arm_of(m) == arm]
     accepted = sum(summary["refits"][m]["accepted"] for m in models) if models else None
     total = sum(summary["refits"][m]["total"] for m in models) if models else 0
     med = float("nan")
@@ -285,7 +280,7 @@ def posthoc_at_penalised_site(summary: Mapping) -> tuple[str | None, dict[str, t
     by: dict[str, list[float]] = {}
     for model, sites in ph.items():
         if site in sites:
-            by.setdefault(_arm(model), []).append(sites[site])
+            by.setdefault(arm_of(model), []).append(sites[site])
     return site, {a: (_mean(v), _sd(v)) for a, v in by.items()}
 
 
@@ -457,4 +452,4 @@ def verdict(summary: Mapping, *, refits: pd.DataFrame | None = None, arm: str = 
 
 def seeds_of(models: Sequence[str], arm: str) -> list[str]:
     """The models of ``arm`` among ``models`` ("decoupled" -> ["decoupled.s0", "decoupled.s1"])."""
-    return [m for m in models if _arm(m) == arm]
+    return [m for m in models if arm_of(m) == arm]

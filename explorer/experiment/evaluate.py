@@ -28,7 +28,8 @@ from ..files import read_json, read_jsonl, write_json, write_jsonl
 from ..model.small import encoder_for
 from ..training.loop import autocast_for
 from .classify import dialect_classifier, msa_classifier
-from .layout import Experiment, arm_models, model_id
+from ..names import model_id
+from .layout import Experiment, arm_models
 from .models import load_arm
 from .progress import Progress
 

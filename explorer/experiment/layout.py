@@ -53,6 +53,7 @@ from ..files import (
     write_jsonl,
 )
 from ..method.decoupler import Refit
+from ..names import model_id, parse_model
 from ..training.resume import ResumeState
 from ..version import REPO_ROOT, code_version
 from .lock import RunLock
@@ -62,21 +63,6 @@ READABLE_FORMATS = (1, 2)          # format 1: one seed per arm (arms/<arm>/, ev
 CACHE_ROOT = REPO_ROOT / "cache"
 CHECKPOINT_FORMAT = "dde-checkpoint/1"
 WEIGHTS = "weights.safetensors"
-
-
-def model_id(arm: str, seed: int) -> str:
-    """The name of the model an arm trained with stage-2 seed ``seed``: ``model_id("decoupled", 1) == "decoupled.s1"``."""
-    return f"{arm}.s{seed}"
-
-
-def parse_model(name: str) -> tuple[str, int | None]:
-    """``"decoupled.s1"`` -> ("decoupled", 1); ``"base"`` -> ("base", None)."""
-    if name == "base":
-        return "base", None
-    arm, sep, seed = name.rpartition(".s")
-    if not sep or not arm or not seed.isdigit():
-        raise ValueError(f"{name!r} is not a model name: use 'base' or '<arm>.s<seed>', e.g. 'decoupled.s0'")
-    return arm, int(seed)
 
 
 def arm_models(cfg: RunConfig) -> list[str]:

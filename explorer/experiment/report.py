@@ -15,12 +15,13 @@ import pandas as pd
 
 from ..analysis.repcache import read_represent_manifest
 from ..analysis.verdict import penalised_site, posthoc_at_penalised_site
-from ..config import arm_kind
 from ..data.varieties import HR, KINDS, VARIETIES, dialect_of, direction_kind, direction_label, variety
 from ..evaluation.chrf import chrf_signature
 from ..files import read_json
 from .evaluate import AGGREGATES as AGGREGATE_KINDS
-from .layout import Experiment, arm_models, parse_model
+from ..config import RunConfig
+from ..names import arm_kind, arm_lam, parse_model
+from .layout import Experiment, arm_models
 
 
 def _arm_stats(models: dict[str, dict]) -> dict[str, dict[str, dict]]:
@@ -105,21 +106,18 @@ def dose_response(s: dict) -> list[dict]:
     directions (with interval and reading), MSA leakage and the as-requested share (mean over seeds and directions),
     and the post-hoc probe's accuracy at the penalised site at the last checkpoint (mean over seeds; how much MSA
     information is still there). The baseline is the λ = 0 reference row without Δ."""
-    cfg = s["config"]
-    lam = cfg.get("lam", 0.01)
+    lam = s["config"].get("lam", RunConfig.lam)        # the run's λ (older summaries: the option's default)
     arms = [a for a in s["arms"] if arm_kind(a) == "decoupled"]
     pen = penalised_site(s)
     rows = []
-    for arm in ["baseline", *sorted(arms, key=lambda a: float(a.removeprefix("decoupled-lam")) if "-lam" in a
-                                    else lam)]:
+    for arm in ["baseline", *sorted(arms, key=lambda a: arm_lam(a, lam))]:
         if arm not in s["arms"]:
             continue
         models = [m for m in s["looks_like"] if m != "base" and parse_model(m)[0] == arm]
         looks = [v for m in models for v in s["looks_like"][m]["directions"].values()]
         probes = [acc for m, sites in s.get("posthoc", {}).items() if m in models or parse_model(m)[0] == arm
                   for site, acc in sites.items() if pen is None or site == pen]
-        row = {"arm": arm, "lam": 0.0 if arm == "baseline" else
-               (float(arm.removeprefix("decoupled-lam")) if "-lam" in arm else lam),
+        row = {"arm": arm, "lam": 0.0 if arm == "baseline" else arm_lam(arm, lam),
                "called_msa": _mean([v["called_msa"] for v in looks]),
                "as_requested": _mean([v["as_requested"] for v in looks]), "posthoc_accuracy": _mean(probes)}
         for kind in ("msa_to_dialect", "dialect_to_msa"):

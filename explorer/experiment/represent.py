@@ -36,7 +36,7 @@ from ..analysis.repcache import (
     write_pca,
     write_representations,
 )
-from ..config import RunConfig, arm_kind
+from ..config import RunConfig
 from ..data.varieties import ENG, HR
 from ..files import StoreError, load_tensors
 from ..method.subspace import Subspace
@@ -44,7 +44,8 @@ from ..model.sites import all_sites, hidden_size
 from ..model.small import encoder_for
 from ..model.weights import load_weights
 from ..training.loop import autocast_for
-from .layout import Experiment, RunLock, arm_models, parse_model
+from ..names import arm_kind, parse_model
+from .layout import Experiment, RunLock, arm_models
 from .models import base_model_path, load_arm
 
 

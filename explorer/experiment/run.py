@@ -12,7 +12,8 @@ from ..files import write_json
 from ..training.distributed import current as current_dist
 from ..training.distributed import setup as setup_dist
 from .evaluate import stage_eval
-from .layout import Experiment, RunLock, parse_model, training_order
+from ..names import parse_model
+from .layout import Experiment, RunLock, training_order
 from .preflight import preflight
 from .progress import NullProgress, Progress
 from .report import summary

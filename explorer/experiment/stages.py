@@ -13,7 +13,7 @@ import shutil
 import numpy as np
 import torch
 
-from ..config import RunConfig, arm_kind, derive
+from ..config import RunConfig, derive
 from ..data.examples import IGNORE, Encoder, Example, collate
 from ..data.rundata import RunData
 from ..data.varieties import HR, VARIETIES
@@ -25,7 +25,8 @@ from ..model.small import build_small_model, encoder_for
 from ..model.tokenizer import load_tokenizer, train_tokenizer
 from ..training.distributed import current as current_dist
 from ..training.loop import LoopSpec, train_loop
-from .layout import Experiment, model_id, parse_model
+from ..names import arm_kind, model_id, parse_model
+from .layout import Experiment
 from .models import load_base, pick_device, uses_shipped_base, verified_shipped_base
 from .progress import Progress
 

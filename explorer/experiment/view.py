@@ -24,7 +24,7 @@ import torch
 
 from ..analysis import repcache
 from ..analysis.geometry import UmapParams, pca_2d, umap_2d
-from ..config import RunConfig, arm_kind
+from ..config import RunConfig
 from ..data.varieties import HR
 from ..evaluation import dialect_id
 from ..files import StoreError, load_npy, read_json, read_jsonl, save_npy, write_json
@@ -33,7 +33,8 @@ from ..method.subspace import Subspace, qr_basis
 from ..model.sites import site_name
 from .classify import dialect_classifier, msa_classifier
 from .evaluate import AGGREGATES
-from .layout import CACHE_ROOT, Experiment, arm_models, list_experiments, parse_model
+from ..names import arm_kind, parse_model
+from .layout import CACHE_ROOT, Experiment, arm_models, list_experiments
 from .models import base_model_path, load_arm
 from .represent import penalised_sites, subspace_at
 

@@ -25,6 +25,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..data.varieties import HR, VARIETIES, short_name, variety_label
+from ..names import arm_of
 
 COLOURS = {v.code: v.color for v in VARIETIES}
 # dialect groups take the colour of their FLORES dialect (all checked together in tests/test_palette.py)
@@ -216,9 +217,9 @@ def posthoc_vs_energy(energy: pd.DataFrame, probes: pd.DataFrame, models: Sequen
                                                         "post-hoc probe accuracy (MSA vs dialect)"))
     base_e = energy[(energy["model"] == "base") & (energy["site"] == site)]["energy_share_mean"].mean()
     base_p = probes[(probes["model"] == "base") & (probes["site"] == site)]["accuracy"].mean()
-    arms = list(dict.fromkeys(m.rsplit(".s", 1)[0] for m in models))
+    arms = list(dict.fromkeys(arm_of(m) for m in models))
     for i, model in enumerate(models):
-        colour = model_colour(arms.index(model.rsplit(".s", 1)[0]))
+        colour = model_colour(arms.index(arm_of(model)))
         e = (energy[(energy["model"] == model) & (energy["site"] == site)].groupby("step")["energy_share_mean"]
              .mean())
         p = probes[(probes["model"] == model) & (probes["site"] == site)].set_index("step")["accuracy"]

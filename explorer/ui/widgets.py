@@ -15,8 +15,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from ..analysis.errors import first_of
-from ..config import model_display
+from ..names import first_of, model_label  # noqa: F401  (model_label: the pages name models with widgets.model_label)
 from ..data.varieties import ENG, variety
 from . import cache, cache_root, runner
 
@@ -48,19 +47,6 @@ def current_experiment() -> str | None:
     """The experiment key chosen in the sidebar (None when there is no experiment)."""
     folder = st.session_state.get(CHOSEN)
     return cache.experiment_key(folder) if folder else None
-
-
-ROLES = {"base": "before fine-tuning", "baseline": "plain fine-tuning", "decoupled": "probe + penalty",
-         "random": "random-subspace control"}
-
-
-def model_label(name: str) -> str:
-    """'decoupled · seed 1' for "decoupled.s1", 'decoupled (probe + penalty)' for an arm, 'base (before
-    fine-tuning)': the one way a model is named in pickers and headings, whatever models the experiment has."""
-    if model_display(name) != name:
-        return model_display(name)
-    role = ROLES.get(name) or next((v for k, v in ROLES.items() if name.startswith(f"{k}-")), None)
-    return f"{name} ({role})" if role else name
 
 
 def model_picker(exp: str, key: str, *, label: str = "Model", default: str = "decoupled",
