@@ -107,6 +107,10 @@ def test_home_states_the_verdict_and_draws_one_scale(app, app_root):
     eg = scores[(scores["arm"] == "decoupled") & (scores["direction"] == "arb-arz")]["chrf"]
     assert len(eg) == 2 and f'{eg.mean():.1f}<span class="dde-sd"> ±{eg.std():.1f}</span>' in headline
     assert re.search(r'<br><span class="dde-ci">(within noise|better|worse)</span>', headline)
+    # the interval travels as numbers (low, high) and is formatted only here, from the stored deltas
+    deltas = load_experiment(app_root / "tiny").deltas()
+    d = deltas[(deltas["system"] == "decoupled") & (deltas["direction"] == "arb-arz")].iloc[0]
+    assert f'{d["delta"]:+.2f}<br><span class="dde-ci">[{d["low"]:+.2f}, {d["high"]:+.2f}]</span>' in headline
     # each kind ends with the mean over its directions, in bold, with the Δ of that mean
     assert headline.count('class="mean">mean of 2 directions<') == 2
     assert re.search(r'class="num[a-z ]* mean">[+−-]\d+\.\d\d<br><span class="dde-ci">', headline)

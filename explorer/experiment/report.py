@@ -286,7 +286,8 @@ def headline_table(scores: pd.DataFrame, deltas: pd.DataFrame, models: tuple[str
                    copy_source: dict[str, float] | None = None,
                    aggregates: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per direction: chrF++ of the base and of each arm (mean over its seeds, with the sd across seeds
-    when there are several), and each arm's Δ vs baseline with its 95% interval, its reading and the noise floor;
+    when there are several), and each arm's Δ vs baseline with its 95% interval (``low <arm>``, ``high <arm>``:
+    numbers; the page formats them), its reading and the noise floor;
     then, for MSA→dialect and dialect→MSA when they have several directions, a "mean of N directions" row
     (``mean`` True): each arm's mean over those directions (sd over seeds of that mean) and, from ``aggregates``
     (``ExperimentView.aggregate_deltas()``), the Δ of that mean with its joint interval and noise floor.
@@ -318,7 +319,7 @@ def headline_table(scores: pd.DataFrame, deltas: pd.DataFrame, models: tuple[str
             if len(x):
                 x = x.iloc[0]
                 row[f"Δ {system}"] = x["delta"]
-                row[f"95% CI {system}"] = f"[{x['low']:+.2f}, {x['high']:+.2f}]"
+                row[f"low {system}"], row[f"high {system}"] = float(x["low"]), float(x["high"])   # 95% interval
                 row[f"reading {system}"] = x["reading"]
         if not deltas.empty:
             floor = deltas.loc[deltas["direction"] == d, "noise_floor"]
@@ -356,7 +357,7 @@ def _mean_row(kind: str, codes: list[str], scores: pd.DataFrame, arms: list[str]
             if len(x):
                 x = x.iloc[0]
                 row[f"Δ {system}"] = x["delta"]
-                row[f"95% CI {system}"] = f"[{x['low']:+.2f}, {x['high']:+.2f}]"
+                row[f"low {system}"], row[f"high {system}"] = float(x["low"]), float(x["high"])   # 95% interval
                 row[f"reading {system}"] = x["reading"]
         floor = aggregates.loc[aggregates["kind"] == kind, "noise_floor"]
         if len(floor) and not pd.isna(floor.iloc[0]):
