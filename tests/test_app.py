@@ -699,7 +699,7 @@ def test_switch_off_is_bit_identical(view, handle):
     from explorer.evaluation.decoding import translate
     from explorer.evaluation.single import translate_text
     from explorer.method.hooks import Projection, count_hooks
-    from explorer.model.small import encoder_for
+    from explorer.model.prompts import encoder_for
 
     model, tok = handle.model, handle.tokenizer
     subs = view.projection("decoupled.s0", handle.step, 1.0).subspaces

@@ -12,7 +12,7 @@ from model_families import build_family_model
 
 from explorer.model import loading
 from explorer.model.loading import is_hub_id, load_model, offline_help, resolve_model
-from explorer.model.sites import ModelLoadError
+from explorer.model.errors import ModelLoadError
 
 
 def _save(model, folder, tok_from):

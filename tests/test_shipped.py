@@ -12,7 +12,7 @@ from explorer.config import preset_config
 from explorer.data.examples import jitter_rows
 from explorer.data.varieties import HR
 from explorer.model.shipped import SHIPPED_BASE, verify
-from explorer.model.sites import ModelLoadError
+from explorer.model.errors import ModelLoadError
 
 TP = 20   # a target position
 
@@ -72,7 +72,7 @@ def test_the_shipped_base_is_there_verified_and_translates():
     """The default preset starts from it: its files match the card, and it decodes a sentence into text."""
     from explorer.evaluation.decoding import translate
     from explorer.model.loading import load_model
-    from explorer.model.small import encoder_for
+    from explorer.model.prompts import encoder_for
 
     card = verify(SHIPPED_BASE)
     assert card["steps"] >= 1000 and card["scores"]["arb-arb"] > 50          # a base that copies MSA

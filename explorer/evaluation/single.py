@@ -22,7 +22,7 @@ import torch
 from ..data.examples import Encoder
 from ..data.varieties import ENG, variety
 from ..method.hooks import Projection, capture
-from ..model.small import encoder_for
+from ..model.prompts import encoder_for
 from .decoding import translate
 from .dialect_id import arabic_share
 

@@ -27,7 +27,8 @@ from ..evaluation.decoding import translate
 from ..files import atomic_write_text, read_json, write_json
 from ..model.loading import load_model
 from ..model.shipped import CARD, file_hashes
-from ..model.small import encoder_for, init_variety_tags
+from ..model.prompts import encoder_for
+from ..model.small import init_variety_tags
 from ..version import code_version
 from .layout import Experiment
 from .run import run_experiment

@@ -25,7 +25,7 @@ from ..evaluation.chrf import (
 from ..evaluation.decoding import translate
 from ..evaluation.dialect_id import DialectClassifier
 from ..files import read_json, read_jsonl, write_json, write_jsonl
-from ..model.small import encoder_for
+from ..model.prompts import encoder_for
 from ..training.loop import autocast_for
 from .classify import dialect_classifier, msa_classifier
 from ..names import model_id

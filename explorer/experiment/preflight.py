@@ -16,7 +16,8 @@ from ..data.rundata import run_dialects
 from ..data.sources import load_corpus
 from ..model.loading import check_model_dir, resolve_model
 from ..model.shipped import SHIPPED_BASE
-from ..model.sites import ModelLoadError, parse_site, site_name
+from ..model.errors import ModelLoadError
+from ..model.sites import parse_site, site_name
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ from ..data.varieties import ENG, HR
 from ..files import StoreError, load_tensors
 from ..method.subspace import Subspace
 from ..model.sites import all_sites, hidden_size
-from ..model.small import encoder_for
+from ..model.prompts import encoder_for
 from ..model.weights import load_weights
 from ..training.loop import autocast_for
 from ..names import arm_kind, parse_model

@@ -21,7 +21,8 @@ from ..files import write_json
 from ..method.decoupler import Decoupler, DecoupleSettings
 from ..model.loading import load_model
 from ..model.sites import all_sites, default_sites, hidden_size, parse_site
-from ..model.small import build_small_model, encoder_for
+from ..model.prompts import encoder_for
+from ..model.small import build_small_model
 from ..model.tokenizer import load_tokenizer, train_tokenizer
 from ..training.distributed import current as current_dist
 from ..training.loop import LoopSpec, train_loop

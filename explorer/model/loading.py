@@ -22,7 +22,8 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_N
 from transformers.utils import logging as hf_logging
 
 from ..data.examples import PROMPT_STYLES
-from .sites import ModelLoadError, find_decoder_layers
+from .errors import ModelLoadError
+from .sites import find_decoder_layers
 from .tokenizer import prepare_tokenizer
 
 hf_logging.disable_progress_bar()  # "Loading weights" bars on every checkpoint load are noise here
@@ -147,7 +148,7 @@ def load_model(spec: str | Path, *, dtype: torch.dtype = torch.float32, prompt_s
     Returns (model, tokenizer).
 
     ``prompt_style`` other than ``auto`` is recorded in the model's config (``dde_prompt_style``), where
-    ``model.small.encoder_for`` reads it, so training, probe buffers, decoding and the app use the same prompts."""
+    ``model.prompts.encoder_for`` reads it, so training, probe buffers, decoding and the app use the same prompts."""
     p = resolve_model(spec)
     if prompt_style != "auto" and prompt_style not in PROMPT_STYLES:
         raise ModelLoadError(f"unknown prompt style {prompt_style!r}; choose auto or one of {list(PROMPT_STYLES)}")

@@ -27,7 +27,7 @@ import streamlit as st
 
 from ..data.corpus import CorpusError
 from ..files import StoreError
-from ..model.sites import ModelLoadError
+from ..model.errors import ModelLoadError
 from . import widgets
 
 APP_RAN = "dde_app_ran"           # session-state mark: app.py drew the frame for the page now running
