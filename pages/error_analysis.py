@@ -10,6 +10,7 @@ from explorer import names
 from explorer.analysis import errors
 from explorer.analysis.readings import errors_reading
 from explorer.data.varieties import ENG, HR, variety_label
+from explorer.evaluation import dialect_id
 from explorer.experiment.annotations import item_key
 from explorer.ui import cache, notes, shell, widgets
 
@@ -114,10 +115,10 @@ if sentence_note and not sentence_note.empty:
     st.caption(f"Note on the sentence: {', '.join(sentence_note.tags)} {sentence_note.comment}".strip())
 for m in models:
     hyp = str(row[f"hyp_{m}"] or "")
-    guess = errors.confident_guess(row.get(f"pred_{m}"), row.get(f"pred_p_{m}"))
+    guess = dialect_id.confident_guess(row.get(f"pred_{m}"), row.get(f"pred_p_{m}"))
     p = row.get(f"pred_p_{m}")
     looks = (f"looks like {variety_label(guess) if guess != ENG else 'English'} (p = {p:.2f})" if guess else
-             f"no confident dialect guess (best p = {p:.2f} < {errors.CONFIDENT:.2f})" if pd.notna(p)
+             f"no confident dialect guess (best p = {p:.2f} < {dialect_id.CONFIDENT:.2f})" if pd.notna(p)
              else "no dialect guess")
     copied = row[f"copy_{m}"]
     meta = (f"{widgets.model_label(m)} · chrF++ {row[f'chrf_{m}']:.1f} · "
@@ -133,7 +134,7 @@ for m in models:
         widgets.sentence(row["ref"], row["tgt"], label=f"reference: words {widgets.model_label(m)} lacks", size="0.95rem",
                          body_html=body[1])
 st.caption(f"Every model's output in full, as plain right-to-left text you can select and copy. The dialect guess "
-           f"(character n-gram classifier) is shown only when it is at least {errors.CONFIDENT:.0%} sure.")
+           f"(character n-gram classifier) is shown only when it is at least {dialect_id.CONFIDENT:.0%} sure.")
 
 notes.panel(exp, key, {m: str(row[f"hyp_{m}"] or "") for m in models}, annotations, notes_error,
             label=widgets.model_label)
