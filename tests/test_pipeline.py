@@ -21,6 +21,7 @@ from explorer.config import preset_config
 from explorer.experiment.layout import Experiment, arm_models
 from explorer.experiment.report import summary
 from explorer.experiment.run import run_experiment
+from explorer.experiment.stagefolder import StageFolder
 from explorer.files import StoreError, load_tensors, read_json, read_jsonl, remove_file, write_json, write_jsonl
 
 REPO = Path(__file__).resolve().parent.parent
@@ -149,7 +150,7 @@ def test_resume_after_interrupt_gives_the_same_numbers(tiny_experiment, tmp_path
         run_experiment(cfg, out, bar=False, stop_after={"decoupled.s1": 10})
     exp = Experiment(out)
     assert exp.progress()["status"] == "interrupted"
-    assert exp.stage("decoupled.s1").resume.location() is not None
+    assert StageFolder(exp, "decoupled.s1").resume.location() is not None
     run_experiment(cfg, out, bar=False)
     stage = exp.manifest()["stages"]["arm:decoupled.s1"]
     assert stage["resumed_from"] == 8

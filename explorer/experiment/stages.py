@@ -30,6 +30,7 @@ from ..names import arm_kind, model_id, parse_model
 from .layout import Experiment
 from .models import load_base, pick_device, uses_shipped_base, verified_shipped_base
 from .progress import Progress
+from .stagefolder import StageFolder
 
 
 def stage_prepare(exp: Experiment, cfg: RunConfig, data: RunData) -> None:
@@ -93,7 +94,7 @@ def stage_base(exp: Experiment, cfg: RunConfig, data: RunData, progress: Progres
     spec = derive(LoopSpec, cfg, name="base", steps=cfg.base_steps, lr=cfg.base_lr, save_checkpoints=False,
                   warm_indices=copies, warm_steps=cfg.base_copy_warmup if copies else 0, seed=cfg.stage1_seed,
                   jitter=cfg.base_jitter)
-    folder = exp.stage("base")
+    folder = StageFolder(exp, "base")
     progress.stage("base", total=cfg.base_steps)
     info = train_loop(model, tok, enc, data.base_train, spec, folder, progress=progress, stop_after=stop_after)
     if current_dist().is_main:
@@ -180,7 +181,7 @@ def stage_arm(exp: Experiment, cfg: RunConfig, data: RunData, model: str, progre
         decoupler = Decoupler(s, hidden_size(base), data.codes,
                               probe_batches_fn(cfg, enc, data.probe_pool, tok.pad_token_id, seed), dist=current_dist())
     spec = derive(LoopSpec, cfg, name=model, seed=seed, save_checkpoints=True)
-    folder = exp.stage(model)
+    folder = StageFolder(exp, model)
     progress.stage(model, total=cfg.steps, arm=model)
     info = train_loop(base, tok, enc, data.stage2_train, spec, folder, decoupler=decoupler, progress=progress,
                       stop_after=stop_after)
