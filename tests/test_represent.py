@@ -25,7 +25,8 @@ from explorer.experiment import view as experiment_mod
 from explorer.experiment.layout import Experiment
 from explorer.experiment.models import load_arm
 from explorer.experiment.progress import Progress
-from explorer.experiment.represent import stage_represent, subspace_at
+from explorer.experiment.refits import subspace_at
+from explorer.experiment.represent import stage_represent
 from explorer.experiment.view import ExperimentView, list_experiment_dirs, load_experiment
 from explorer.files import StoreError, read_json, write_json
 from explorer.method.hooks import capture

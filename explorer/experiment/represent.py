@@ -38,15 +38,14 @@ from ..analysis.repcache import (
 )
 from ..config import RunConfig
 from ..data.varieties import ENG, HR
-from ..files import StoreError, load_tensors
-from ..method.subspace import Subspace
+from ..files import StoreError
 from ..model.sites import all_sites, hidden_size
 from ..model.prompts import encoder_for
 from ..model.weights import load_weights
 from ..training.loop import autocast_for
-from ..names import arm_kind, parse_model
 from .layout import Experiment, RunLock, arm_models
 from .models import base_model_path, load_arm
+from .refits import penalised_sites, subspace_at
 
 
 def plan(exp: Experiment, cfg: RunConfig) -> list[tuple[str, int]]:
@@ -73,41 +72,6 @@ def source_stamp(exp: Experiment, cfg: RunConfig, model: str, step: int) -> list
             continue
         out.append([f.name, st.st_size, st.st_mtime_ns])
     return out
-
-
-def subspace_at(exp: Experiment, step: int, site: str, model: str,
-                refits: list[dict] | None = None) -> tuple[Subspace, int] | None:
-    """The subspace ``model`` (a decoupled or random arm) was penalising at ``site`` at ``step``: its latest refit at
-    or before ``step`` that the gate accepted, with its refit index; None when it had none yet (no penalty then)."""
-    records = [r for r in (exp.refits(model) if refits is None else refits)
-               if site in r.get("sites", {}) and r["sites"][site].get("gate", {"accepted": True})["accepted"]
-               and r["step"] <= step]
-    if not records:
-        return None
-    chosen = max(records, key=lambda r: (r["step"], r["index"]))
-    path = exp.refit_file(model, chosen["index"])
-    tensors = load_tensors(path)
-    key = f"{site}.basis"
-    if key not in tensors:
-        raise StoreError(f"{path} has no {key!r} tensor; the refit record and its file disagree. "
-                         "Rerun the arm into a new folder.")
-    kind = chosen.get("kind") or ("random" if parse_model(model)[0] == "random" else "probe")  # format-1 records
-    return Subspace(tensors[key].float(), site=site, step=int(chosen["step"]), kind=kind), int(chosen["index"])
-
-
-def penalised_sites(exp: Experiment, cfg: RunConfig) -> tuple[str, ...]:
-    """The sites the decoupling acted on: recorded by the arm stages, else in the refits, else the config."""
-    stages = exp.manifest().get("stages", {}) if exp.exists() else {}
-    models = [m for m in arm_models(cfg) if arm_kind(parse_model(m)[0]) != "baseline"]
-    for model in models:
-        sites = stages.get(exp.stage_key("arm", model), {}).get("sites")
-        if sites:
-            return tuple(sites)
-    for model in models:
-        for r in exp.refits(model):
-            if r.get("sites"):
-                return tuple(r["sites"])
-    return tuple(cfg.sites)
 
 
 @contextlib.contextmanager

@@ -36,7 +36,7 @@ from .evaluate import AGGREGATES
 from ..names import arm_kind, parse_model
 from .layout import CACHE_ROOT, Experiment, arm_models, list_experiments
 from .models import base_model_path, load_arm
-from .represent import penalised_sites, subspace_at
+from .refits import penalised_sites, subspace_at
 
 __all__ = ["ExperimentView", "list_experiment_dirs", "load_experiment"]
 
