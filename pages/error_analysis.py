@@ -6,12 +6,12 @@ import math
 import pandas as pd
 import streamlit as st
 
-from explorer import names
 from explorer.analysis import errors
 from explorer.analysis.readings import errors_reading
 from explorer.data.varieties import ENG, HR, variety_label
 from explorer.evaluation import dialect_id
 from explorer.experiment.annotations import item_key
+from explorer.names import first_of
 from explorer.ui import cache, notes, shell, widgets
 
 ROWS_PER_PAGE = 20
@@ -78,7 +78,7 @@ if shown.empty:
     st.stop()
 
 # ---- the table, a page at a time, every cell wrapping (no truncated Arabic)
-shown_first = [m for m in (names.first_of(models, "baseline"), names.first_of(models, "decoupled")) if m]
+shown_first = [m for m in (first_of(models, "baseline"), first_of(models, "decoupled")) if m]
 in_table = st.multiselect("Outputs shown in the table", models, default=shown_first or models[:2], key="ea_cols",
                           format_func=widgets.model_label, bind="query-params")
 n_pages = max(1, math.ceil(len(shown) / ROWS_PER_PAGE))

@@ -30,7 +30,7 @@ TIMEOUT = 180  # the first run of a page imports torch, loads models and fits th
 
 @pytest.fixture(scope="module")
 def app_root(tiny_experiment, tmp_path_factory) -> Path:
-    """A cache root holding a private copy of the tiny experiment (the app writes UMAP caches and notes there)."""
+    """A cache root holding a private copy of the tiny experiment (the app writes the linguist's notes there)."""
     root = tmp_path_factory.mktemp("app-cache")
     shutil.copytree(tiny_experiment, root / "tiny")
     return root
@@ -727,3 +727,42 @@ def test_switch_off_is_bit_identical(view, handle):
                           projection=Projection(subs, 1.0))
     assert full.alpha == 1.0 and full.msa_share < 1e-4 < off.msa_share
     assert count_hooks(model) == 0
+
+
+# ---------------------------------------------------------------- the app reads, never writes
+
+
+def _files(root: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()}
+
+
+def test_pages_write_nothing_and_leave_cached_figures_as_built(tiny_experiment, tmp_path, monkeypatch):
+    """Rendering every page (Embeddings with UMAP, Translate with a model) adds or changes no file in the
+    experiment folder, and every figure the app caches for all sessions is, after the renders, what was built."""
+    from streamlit.testing.v1 import AppTest
+
+    from explorer.ui import cache
+
+    shutil.copytree(tiny_experiment, tmp_path / "tiny")
+    monkeypatch.setenv("DDE_CACHE_ROOT", str(tmp_path))
+    built = []
+    for name, make in list(cache.FIGURES.items()):
+        def record(*args, _make=make):
+            fig = _make(*args)
+            built.append((fig, fig.to_json()))
+            return fig
+        monkeypatch.setitem(cache.FIGURES, name, record)
+    before = _files(tmp_path / "tiny")
+    for page in ("pages/home.py", "pages/embeddings.py", "pages/subspace.py", "pages/translate.py",
+                 "pages/error_analysis.py"):
+        for _ in range(2):                         # the second render takes the cached figures
+            at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+            at.run()
+            at.switch_page(page).run()
+            if page == "pages/embeddings.py":
+                at.sidebar.radio(key="emb_method").set_value("UMAP").run()
+            assert_ok(at)
+    assert len(built) >= 5
+    changed = [json.loads(js).get("layout", {}).get("title") for fig, js in built if fig.to_json() != js]
+    assert not changed, f"cached figures changed after they were built: {changed}"
+    assert _files(tmp_path / "tiny") == before

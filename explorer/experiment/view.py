@@ -2,7 +2,7 @@
 
     view = load_experiment("cache/default")
     x = view.representations("decoupled", 400, "layer.02")      # (n_rows, d) float32
-    xy = view.umap("decoupled", 400, "layer.02")                 # (n_rows, 2), cached on disk
+    xy = view.umap("decoupled", 400, "layer.02")                 # (n_rows, 2), computed, never stored
     view.geometry("baseline", 400, "layer.02")                   # one row per variety
 
 A view is a snapshot: it reads the folder's small metadata (manifest, data notes, representation manifest,
@@ -14,7 +14,6 @@ from the files on each call; the app caches those with ``st.cache_data``. A dama
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -27,11 +26,11 @@ from ..analysis.geometry import UmapParams, pca_2d, umap_2d
 from ..config import RunConfig
 from ..data.varieties import HR
 from ..evaluation import dialect_id
-from ..files import StoreError, load_npy, read_json, read_jsonl, save_npy, write_json
+from ..files import StoreError, read_json, read_jsonl
 from ..method.hooks import Projection
 from ..method.subspace import Subspace, qr_basis
 from ..model.sites import site_name
-from .classify import dialect_classifier, msa_classifier
+from .classify import stored_classifier
 from .evaluate import AGGREGATES
 from ..names import arm_kind, parse_model
 from .layout import CACHE_ROOT, Experiment, arm_models, list_experiments
@@ -233,30 +232,9 @@ class ExperimentView:
         return cached if cached is not None else pca_2d(self.representations(model, step, site))
 
     def umap(self, model: str, step: int, site: str, params: UmapParams = DEFAULT_UMAP) -> np.ndarray:
-        """(n_rows, 2) float32 UMAP coordinates, computed once per (model, step, site, params) and kept on disk.
-
-        The cache file's json holds the parameters, the checksum of the representations it came from and the
-        umap-learn version; a mismatch recomputes it."""
-        man, entry = self._entry(model, step, site)
-        src = entry["sha256"][site]
-        pkey = hashlib.sha256(json.dumps(params.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
-        meta_path, npy_path = repcache.umap_files(self.exp.represent_dir, model, step, site, pkey)
-        want = {"params": params.to_dict(), "source_sha256": src, "shape": [man["n_rows"], 2]}
-        try:
-            # through files.py: garbled cache bytes are caught (and the layout recomputed)
-            meta = read_json(meta_path)
-            if all(meta.get(k) == v for k, v in want.items()):
-                a = load_npy(npy_path)
-                if a.shape == (man["n_rows"], 2) and a.dtype == np.float32 and np.isfinite(a).all():
-                    return a
-        except (OSError, ValueError, json.JSONDecodeError):
-            pass  # missing or damaged: recompute
-        emb = umap_2d(self.representations(model, step, site), params)
-        save_npy(npy_path, emb)
-        import umap as umap_lib
-        write_json(meta_path, {**want, "umap_version": umap_lib.__version__, "model": model, "step": step,
-                               "site": site})
-        return emb
+        """(n_rows, 2) float32 UMAP coordinates, computed here and written nowhere: a view never writes into the
+        experiment folder. The app holds each layout in memory (``ui.cache.layout``)."""
+        return umap_2d(self.representations(model, step, site), params)
 
     # ------------------------------------------------------------ subspaces and probes
 
@@ -440,12 +418,13 @@ class ExperimentView:
         return m.eval(), tok
 
     def classifier(self) -> dialect_id.DialectClassifier:
-        """The experiment's dialect classifier (every variety of the run), fitted once and kept in its folder."""
-        return dialect_classifier(self.exp, self.config, list(self.varieties))
+        """The experiment's dialect classifier (every variety of the run), as the evaluation stage stored it (fitted
+        in memory, not stored, for a folder that has none)."""
+        return stored_classifier(self.exp, self.config, list(self.varieties), msa_vs_dialect=False)
 
     def msa_classifier(self) -> dialect_id.DialectClassifier:
         """The MSA-vs-dialect classifier behind the MSA-leakage numbers."""
-        return msa_classifier(self.exp, self.config, list(self.varieties))
+        return stored_classifier(self.exp, self.config, list(self.varieties), msa_vs_dialect=True)
 
     def penalties(self) -> pd.DataFrame:
         """The penalty trajectories of every decoupled and random arm: model, arm, seed, step, penalty (NaN where no

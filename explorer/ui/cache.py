@@ -337,7 +337,8 @@ FIGURES = {"map": _map, "bars": _bars, "dose": _dose, "angles": _angles, "probe"
 @st.cache_resource(max_entries=256, show_spinner=False)
 def figure(name: str, key: str, *args) -> go.Figure:
     """A figure of the app, built once per (experiment key, arguments): pages redraw it without rebuilding it.
-    Shared by every session and never mutated (``st.plotly_chart`` copies it to serialise it)."""
+    Shared by every session, so never mutated: ``st.plotly_chart`` only serialises it, and a page that wants a
+    variant copies it first (``go.Figure(fig)``); ``tests/test_app.py`` checks every cached figure after the renders."""
     return FIGURES[name](key, *args)
 
 
