@@ -304,15 +304,36 @@ def test_subspace_page_shows_the_gate(gated_root, monkeypatch):
     assert any(t.get("name") == "rejected by the gate" for t in figs[0]["data"])        # on the angles too
 
 
-def test_translate_page_and_decoupling_switch(app):
+def test_translate_page_and_decoupling_switch(app, app_root):
+    import html
+
+    from explorer.data.varieties import variety_label
+    from explorer.evaluation.dialect_id import CONFIDENT
+    from explorer.experiment.view import load_experiment
+
+    view = load_experiment(app_root / "tiny")
     at = app("pages/translate.py")
-    boxes = html_of(at)
-    assert boxes.count('class="dde-sentence"') == 4       # source, reference, two outputs
-    assert 'dir="rtl"' in boxes
-    assert at.sidebar.button_group(key="ckpt")            # the same checkpoint control as elsewhere
-    guesses = [m.value for m in at.markdown if "dialect guess" in m.value.lower() or "Looks like" in m.value]
-    assert len(guesses) == 2                              # a guess is shown only when the classifier is sure
-    assert all(float(re.search(r"p = ([0-9.]+)", g)[1]) >= 0.6 for g in guesses if "Looks like" in g)
+    boxes = [m.value for m in at.markdown if 'class="dde-sentence"' in m.value]
+    assert len(boxes) == 4                                # source, reference, two outputs
+    assert 'dir="rtl"' in boxes[0]
+    ckpt = at.sidebar.button_group(key="ckpt")            # the same checkpoint control as elsewhere
+    steps = view.checkpoints("decoupled.s0")
+    assert ckpt.options == [str(s) for s in steps] and ckpt.value == steps[-1]
+    # each output's dialect line says what the classifier makes of that output: a guess only when it is sure
+    outputs = [html.unescape(re.search(r'<div class="dde-sentence"[^>]*>(.*)</div>$', b, re.S)[1]) for b in boxes[2:]]
+    outputs = ["" if o == "<i>(empty output)</i>" else o for o in outputs]
+    lines = [m.value for m in at.markdown
+             if m.value.startswith(("Looks like", "No confident dialect guess", "Dialect guess:"))]
+    assert len(lines) == 2
+    clf = view.classifier()
+    for text, line in zip(outputs, lines):
+        pred = clf.predict_one(text)
+        if pred.variety not in clf.classes:
+            assert line == f"Dialect guess: {pred.variety}"
+        elif pred.probability >= CONFIDENT:
+            assert line == f"Looks like **{variety_label(pred.variety)}** (p = {pred.probability:.2f})"
+        else:
+            assert line == f"No confident dialect guess (best p = {pred.probability:.2f}, below {CONFIDENT:.2f})"
     assert any("accurate on the test split" in c.value for c in at.sidebar.caption)
     shares = [m.value for m in at.metric if m.label == "MSA-subspace share"]
     at.sidebar.toggle(key="tr_on").set_value(True).run()

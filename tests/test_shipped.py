@@ -95,7 +95,10 @@ def test_a_damaged_shipped_base_is_refused_naming_the_file(tmp_path):
     with pytest.raises(ModelLoadError, match=r"model\.safetensors does not match the checksum"):
         verify(folder)
     shutil.copy2(SHIPPED_BASE / "model.safetensors", folder / "model.safetensors")
-    assert verify(folder)["files"]                        # whole again
+    card = verify(folder)                                 # whole again: every file checked against an independent hash
+    import hashlib
+    assert "model.safetensors" in card["files"] and card["files"] == {
+        name: hashlib.sha256((folder / name).read_bytes()).hexdigest() for name in card["files"]}
     (folder / "tokenizer.json").unlink()
     with pytest.raises(ModelLoadError, match=r"tokenizer\.json is missing"):
         verify(folder)
