@@ -29,7 +29,7 @@ def _opt(default: Any, help: str, **limits: Any) -> Any:
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything that determines an experiment's results (DESIGN.md §2, §4)."""
+    """Everything that determines an experiment's results (docs/design.md §2, §4)."""
 
     preset: str = _opt("default", "the preset whose values every option defaults to")
     data: str = _opt("flores", "stage-2 corpus: 'flores' (embedded FLORES-200) or 'madar:/path/to/MADAR_Corpus' "
@@ -83,7 +83,7 @@ class RunConfig:
     grad_clip: float = _opt(1.0, "gradient-norm clipping threshold", above=0)
     bf16: bool = _opt(True, "bf16 autocast for the forward pass (CPU and GPU)")
     ckpt_every: int = _opt(50, "checkpoint (weights + resume state) every N optimiser steps", min=1)
-    # --- the method (DESIGN.md §2) ---
+    # --- the method (docs/design.md §2) ---
     sites: tuple[str, ...] = _opt((), "decoder layers to act on, e.g. layer.02,layer.03 (layer.00 is the first); "
                                   "empty = the middle layer")
     lam: float = _opt(0.01, "λ, weight of the decoupling penalty (the paper: 0.01)", min=0)

@@ -1,4 +1,4 @@
-"""Translate one text with one model, with the inference-time decoupling switch (DESIGN.md §2.6).
+"""Translate one text with one model, with the inference-time decoupling switch (docs/design.md §2.6).
 
 The switch is a ``method.hooks.Projection``: h ← h − α·P·h at the chosen site(s). Off (α = 0, or no subspace)
 attaches no hook, so the output is bit-identical to the plain model. Inputs a user types are checked first and

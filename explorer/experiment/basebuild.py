@@ -1,4 +1,4 @@
-"""Build the base model that ships with the project: ``python -m explorer base`` (DESIGN.md §4, issue 13).
+"""Build the base model that ships with the project: ``python -m explorer base`` (docs/design.md §4, issue 13).
 
 Stage 1 alone, run as an experiment with no arms in a work folder (so a long CPU run can be killed and resumed
 with the same command), then evaluated and exported: fp16 safetensors and the tokenizer into ``--out`` (by default

@@ -1,5 +1,5 @@
 """The evaluation stage: every model decodes the test split; chrF++ per direction; which variety each output looks
-like; every arm against the baseline with seed-aware intervals and the noise floor (DESIGN.md §2.7)."""
+like; every arm against the baseline with seed-aware intervals and the noise floor (docs/design.md §2.7)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The representation stage (DESIGN.md §2.8): for every model and checkpoint, pooled representations, post-hoc
+"""The representation stage (docs/design.md §2.8): for every model and checkpoint, pooled representations, post-hoc
 probes, PCA and geometry, written into the cache that ``analysis.repcache`` owns.
 
 Each model is read in its *own* MSA subspace (its post-hoc probe at that checkpoint and site), and a decoupled or

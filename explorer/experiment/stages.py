@@ -3,7 +3,7 @@
 Each stage writes its artefacts through the experiment layout and marks itself done in the manifest; rerunning
 the same command skips finished stages and resumes an unfinished one from its last checkpoint. All arms start
 from the same base weights, see the same batches in the same order and run the same number of steps
-(DESIGN.md §2.5).
+(docs/design.md §2.5).
 """
 
 from __future__ import annotations

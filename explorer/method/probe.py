@@ -1,4 +1,4 @@
-"""Variational (MDL) probe for the high-resource variety and the frozen subspace it yields (DESIGN.md §2.1-2.2).
+"""Variational (MDL) probe for the high-resource variety and the frozen subspace it yields (docs/design.md §2.1-2.2).
 
 The probe is a linear classifier HR-vs-rest with a group Normal-Jeffreys (log-uniform) prior over input dimensions
 (Louizos et al. 2017, "Bayesian Compression for Deep Learning"), used as a *variational code* in the sense of

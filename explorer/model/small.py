@@ -10,7 +10,7 @@ from ..data.varieties import variety_tag
 
 def build_small_model(tok, *, d_model: int, n_layers: int, n_heads: int, d_ff: int, max_len: int,
                       seed: int, aligned_positions: bool = True) -> LlamaForCausalLM:
-    """A small Llama-style decoder sized for a CPU (DESIGN.md §4: the embedded default)."""
+    """A small Llama-style decoder sized for a CPU (docs/design.md §4: the embedded default)."""
     extra = {"dde_target_position": max_len + 8} if aligned_positions else {}
     extra["dde_prompt_style"] = "tags"
     cfg = LlamaConfig(

@@ -1,4 +1,4 @@
-"""Every Streamlit cache of the app, in one place (STYLE.md §7).
+"""Every Streamlit cache of the app, in one place (docs/design.md §7).
 
 Keys are short strings: an *experiment key* ``"<folder>::<manifest mtime>"`` (so a stage that finishes
 invalidates what was read before it), a model name, a step, a site. Never an array or a DataFrame.
