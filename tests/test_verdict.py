@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from explorer.analysis import readings
-from explorer.analysis.verdict import PAPER_GAIN, findings, leakage, verdict
+from explorer.analysis.verdict import PAPER_GAIN, findings, leakage
+from explorer.analysis.verdict_text import verdict
 from explorer.evaluation.chrf import noise_floor, reading
 from explorer.experiment.view import REFIT_COLUMNS, REFIT_VARIETY_COLUMNS
 

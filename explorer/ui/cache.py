@@ -19,7 +19,7 @@ import streamlit as st
 from ..analysis import errors, readings
 from ..analysis.verdict import leakage as leakage_table
 from ..analysis.verdict import probe_chance
-from ..analysis.verdict import verdict as verdict_sentences
+from ..analysis.verdict_text import verdict as verdict_sentences
 from ..data.varieties import ENG, variety, variety_label
 from ..evaluation.dialect_id import DialectClassifier
 from ..evaluation.single import ModelHandle, Translation, translate_text
