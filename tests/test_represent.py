@@ -21,6 +21,7 @@ from explorer.analysis.repcache import REPRESENT_VERSION, entry_key, read_probe_
 from explorer.config import preset_config
 from explorer.data.rundata import load_run_data
 from explorer.data.varieties import HR
+from explorer.experiment import results as results_mod
 from explorer.experiment import view as experiment_mod
 from explorer.experiment.layout import Experiment
 from explorer.experiment.models import load_arm
@@ -421,7 +422,7 @@ def test_every_view_method(view, tiny_experiment):
     assert set(s["model"]) == set(v.models) and (s["n"] > 0).all() and set(s["arm"]) == {"base", "baseline",
                                                                                             "decoupled", "random"}
     d = v.deltas()
-    assert list(d.columns) == experiment_mod.DELTA_COLUMNS and set(d["system"]) == {"base", "decoupled", "random"}
+    assert list(d.columns) == results_mod.DELTA_COLUMNS and set(d["system"]) == {"base", "decoupled", "random"}
     assert (d["interval"] == "seeds+sentences").all() and d["noise_floor"].notna().all()
     looks = v.looks_like()
     assert set(looks["model"]) == {*v.models, "reference"} and looks["as_requested"].between(0, 1).all()

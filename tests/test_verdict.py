@@ -291,7 +291,7 @@ def test_headline_mean_rows_average_directions_per_seed():
     """The "mean of N directions" row: each arm's mean over a kind's directions (per seed, then mean ± sd over
     seeds), the copy bar's mean, and the Δ, interval, reading and noise floor of that mean from the aggregate."""
     from explorer.experiment.report import headline_table
-    from explorer.experiment.view import AGGREGATE_COLUMNS, DELTA_COLUMNS, SCORE_COLUMNS
+    from explorer.experiment.results import AGGREGATE_COLUMNS, DELTA_COLUMNS, SCORE_COLUMNS
 
     chrf = {("base", None): {"arb-arz": 50.0, "arb-ary": 40.0},
             ("baseline", 0): {"arb-arz": 30.0, "arb-ary": 20.0}, ("baseline", 1): {"arb-arz": 34.0, "arb-ary": 24.0},

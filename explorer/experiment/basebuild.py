@@ -26,8 +26,8 @@ from ..evaluation.chrf import corpus_chrf
 from ..evaluation.decoding import translate
 from ..files import atomic_write_text, read_json, write_json
 from ..model.loading import load_model
-from ..model.shipped import CARD, file_hashes
 from ..model.prompts import encoder_for
+from ..model.shipped import CARD, file_hashes
 from ..model.small import init_variety_tags
 from ..version import code_version
 from .layout import Experiment

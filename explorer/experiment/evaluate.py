@@ -26,9 +26,9 @@ from ..evaluation.decoding import translate
 from ..evaluation.dialect_id import DialectClassifier
 from ..files import read_json, read_jsonl, write_json, write_jsonl
 from ..model.prompts import encoder_for
+from ..names import model_id
 from ..training.loop import autocast_for
 from .classify import dialect_classifier, msa_classifier
-from ..names import model_id
 from .layout import Experiment, arm_models
 from .models import load_arm
 from .progress import Progress

@@ -15,12 +15,12 @@ import pandas as pd
 
 from ..analysis.repcache import read_represent_manifest
 from ..analysis.verdict import penalised_site, posthoc_at_penalised_site
+from ..config import RunConfig
 from ..data.varieties import HR, KINDS, VARIETIES, dialect_of, direction_kind, direction_label, variety
 from ..evaluation.chrf import chrf_signature
 from ..files import read_json
-from .evaluate import AGGREGATES as AGGREGATE_KINDS
-from ..config import RunConfig
 from ..names import arm_kind, arm_lam, parse_model
+from .evaluate import AGGREGATES as AGGREGATE_KINDS
 from .layout import Experiment, arm_models
 
 

@@ -39,8 +39,8 @@ from ..analysis.repcache import (
 from ..config import RunConfig
 from ..data.varieties import ENG, HR
 from ..files import StoreError
-from ..model.sites import all_sites, hidden_size
 from ..model.prompts import encoder_for
+from ..model.sites import all_sites, hidden_size
 from ..model.weights import load_weights
 from ..training.loop import autocast_for
 from .layout import Experiment, RunLock, arm_models

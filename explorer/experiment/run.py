@@ -9,10 +9,10 @@ import torch
 from ..config import RunConfig
 from ..data.rundata import load_run_data
 from ..files import write_json
+from ..names import parse_model
 from ..training.distributed import current as current_dist
 from ..training.distributed import setup as setup_dist
 from .evaluate import stage_eval
-from ..names import parse_model
 from .layout import Experiment, RunLock, training_order
 from .preflight import preflight
 from .progress import NullProgress, Progress

@@ -20,13 +20,13 @@ from ..data.varieties import HR, VARIETIES
 from ..files import write_json
 from ..method.decoupler import Decoupler, DecoupleSettings
 from ..model.loading import load_model
-from ..model.sites import all_sites, default_sites, hidden_size, parse_site
 from ..model.prompts import encoder_for
+from ..model.sites import all_sites, default_sites, hidden_size, parse_site
 from ..model.small import build_small_model
 from ..model.tokenizer import load_tokenizer, train_tokenizer
+from ..names import arm_kind, model_id, parse_model
 from ..training.distributed import current as current_dist
 from ..training.loop import LoopSpec, train_loop
-from ..names import arm_kind, model_id, parse_model
 from .layout import Experiment
 from .models import load_base, pick_device, uses_shipped_base, verified_shipped_base
 from .progress import Progress
