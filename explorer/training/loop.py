@@ -9,7 +9,7 @@ command continues from the last state and ends with the same numbers as an unint
 because nothing depends on history except what the state holds (batches are a function of the step).
 
 The loop writes no file itself: logs, checkpoints, refits and the resume state go to the ``Sink``
-(``experiment.layout.StageFolder``), the one owner of the experiment folder's paths.
+(``experiment.stagefolder.StageFolder``), which stores them where ``experiment.layout`` says.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ ProgressFn = Callable[[dict], None]
 
 
 class Sink(Protocol):
-    """Where the loop hands what it produces (implemented by ``experiment.layout.StageFolder``)."""
+    """Where the loop hands what it produces (implemented by ``experiment.stagefolder.StageFolder``)."""
 
     @property
     def resume(self) -> ResumeState: ...
