@@ -350,7 +350,7 @@ def dose_table(rows: pd.DataFrame) -> None:
     def cell(x) -> str:
         if not isinstance(x, dict):
             return "(reference)"
-        return _delta_cell(x["delta"], f"[{x['low']:+.2f}, {x['high']:+.2f}]", x.get("reading"))
+        return _delta_cell(x["delta"], (x["low"], x["high"]), x.get("reading"))
 
     out = pd.DataFrame({"λ": [f"{x:g}" for x in rows["lam"]], "arm": rows["arm"],
                         "Δ MSA → dialect": [cell(x) for x in rows["msa_to_dialect"]],
