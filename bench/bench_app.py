@@ -152,7 +152,7 @@ def translation_in_process(exp: Path, n: int) -> dict:
     Uses the app's decoding thread count (``$DDE_TORCH_THREADS``, default 1; see ``explorer.ui.cache``)."""
     import torch
 
-    from explorer.analysis.errors import first_of
+    from explorer.names import first_of
     from explorer.data.varieties import ENG, HR
     from explorer.evaluation.single import ModelHandle, translate_text
     from explorer.experiment.view import load_experiment
@@ -191,7 +191,7 @@ def main() -> None:
         raise SystemExit(f"{CHROMIUM} is needed (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
-    from explorer.analysis.errors import first_of
+    from explorer.names import first_of
     from explorer.experiment.view import load_experiment
 
     exp = pick_experiment(args.exp)

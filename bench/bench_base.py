@@ -31,7 +31,7 @@ from explorer.data.varieties import HR
 from explorer.evaluation.decoding import translate
 from explorer.model.loading import load_model
 from explorer.model.shipped import SHIPPED_BASE, verify
-from explorer.model.small import encoder_for
+from explorer.model.prompts import encoder_for
 t1 = time.perf_counter()
 card = verify(SHIPPED_BASE)
 t2 = time.perf_counter()

@@ -23,7 +23,8 @@ sys.path.insert(0, str(REPO))
 import numpy as np
 
 from bench.cpuinfo import cpu_info, cpu_line
-from explorer.experiment.layout import Experiment, parse_model
+from explorer.experiment.layout import Experiment
+from explorer.names import parse_model
 from explorer.experiment.report import summary
 
 

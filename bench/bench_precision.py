@@ -32,7 +32,7 @@ from explorer.data.examples import collate  # noqa: E402
 from explorer.data.rundata import load_run_data  # noqa: E402
 from explorer.model.shipped import SHIPPED_BASE  # noqa: E402
 from explorer.model.loading import load_model  # noqa: E402
-from explorer.model.small import encoder_for  # noqa: E402
+from explorer.model.prompts import encoder_for  # noqa: E402
 from explorer.training.loop import autocast_for, make_optimizer  # noqa: E402
 from explorer.training.precision import resolve  # noqa: E402
 

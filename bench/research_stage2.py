@@ -39,7 +39,8 @@ from explorer.evaluation.dialect_id import fit_for
 from explorer.experiment.evaluate import looks_like
 from explorer.model.loading import load_model
 from explorer.model.shipped import SHIPPED_BASE
-from explorer.model.small import encoder_for, init_variety_tags
+from explorer.model.prompts import encoder_for
+from explorer.model.small import init_variety_tags
 from explorer.training.loop import LoopSpec, train_loop
 from explorer.training.resume import ResumeState
 

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .names import arm_lam, sweep_arm
+
 ARMS = ("baseline", "decoupled", "random")
 T = TypeVar("T")
 
@@ -28,7 +30,7 @@ def _opt(default: Any, help: str, **limits: Any) -> Any:
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything that determines an experiment's results (DESIGN.md §2, §4)."""
+    """Everything that determines an experiment's results (docs/design.md §2, §4)."""
 
     preset: str = _opt("default", "the preset whose values every option defaults to")
     data: str = _opt("flores", "stage-2 corpus: 'flores' (embedded FLORES-200) or 'madar:/path/to/MADAR_Corpus' "
@@ -93,7 +95,7 @@ class RunConfig:
                      "bf16, CPUs with native bf16 that win a short measurement; training.precision), true or false",
                      choices=("auto", "true", "false"))
     ckpt_every: int = _opt(50, "checkpoint (weights + resume state) every N optimiser steps", min=1)
-    # --- the method (DESIGN.md §2) ---
+    # --- the method (docs/design.md §2) ---
     sites: tuple[str, ...] = _opt((), "decoder layers to act on, e.g. layer.02,layer.03 (layer.00 is the first); "
                                   "empty = the middle layer")
     lam: float = _opt(0.01, "λ, weight of the decoupling penalty (the paper: 0.01)", min=0)
@@ -201,7 +203,7 @@ class RunConfig:
 
     def arm_lam(self, arm: str) -> float:
         """λ of an arm: the sweep value for a sweep arm, else ``lam``."""
-        return float(arm.removeprefix("decoupled-lam")) if arm.startswith("decoupled-lam") else self.lam
+        return arm_lam(arm, self.lam)
 
     def fingerprint(self) -> str:
         """Short hash of the result-determining settings (used to refuse mixing two configs in one folder)."""
@@ -219,22 +221,6 @@ class RunConfig:
         if isinstance(kwargs.get("bf16"), bool):      # written before --bf16 auto existed
             kwargs["bf16"] = "true" if kwargs["bf16"] else "false"
         return cls(**kwargs)
-
-
-def sweep_arm(lam: float) -> str:
-    """The name of the decoupled arm trained at λ = ``lam`` in a sweep, e.g. ``decoupled-lam0.1``."""
-    return f"decoupled-lam{lam:g}"
-
-
-def model_display(name: str) -> str:
-    """How a model is named to a reader: "decoupled · seed 1" for "decoupled.s1"; any other name as it is."""
-    arm, sep, seed = name.rpartition(".s")
-    return f"{arm} · seed {seed}" if sep and arm and seed.isdigit() else name
-
-
-def arm_kind(arm: str) -> str:
-    """"baseline", "decoupled" (any λ) or "random": what an arm does."""
-    return "decoupled" if arm.startswith("decoupled") else arm
 
 
 # Stage 1 of the shipped base (`python -m explorer base`); `default` keeps it, so that `--base-steps N` on it trains

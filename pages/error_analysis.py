@@ -9,7 +9,9 @@ import streamlit as st
 from explorer.analysis import errors
 from explorer.analysis.readings import errors_reading
 from explorer.data.varieties import ENG, HR, variety_label
+from explorer.evaluation import dialect_id
 from explorer.experiment.annotations import item_key
+from explorer.names import first_of
 from explorer.ui import cache, links, notes, shell, widgets
 
 ROWS_PER_PAGE = 20
@@ -76,7 +78,7 @@ if shown.empty:
     st.stop()
 
 # ---- the table, a page at a time, every cell wrapping (no truncated Arabic)
-shown_first = [m for m in (errors.first_of(models, "baseline"), errors.first_of(models, "decoupled")) if m]
+shown_first = [m for m in (first_of(models, "baseline"), first_of(models, "decoupled")) if m]
 in_table = links.bound(st.multiselect, "Outputs shown in the table", models, default=shown_first or models[:2],
                        key="ea_cols", format_func=widgets.model_label)
 n_pages = max(1, math.ceil(len(shown) / ROWS_PER_PAGE))
@@ -113,10 +115,10 @@ if sentence_note and not sentence_note.empty:
     st.caption(f"Note on the sentence: {', '.join(sentence_note.tags)} {sentence_note.comment}".strip())
 for m in models:
     hyp = str(row[f"hyp_{m}"] or "")
-    guess = errors.confident_guess(row.get(f"pred_{m}"), row.get(f"pred_p_{m}"))
+    guess = dialect_id.confident_guess(row.get(f"pred_{m}"), row.get(f"pred_p_{m}"))
     p = row.get(f"pred_p_{m}")
     looks = (f"looks like {variety_label(guess) if guess != ENG else 'English'} (p = {p:.2f})" if guess else
-             f"no confident dialect guess (best p = {p:.2f} < {errors.CONFIDENT:.2f})" if pd.notna(p)
+             f"no confident dialect guess (best p = {p:.2f} < {dialect_id.CONFIDENT:.2f})" if pd.notna(p)
              else "no dialect guess")
     copied = row[f"copy_{m}"]
     meta = (f"{widgets.model_label(m)} · chrF++ {row[f'chrf_{m}']:.1f} · "
@@ -132,7 +134,7 @@ for m in models:
         widgets.sentence(row["ref"], row["tgt"], label=f"reference: words {widgets.model_label(m)} lacks", size="0.95rem",
                          body_html=body[1])
 st.caption(f"Every model's output in full, as plain right-to-left text you can select and copy. The dialect guess "
-           f"(character n-gram classifier) is shown only when it is at least {errors.CONFIDENT:.0%} sure.")
+           f"(character n-gram classifier) is shown only when it is at least {dialect_id.CONFIDENT:.0%} sure.")
 
 notes.panel(exp, key, {m: str(row[f"hyp_{m}"] or "") for m in models}, annotations, notes_error,
             label=widgets.model_label)

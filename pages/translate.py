@@ -2,9 +2,9 @@
 
 import streamlit as st
 
-from explorer.analysis.errors import CONFIDENT, confident_guess
 from explorer.data.varieties import ENG, HR, variety_label
 from explorer.evaluation.chrf import sentence_chrf
+from explorer.evaluation.dialect_id import CONFIDENT, confident_guess
 from explorer.ui import cache, links, shell, widgets
 
 shell.page_setup()

@@ -56,13 +56,14 @@ def family_tokenizer(specials: dict, chat_template: str | None):
     return tok
 
 
-def build_family_model(family: str, folder):
-    """A random-weight model of ``family`` (``FAMILIES``) and its tokenizer, saved with save_pretrained."""
+def build_family_model(family: str, folder, *, missing_rows: int = 0):
+    """A random-weight model of ``family`` (``FAMILIES``) and its tokenizer, saved with save_pretrained;
+    ``missing_rows`` > 0 gives the model that many embedding rows fewer than the tokenizer has tokens."""
     import transformers
 
     cls_name, values, specials, chat = FAMILIES[family]
     tok = family_tokenizer(specials, chat)
-    config = getattr(transformers, cls_name)(vocab_size=len(tok), bos_token_id=tok.bos_token_id,
+    config = getattr(transformers, cls_name)(vocab_size=len(tok) - missing_rows, bos_token_id=tok.bos_token_id,
                                              eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, **values)
     with torch.random.fork_rng():
         torch.manual_seed(0)

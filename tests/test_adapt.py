@@ -16,8 +16,9 @@ from explorer.method.hooks import capture, count_hooks
 from explorer.method.subspace import random_subspace
 from explorer.model.adapt import Adaptation, adapt, is_lora, trainable_share, weights_dtype
 from explorer.model.loading import load_model
-from explorer.model.sites import ModelLoadError, all_sites, hidden_size
-from explorer.model.small import encoder_for
+from explorer.model.errors import ModelLoadError
+from explorer.model.sites import all_sites, hidden_size
+from explorer.model.prompts import encoder_for
 from explorer.model.weights import load_weights, weight_tensors
 from explorer.training.loop import lm_loss
 

@@ -30,7 +30,7 @@ TIMEOUT = 180  # the first run of a page imports torch, loads models and fits th
 
 @pytest.fixture(scope="module")
 def app_root(tiny_experiment, tmp_path_factory) -> Path:
-    """A cache root holding a private copy of the tiny experiment (the app writes UMAP caches and notes there)."""
+    """A cache root holding a private copy of the tiny experiment (the app writes the linguist's notes there)."""
     root = tmp_path_factory.mktemp("app-cache")
     shutil.copytree(tiny_experiment, root / "tiny")
     return root
@@ -116,6 +116,10 @@ def test_home_states_the_verdict_and_draws_one_scale(app, app_root):
     eg = scores[(scores["arm"] == "decoupled") & (scores["direction"] == "arb-arz")]["chrf"]
     assert len(eg) == 2 and f'{eg.mean():.1f}<span class="dde-sd"> ±{eg.std():.1f}</span>' in headline
     assert re.search(r'<br><span class="dde-ci">(within noise|better|worse)</span>', headline)
+    # the interval travels as numbers (low, high) and is formatted only here, from the stored deltas
+    deltas = load_experiment(app_root / "tiny").deltas()
+    d = deltas[(deltas["system"] == "decoupled") & (deltas["direction"] == "arb-arz")].iloc[0]
+    assert f'{d["delta"]:+.2f}<br><span class="dde-ci">[{d["low"]:+.2f}, {d["high"]:+.2f}]</span>' in headline
     # each kind ends with the mean over its directions, in bold, with the Δ of that mean
     assert headline.count('class="mean">mean of 2 directions<') == 2
     assert re.search(r'class="num[a-z ]* mean">[+−-]\d+\.\d\d<br><span class="dde-ci">', headline)
@@ -321,15 +325,36 @@ def test_subspace_page_shows_the_gate(gated_root, monkeypatch):
     assert any(t.get("name") == "rejected by the gate" for t in figs[0]["data"])        # on the angles too
 
 
-def test_translate_page_and_decoupling_switch(app):
+def test_translate_page_and_decoupling_switch(app, app_root):
+    import html
+
+    from explorer.data.varieties import variety_label
+    from explorer.evaluation.dialect_id import CONFIDENT
+    from explorer.experiment.view import load_experiment
+
+    view = load_experiment(app_root / "tiny")
     at = app("pages/translate.py")
-    boxes = html_of(at)
-    assert boxes.count('class="dde-sentence"') == 4       # source, reference, two outputs
-    assert 'dir="rtl"' in boxes
-    assert at.sidebar.button_group(key="ckpt")            # the same checkpoint control as elsewhere
-    guesses = [m.value for m in at.markdown if "dialect guess" in m.value.lower() or "Looks like" in m.value]
-    assert len(guesses) == 2                              # a guess is shown only when the classifier is sure
-    assert all(float(re.search(r"p = ([0-9.]+)", g)[1]) >= 0.6 for g in guesses if "Looks like" in g)
+    boxes = [m.value for m in at.markdown if 'class="dde-sentence"' in m.value]
+    assert len(boxes) == 4                                # source, reference, two outputs
+    assert 'dir="rtl"' in boxes[0]
+    ckpt = at.sidebar.button_group(key="ckpt")            # the same checkpoint control as elsewhere
+    steps = view.checkpoints("decoupled.s0")
+    assert ckpt.options == [str(s) for s in steps] and ckpt.value == steps[-1]
+    # each output's dialect line says what the classifier makes of that output: a guess only when it is sure
+    outputs = [html.unescape(re.search(r'<div class="dde-sentence"[^>]*>(.*)</div>$', b, re.S)[1]) for b in boxes[2:]]
+    outputs = ["" if o == "<i>(empty output)</i>" else o for o in outputs]
+    lines = [m.value for m in at.markdown
+             if m.value.startswith(("Looks like", "No confident dialect guess", "Dialect guess:"))]
+    assert len(lines) == 2
+    clf = view.classifier()
+    for text, line in zip(outputs, lines):
+        pred = clf.predict_one(text)
+        if pred.variety not in clf.classes:
+            assert line == f"Dialect guess: {pred.variety}"
+        elif pred.probability >= CONFIDENT:
+            assert line == f"Looks like **{variety_label(pred.variety)}** (p = {pred.probability:.2f})"
+        else:
+            assert line == f"No confident dialect guess (best p = {pred.probability:.2f}, below {CONFIDENT:.2f})"
     assert any("accurate on the test split" in c.value for c in at.sidebar.caption)
     shares = [m.value for m in at.metric if m.label == "MSA-subspace share"]
     at.sidebar.toggle(key="tr_on").set_value(True).run()
@@ -821,7 +846,7 @@ def test_switch_off_is_bit_identical(view, handle):
     from explorer.evaluation.decoding import translate
     from explorer.evaluation.single import translate_text
     from explorer.method.hooks import Projection, count_hooks
-    from explorer.model.small import encoder_for
+    from explorer.model.prompts import encoder_for
 
     model, tok = handle.model, handle.tokenizer
     subs = view.projection("decoupled.s0", handle.step, 1.0).subspaces
@@ -849,3 +874,42 @@ def test_switch_off_is_bit_identical(view, handle):
                           projection=Projection(subs, 1.0))
     assert full.alpha == 1.0 and full.msa_share < 1e-4 < off.msa_share
     assert count_hooks(model) == 0
+
+
+# ---------------------------------------------------------------- the app reads, never writes
+
+
+def _files(root: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()}
+
+
+def test_pages_write_nothing_and_leave_cached_figures_as_built(tiny_experiment, tmp_path, monkeypatch):
+    """Rendering every page (Embeddings with UMAP, Translate with a model) adds or changes no file in the
+    experiment folder, and every figure the app caches for all sessions is, after the renders, what was built."""
+    from streamlit.testing.v1 import AppTest
+
+    from explorer.ui import cache
+
+    shutil.copytree(tiny_experiment, tmp_path / "tiny")
+    monkeypatch.setenv("DDE_CACHE_ROOT", str(tmp_path))
+    built = []
+    for name, make in list(cache.FIGURES.items()):
+        def record(*args, _make=make):
+            fig = _make(*args)
+            built.append((fig, fig.to_json()))
+            return fig
+        monkeypatch.setitem(cache.FIGURES, name, record)
+    before = _files(tmp_path / "tiny")
+    for page in ("pages/home.py", "pages/embeddings.py", "pages/subspace.py", "pages/translate.py",
+                 "pages/error_analysis.py"):
+        for _ in range(2):                         # the second render takes the cached figures
+            at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+            at.run()
+            at.switch_page(page).run()
+            if page == "pages/embeddings.py":
+                at.sidebar.radio(key="emb_method").set_value("UMAP").run()
+            assert_ok(at)
+    assert len(built) >= 5
+    changed = [json.loads(js).get("layout", {}).get("title") for fig, js in built if fig.to_json() != js]
+    assert not changed, f"cached figures changed after they were built: {changed}"
+    assert _files(tmp_path / "tiny") == before

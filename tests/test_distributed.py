@@ -19,6 +19,7 @@ import torch
 from test_pipeline import _results
 
 from explorer.experiment.layout import Experiment, arm_models
+from explorer.experiment.stagefolder import StageFolder
 from explorer.files import read_jsonl
 
 pytestmark = pytest.mark.slow
@@ -97,7 +98,7 @@ def test_a_killed_two_process_run_resumes_to_the_same_results(ddp_run, tmp_path)
     _gone, alive = psutil.wait_procs(workers, timeout=20)
     assert not alive, f"workers outlived their launcher: {alive}"
     exp = Experiment(out)
-    assert not exp.stage_done("arm:decoupled.s0") and exp.stage("decoupled.s0").resume.location() is not None
+    assert not exp.stage_done("arm:decoupled.s0") and StageFolder(exp, "decoupled.s0").resume.location() is not None
     assert exp.running_pid() is None                      # the lock died with its holders
     _launch([*RUN, "--out", str(out)], tmp_path, timeout=600)
     assert exp.manifest()["stages"]["arm:decoupled.s0"]["resumed_from"] >= 8

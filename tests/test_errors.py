@@ -14,6 +14,7 @@ import pytest
 
 from explorer.analysis import errors
 from explorer.data.varieties import FLORES_CODES, VARIETIES, variety
+from explorer.evaluation import dialect_id
 from explorer.experiment.annotations import DEFAULT_TAGS, AnnotationsError, AnnotationStore, item_key
 from explorer.ui import figures, palette
 
@@ -119,8 +120,8 @@ def test_seeded_models_are_named_for_readers():
 
 
 def test_confident_guess():
-    assert errors.confident_guess("arz", 0.9) == "arz"
-    assert errors.confident_guess("ars", 0.34) is None and errors.confident_guess("ars", float("nan")) is None
+    assert dialect_id.confident_guess("arz", 0.9) == "arz"
+    assert dialect_id.confident_guess("ars", 0.34) is None and dialect_id.confident_guess("ars", float("nan")) is None
 
 
 # ---------------------------------------------------------------- annotations

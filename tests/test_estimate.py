@@ -9,7 +9,7 @@ from explorer.config import preset_config
 from explorer.experiment.estimate import EVAL_STEPS, MIN_STEPS, REPRESENT_STEPS, done_from_manifest, estimate, stages
 from explorer.experiment.progress import Progress
 
-CFG = preset_config("default")        # 3 seeds x 3 arms x 200 steps from the shipped base, ckpt every 50
+CFG = preset_config("default", ckpt_every=50)   # 3 seeds x 3 arms x 200 steps from the shipped base, ckpt every 50
 T0 = 1_000_000.0
 
 
@@ -25,7 +25,7 @@ def test_the_plan_is_the_runs_work():
     assert [n for n, k, _ in plan if k == "train"][:3] == ["baseline.s0", "decoupled.s0", "random.s0"]
     assert sum(u for _, k, u in plan if k == "train") == 9 * 200
     assert sum(1 for _, k, _ in plan if k == "eval") == 10
-    assert plan[-1] == ("represent", "represent", 1 + 9 * 4)
+    assert plan[-1] == ("represent", "represent", 1 + 9 * (CFG.steps // CFG.ckpt_every))   # base + every checkpoint
     assert not any(k == "base" for _, k, _ in plan)                       # default starts from the shipped base
     assert stages(preset_config("tiny"))[0] == ("base", "base", 250.0)
 

@@ -286,7 +286,9 @@ def test_shortened_hypotheses_are_never_shown(exp_copy):
 
 
 def test_torn_refits_log_is_reported(exp_copy):
-    path = exp_copy.stage("decoupled.s0")._refits_path
+    from explorer.experiment.stagefolder import StageFolder
+
+    path = StageFolder(exp_copy, "decoupled.s0")._refits_path
     n = len(exp_copy.refits("decoupled.s0"))
     assert n >= 2
     data = path.read_bytes()

@@ -6,13 +6,13 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "explorer"
-# the order data flows (DESIGN.md §5); a module may import from its own layer or a lower one
-LAYER = {"__init__": 0, "config": 0, "files": 0, "version": 0, "data": 1, "model": 2, "method": 3, "training": 4,
-         "evaluation": 5, "analysis": 5, "experiment": 6, "ui": 7, "__main__": 7}
+# the order data flows (docs/design.md §5); a module may import from its own layer or a lower one
+LAYER = {"__init__": 0, "config": 0, "filecheck": 0, "files": 0, "names": 0, "version": 0, "data": 1, "model": 2,
+         "method": 3, "training": 4, "evaluation": 5, "analysis": 5, "experiment": 6, "ui": 7, "__main__": 7}
 
 
-def _modules() -> dict[str, Path]:
-    return {".".join(f.relative_to(PACKAGE).with_suffix("").parts): f for f in PACKAGE.rglob("*.py")}
+def _modules(package: Path = PACKAGE) -> dict[str, Path]:
+    return {".".join(f.relative_to(package).with_suffix("").parts): f for f in package.rglob("*.py")}
 
 
 def _imports(name: str, path: Path, mods: dict[str, Path]) -> set[str]:
@@ -33,21 +33,24 @@ def _imports(name: str, path: Path, mods: dict[str, Path]) -> set[str]:
     return out - {name}
 
 
-def _graph() -> dict[str, set[str]]:
-    mods = _modules()
+def _graph(package: Path = PACKAGE) -> dict[str, set[str]]:
+    mods = _modules(package)
     return {name: _imports(name, path, mods) for name, path in mods.items()}
 
 
-def test_no_module_imports_from_a_later_layer():
+def _upward(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
     def layer(m: str) -> int:
         return LAYER[m.split(".")[0]]
 
-    upward = sorted((a, b) for a, deps in _graph().items() for b in deps if layer(b) > layer(a))
+    return sorted((a, b) for a, deps in graph.items() for b in deps if layer(b) > layer(a))
+
+
+def test_no_module_imports_from_a_later_layer():
+    upward = _upward(_graph())
     assert not upward, f"imports against the flow of data: {upward}"
 
 
-def test_no_import_cycles():
-    graph = _graph()
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     state: dict[str, int] = {}
     cycles: list[list[str]] = []
 
@@ -65,15 +68,31 @@ def test_no_import_cycles():
     for m in sorted(graph):
         if m not in state:
             visit(m, [])
+    return cycles
+
+
+def test_no_import_cycles():
+    cycles = _cycles(_graph())
     assert not cycles, f"import cycles: {cycles}"
 
 
-def test_the_checker_sees_a_violation():
-    """The two tests above would catch a planted upward import (they guard something)."""
-    graph = _graph()
-    assert any(graph.values()), "the import graph is empty: the checker reads nothing"
-    assert "data.varieties" in graph["data.corpus"]
-    assert LAYER["experiment"] > LAYER["training"] and "training.loop" in graph["experiment.stages"]
+def test_the_checker_sees_a_planted_violation(tmp_path):
+    """A package with one upward import (data -> experiment, relative and absolute) and one circle (model.a <->
+    model.b), read by the same checker: both are reported, and nothing else."""
+    pkg = tmp_path / "explorer"
+    files = {"__init__.py": "", "config.py": "import json\n",
+             "data/__init__.py": "", "data/corpus.py": "from ..experiment.stages import run\nfrom ..config import x\n",
+             "data/other.py": "from explorer.experiment import stages\n",
+             "model/__init__.py": "", "model/a.py": "from .b import f\n", "model/b.py": "from .a import g\n",
+             "experiment/__init__.py": "", "experiment/stages.py": "from ..data.corpus import c\n"}
+    for name, text in files.items():
+        (pkg / name).parent.mkdir(parents=True, exist_ok=True)
+        (pkg / name).write_text(text)
+    graph = _graph(pkg)
+    assert _upward(graph) == [("data.corpus", "experiment.stages"), ("data.other", "experiment.__init__"),
+                              ("data.other", "experiment.stages")]
+    assert sorted(map(tuple, _cycles(graph))) == [("data.corpus", "experiment.stages", "data.corpus"),
+                                                   ("model.a", "model.b", "model.a")]
 
 
 def test_only_ui_imports_streamlit():

@@ -16,7 +16,7 @@ from explorer.method.hooks import capture, count_hooks, project
 from explorer.method.subspace import random_subspace
 from explorer.model.loading import load_model
 from explorer.model.sites import all_sites, find_decoder_layers, hidden_size
-from explorer.model.small import encoder_for, prompt_style
+from explorer.model.prompts import encoder_for, prompt_style
 from explorer.training.loop import lm_loss
 
 CODES = [HR, "arz", "eng"]

@@ -8,8 +8,9 @@ import torch
 from explorer.method.decoupler import penalty
 from explorer.method.hooks import capture, count_hooks, project
 from explorer.method.subspace import Subspace, random_subspace
+from explorer.model.errors import ModelLoadError
 from explorer.model.loading import load_model
-from explorer.model.sites import ModelLoadError, all_sites, find_decoder_layers, hidden_size, parse_site, site_name
+from explorer.model.sites import all_sites, find_decoder_layers, hidden_size, parse_site, site_name
 
 
 def test_site_names_round_trip():

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import pytest
 import torch
 from model_families import build_family_model
 
 from explorer.model import loading
+from explorer.model.errors import ModelLoadError
 from explorer.model.loading import is_hub_id, load_model, offline_help, resolve_model
-from explorer.model.sites import ModelLoadError
 
 
 def _save(model, folder, tok_from):
@@ -142,3 +143,27 @@ def test_load_dtype_and_prompt_style_are_recorded(family_models):
     assert next(model.parameters()).dtype == torch.bfloat16 and model.config.dde_prompt_style == "instruction"
     with pytest.raises(ModelLoadError, match="unknown prompt style"):
         load_model(family_models["mistral"], prompt_style="poetry")
+
+
+def test_a_tokenizer_larger_than_the_embedding_is_refused_before_any_work(tmp_path, capsys):
+    """A Qwen2-style folder whose tokenizer has one token more than the model has embedding rows (what transformers
+    5.x makes of a Qwen2 folder that gains a pad token) is refused with both sizes, by the loader and by the checks
+    before a run, which create nothing."""
+    from explorer.__main__ import main
+    from explorer.config import preset_config
+    from explorer.experiment.preflight import preflight
+    from explorer.model.loading import tokenizer_size
+    from transformers import AutoTokenizer
+
+    folder = build_family_model("qwen2", tmp_path / "short", missing_rows=1)
+    n = tokenizer_size(AutoTokenizer.from_pretrained(folder))
+    sizes = f"has {n} tokens (ids 0 to {n - 1}) but the model's embedding has only {n - 1} rows"
+    with pytest.raises(ModelLoadError, match=re.escape(sizes)) as err:
+        load_model(folder)
+    assert "resize_token_embeddings" in str(err.value)
+    with pytest.raises(ModelLoadError, match=re.escape(sizes)):
+        preflight(preset_config("tiny", model=str(folder)))
+    out = tmp_path / "exp"
+    assert main(["run", "--preset", "tiny", "--model", str(folder), "--out", str(out), "--no-bar"]) == 2
+    assert sizes in capsys.readouterr().err and not out.exists()
+

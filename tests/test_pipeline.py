@@ -21,6 +21,7 @@ from explorer.config import preset_config
 from explorer.experiment.layout import Experiment, arm_models
 from explorer.experiment.report import summary
 from explorer.experiment.run import run_experiment
+from explorer.experiment.stagefolder import StageFolder
 from explorer.files import StoreError, load_tensors, read_json, read_jsonl, remove_file, write_json, write_jsonl
 
 REPO = Path(__file__).resolve().parent.parent
@@ -45,7 +46,7 @@ def test_tiny_run_produces_every_artefact(tiny_experiment):
     want_ckpts = list(range(cfg.ckpt_every, cfg.steps + 1, cfg.ckpt_every))
     for model in models:
         assert exp.checkpoints(model) == want_ckpts
-        assert exp.stage(model).resume.location() is None, "finished arms drop their resume state"
+        assert StageFolder(exp, model).resume.location() is None, "finished arms drop their resume state"
         assert [r["step"] for r in exp.train_log(model)] == list(range(1, cfg.steps + 1))
         assert (tiny_experiment / "arms" / model.split(".s")[0] / f"seed-{model.split('.s')[1]}").is_dir()
     # seeds differ only in the stage-2 batch order: same arm, different seeds -> different weights
@@ -136,9 +137,22 @@ def test_summary_json_cli(tiny_experiment, capsys):
     assert set(s["models"]) == {"base", *(f"{a}.s{i}" for a in ("baseline", "decoupled", "random") for i in (0, 1))}
     assert set(s["arms"]) == {"baseline", "decoupled", "random"} and s["arms"]["baseline"]["arb-arz"]["sd"] is not None
     assert "delta" in s["deltas"]["decoupled"]["arb-arz"] and s["signature"].startswith("nrefs:1")
-    assert s["noise_floor"]["arb-arz"]["max_abs"] >= 0 and s["interval"] == "seeds+sentences"
+    # the noise floor is the two baseline seeds' chrF++ apart, from their own score files
+    exp = Experiment(tiny_experiment)
+    s0, s1 = (read_json(exp.scores_path(f"baseline.s{i}"))["directions"]["arb-arz"]["chrf"] for i in (0, 1))
+    assert s["noise_floor"]["arb-arz"]["max_abs"] == pytest.approx(abs(s1 - s0), abs=1e-3)
+    assert s["interval"] == "seeds+sentences"
+    # what the outputs look like, recounted from the stored outputs with the stored classifiers
+    from explorer.experiment.view import load_experiment
+
+    view = load_experiment(tiny_experiment)
+    hyps = [r["hyp"] for r in read_jsonl(exp.hyps_path("baseline.s0")) if r["direction"] == "arb-arz"]
     looks = s["looks_like"]["baseline.s0"]["directions"]["arb-arz"]
-    assert 0 <= looks["as_requested"] <= 1 and 0 <= looks["called_msa"] <= 1
+    assert looks["n"] == len(hyps) > 0
+    assert looks["as_requested"] == pytest.approx(
+        sum(p.variety == "arz" for p in view.classifier().predict(hyps)) / len(hyps), abs=1e-4)
+    assert looks["called_msa"] == pytest.approx(
+        sum(p.variety == "arb" for p in view.msa_classifier().predict(hyps)) / len(hyps), abs=1e-4)
     assert s["classifiers"]["msa_vs_dialect"]["balanced_accuracy"] > 0.5
 
 
@@ -149,7 +163,7 @@ def test_resume_after_interrupt_gives_the_same_numbers(tiny_experiment, tmp_path
         run_experiment(cfg, out, bar=False, stop_after={"decoupled.s1": 10})
     exp = Experiment(out)
     assert exp.progress()["status"] == "interrupted"
-    assert exp.stage("decoupled.s1").resume.location() is not None
+    assert StageFolder(exp, "decoupled.s1").resume.location() is not None
     run_experiment(cfg, out, bar=False)
     stage = exp.manifest()["stages"]["arm:decoupled.s1"]
     assert stage["resumed_from"] == 8

@@ -200,7 +200,9 @@ def test_a_damaged_resume_state_is_dropped_and_the_stage_starts_again(tmp_path):
     from explorer.experiment.integrity import discard_damaged_resume
     from explorer.files import save_tensors, write_json
 
-    folder = Experiment(tmp_path / "exp").stage("decoupled.s0")
+    from explorer.experiment.stagefolder import StageFolder
+
+    folder = StageFolder(Experiment(tmp_path / "exp"), "decoupled.s0")
     state = folder.resume.root
     save_tensors(state / "model.safetensors", {"w": torch.arange(64.0)})
     save_tensors(state / "optim.safetensors", {"0.exp_avg": torch.zeros(64)})

@@ -12,7 +12,7 @@ from explorer.config import preset_config
 from explorer.data.examples import jitter_rows
 from explorer.data.varieties import HR
 from explorer.model.shipped import SHIPPED_BASE, verify
-from explorer.model.sites import ModelLoadError
+from explorer.model.errors import ModelLoadError
 
 TP = 20   # a target position
 
@@ -72,7 +72,7 @@ def test_the_shipped_base_is_there_verified_and_translates():
     """The default preset starts from it: its files match the card, and it decodes a sentence into text."""
     from explorer.evaluation.decoding import translate
     from explorer.model.loading import load_model
-    from explorer.model.small import encoder_for
+    from explorer.model.prompts import encoder_for
 
     card = verify(SHIPPED_BASE)
     assert card["steps"] >= 1000 and card["scores"]["arb-arb"] > 50          # a base that copies MSA
@@ -95,7 +95,10 @@ def test_a_damaged_shipped_base_is_refused_naming_the_file(tmp_path):
     with pytest.raises(ModelLoadError, match=r"model\.safetensors does not match the checksum"):
         verify(folder)
     shutil.copy2(SHIPPED_BASE / "model.safetensors", folder / "model.safetensors")
-    assert verify(folder)["files"]                        # whole again
+    card = verify(folder)                                 # whole again: every file checked against an independent hash
+    import hashlib
+    assert "model.safetensors" in card["files"] and card["files"] == {
+        name: hashlib.sha256((folder / name).read_bytes()).hexdigest() for name in card["files"]}
     (folder / "tokenizer.json").unlink()
     with pytest.raises(ModelLoadError, match=r"tokenizer\.json is missing"):
         verify(folder)

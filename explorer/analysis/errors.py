@@ -22,11 +22,10 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from ..config import model_display
 from ..data.varieties import dialect_of, direction_kind, direction_label
-from ..evaluation.dialect_id import DialectClassifier
+from ..evaluation.dialect_id import CONFIDENT, DialectClassifier, confident_guess
+from ..names import first_of, model_display
 
-CONFIDENT = 0.6        # a dialect guess is shown only when the classifier gives it at least this probability
 NEAR_COPY = 0.9        # ... of the output's words are in the source, and they cover as much of the source
 REPEAT_SHARE = 0.4     # one word (or word pair) making up this share of an output of 6+ words is a loop
 LENGTH_RATIO = 2.5     # an output this many times longer (or shorter) than the reference, in words
@@ -90,11 +89,6 @@ def _norm(text: str) -> str:
 def pair_flags(source: str, ref: str) -> tuple[str, ...]:
     """What is suspicious about the test pair itself: its source and reference are the same text."""
     return (PAIR_SAME,) if _norm(source) and _norm(source) == _norm(ref) else ()
-
-
-def first_of(models: Sequence[str], arm: str) -> str | None:
-    """The first model of ``arm`` among ``models`` ("decoupled" -> "decoupled.s0"; a full model name as is)."""
-    return next((m for m in models if m == arm or m.rpartition(".s")[0] == arm), None)
 
 
 def delta_pair(models: Sequence[str], system: str | None = None, reference: str = "baseline") \
@@ -171,13 +165,6 @@ def filter_table(df: pd.DataFrame, *, directions: Sequence[str] = (), varieties:
                 hit |= df[c].astype(str).str.contains(f, regex=False)
         mask &= hit
     return df[mask]
-
-
-def confident_guess(variety: str | None, probability: float | None, threshold: float = CONFIDENT) -> str | None:
-    """The classifier's guess when it is at least ``threshold`` sure, else None (the page says it withheld it)."""
-    if variety is None or probability is None or not np.isfinite(probability) or probability < threshold:
-        return None
-    return variety
 
 
 # ---------------------------------------------------------------- diffs

@@ -1,6 +1,6 @@
 """Representation geometry: how close each dialect sits to the standard variety, and how subspaces move.
 
-Everything here is numpy on plain arrays (DESIGN.md §2.8): pooled sentence vectors of shape (n, d) with paired
+Everything here is numpy on plain arrays (docs/design.md §2.8): pooled sentence vectors of shape (n, d) with paired
 rows where a function says so, subspace bases of shape (d, k). Distances and CKA are computed in float64; the 2-D
 layouts (PCA, UMAP) are returned as float32 plot coordinates.
 
@@ -120,7 +120,7 @@ def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
 def centroid_cosine(a: np.ndarray, b: np.ndarray) -> float:
     """Cosine between the centroids (row means) of two sets of vectors, a (n_a, d) and b (n_b, d).
 
-    DESIGN.md §2.8 "centroid cosine of each dialect to MSA". NaN when a centroid is the zero vector.
+    docs/design.md §2.8 "centroid cosine of each dialect to MSA". NaN when a centroid is the zero vector.
     """
     am = _as_matrix(a, "a")
     bm = _as_matrix(b, "b")
@@ -129,7 +129,7 @@ def centroid_cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def centroid_l2(a: np.ndarray, b: np.ndarray) -> float:
-    """Euclidean distance between the centroids (row means) of a (n_a, d) and b (n_b, d). DESIGN.md §2.8."""
+    """Euclidean distance between the centroids (row means) of a (n_a, d) and b (n_b, d). docs/design.md §2.8."""
     am = _as_matrix(a, "a")
     bm = _as_matrix(b, "b")
     _same_width(am, bm, ("a", "b"))
@@ -139,7 +139,7 @@ def centroid_l2(a: np.ndarray, b: np.ndarray) -> float:
 def paired_cosine(a: np.ndarray, b: np.ndarray) -> float:
     """Mean over i of cos(a_i, b_i) for paired rows (row i of both = the same sentence in two varieties).
 
-    DESIGN.md §2.8 "paired cosine". NaN if any row has zero norm.
+    docs/design.md §2.8 "paired cosine". NaN if any row has zero norm.
     """
     am = _as_matrix(a, "a")
     bm = _as_matrix(b, "b")
@@ -302,7 +302,7 @@ def umap_2d(x: np.ndarray, params: UmapParams = UmapParams()) -> np.ndarray:
 def geometry_table(
     reps: dict[str, np.ndarray], *, hr: str = "arb", basis: np.ndarray | None = None
 ) -> list[dict[str, Any]]:
-    """One record per variety comparing it with the high-resource variety `hr` at one site (DESIGN.md §2.8).
+    """One record per variety comparing it with the high-resource variety `hr` at one site (docs/design.md §2.8).
 
     reps maps variety code → (n, d) sentence vectors with PARALLEL rows: row i is the same sentence in every
     variety. Every record has the keys variety, centroid_cosine, centroid_l2, paired_cosine, cka (each vs hr) and

@@ -1,4 +1,4 @@
-"""Mean-pooled sentence representations per site (DESIGN.md §2.8).
+"""Mean-pooled sentence representations per site (docs/design.md §2.8).
 
 A sentence's representation at a site is the mean, over the sentence's own tokens, of that decoder layer's
 residual-stream output when the model reads ``bos + text`` and nothing else. No variety tag is fed: the tag would

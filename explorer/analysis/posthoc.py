@@ -1,4 +1,4 @@
-"""Post-hoc probes: how much MSA information is still linearly in a trained model's states (DESIGN.md §2.7).
+"""Post-hoc probes: how much MSA information is still linearly in a trained model's states (docs/design.md §2.7).
 
 The decoupling penalty drives ‖Uᵀh‖ down along the subspace it is given; that says nothing about whether the model
 still separates MSA from the dialects along some other direction (or along U, after removing a shared offset). A

@@ -10,7 +10,8 @@ here); every read checks what it reads. All writes are atomic::
     <model>/step-XXXXXX.safetensors      one float16 (n_rows, d) tensor per site ("layer.00", ...)
     pca/<model>-step-XXXXXX.safetensors  float32 (n_rows, 2) PCA coordinates per site
     geometry.jsonl                       long table: model, step, site, variety, geometry metrics
-    umap/<model>-step-XXXXXX-<site>-<key>.npy/.json   UMAP, computed on demand
+    umap/                                older code's UMAP layouts (no longer read or written: the app computes
+                                         them and holds them in memory)
 
 The *analysis set* is the first ``cfg.analysis_size`` sentence ids of the corpus test split, in HR and every
 dialect of the run (English is left out: the geometry compares dialects with MSA). ``model`` is ``base`` (step 0)
@@ -136,12 +137,6 @@ def write_geometry(root: Path, rows: list[dict]) -> None:
 def has_tables(root: Path) -> bool:
     """Whether the index and geometry tables exist (a cheap check of a finished cache)."""
     return (root / INDEX).exists() and (root / GEOMETRY).exists()
-
-
-def umap_files(root: Path, model: str, step: int, site: str, params_key: str) -> tuple[Path, Path]:
-    """(json, npy) of one cached UMAP layout."""
-    stem = f"{model}-step-{step:06d}-{site}-{params_key}"
-    return root / "umap" / f"{stem}.json", root / "umap" / f"{stem}.npy"
 
 
 def incompatibility(man: dict, fingerprint: str) -> str | None:

@@ -1,7 +1,7 @@
 """Translation examples, their token encoding (with a variety label per token), padding and the batch schedule.
 
 A training sequence is ``prefix source suffix target </s>``, laid out in one place (``Encoder._layout``) in one
-of three prompt styles (``PROMPT_STYLES``), chosen per model (``model.small.encoder_for``):
+of three prompt styles (``PROMPT_STYLES``), chosen per model (``model.prompts.encoder_for``):
 
 - ``tags`` (the built-in model): ``[bos] <arb> source <arz> target </s>``, variety tags as single tokens;
 - ``instruction`` (a pre-trained LM): a natural-language instruction naming both varieties
@@ -85,8 +85,8 @@ class Encoder:
     """Turns examples into token ids with per-token variety labels, in one prompt ``style`` (``PROMPT_STYLES``).
     Works with any HF tokenizer: in the ``tags`` style a tokenizer without our tags simply encodes them as text.
 
-    With ``target_position`` (models trained with aligned positions, see ``model.small.target_position``;
-    ``model.small.encoder_for`` builds the right encoder for a model) every encoded sequence also carries
+    With ``target_position`` (models trained with aligned positions, see ``model.prompts.target_position``;
+    ``model.prompts.encoder_for`` builds the right encoder for a model) every encoded sequence also carries
     position ids: contiguous up to the end of the source, then the suffix (the target tag) and the target from
     ``target_position`` on."""
 

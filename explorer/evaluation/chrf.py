@@ -1,4 +1,4 @@
-"""chrF++ (sacrebleu ``CHRF(word_order=2)``) and the paired bootstrap between systems (DESIGN.md §2.7).
+"""chrF++ (sacrebleu ``CHRF(word_order=2)``) and the paired bootstrap between systems (docs/design.md §2.7).
 
 Scores come from sacrebleu's public API (character n-grams up to 6, word n-grams up to 2, β = 2; Popović 2017),
 signature reported. The bootstrap needs a corpus score for each of a thousand resamples of the test sentences;

@@ -37,6 +37,7 @@ MAX_FEATURES = 60_000
 
 
 OTHER_SCRIPT = "non-Arabic"  # the label of a text that is not mostly in Arabic script (English outputs)
+CONFIDENT = 0.6        # a dialect guess is shown only when the classifier gives it at least this probability
 
 
 def arabic_share(text: str) -> float:
@@ -212,3 +213,10 @@ def fit_for(cfg, varieties: list[str], msa_vs_dialect: bool = False) -> DialectC
 def key_for(cfg, varieties: list[str], msa_vs_dialect: bool = False) -> dict:
     """What a stored classifier must have been fitted on to be reused for ``cfg``."""
     return _key(cfg, varieties, msa_vs_dialect)
+
+
+def confident_guess(variety: str | None, probability: float | None, threshold: float = CONFIDENT) -> str | None:
+    """The classifier's guess when it is at least ``threshold`` sure, else None (the page says it withheld it)."""
+    if variety is None or probability is None or not np.isfinite(probability) or probability < threshold:
+        return None
+    return variety

@@ -1,4 +1,4 @@
-"""Translate one text with one model, with the inference-time decoupling switch (DESIGN.md §2.6).
+"""Translate one text with one model, with the inference-time decoupling switch (docs/design.md §2.6).
 
 The switch is a ``method.hooks.Projection``: h ← h − α·P·h at the chosen site(s). Off (α = 0, or no subspace)
 attaches no hook, so the output is bit-identical to the plain model. Inputs a user types are checked first and
@@ -22,7 +22,7 @@ import torch
 from ..data.examples import Encoder
 from ..data.varieties import ENG, variety
 from ..method.hooks import Projection, capture
-from ..model.small import encoder_for
+from ..model.prompts import encoder_for
 from .decoding import translate
 from .dialect_id import arabic_share
 

@@ -1,4 +1,4 @@
-"""Build the base model that ships with the project: ``python -m explorer base`` (DESIGN.md §4, issue 13).
+"""Build the base model that ships with the project: ``python -m explorer base`` (docs/design.md §4, issue 13).
 
 Stage 1 alone, run as an experiment with no arms in a work folder (so a long CPU run can be killed and resumed
 with the same command), then evaluated and exported: fp16 safetensors and the tokenizer into ``--out`` (by default
@@ -26,8 +26,9 @@ from ..evaluation.chrf import corpus_chrf
 from ..evaluation.decoding import translate
 from ..files import atomic_write_text, read_json, write_json
 from ..model.loading import load_model
+from ..model.prompts import encoder_for
 from ..model.shipped import CARD, file_hashes
-from ..model.small import encoder_for, init_variety_tags
+from ..model.small import init_variety_tags
 from ..version import code_version
 from .classify import dialect_classifier, msa_classifier
 from .evaluate import looks_like

@@ -1,5 +1,5 @@
 """The evaluation stage: every model decodes the test split; chrF++ per direction; which variety each output looks
-like; every arm against the baseline with seed-aware intervals and the noise floor (DESIGN.md §2.7)."""
+like; every arm against the baseline with seed-aware intervals and the noise floor (docs/design.md §2.7)."""
 
 from __future__ import annotations
 
@@ -25,10 +25,11 @@ from ..evaluation.chrf import (
 from ..evaluation.decoding import translate
 from ..evaluation.dialect_id import DialectClassifier
 from ..files import StoreError, is_intact, read_json, read_jsonl, write_json, write_jsonl
-from ..model.small import encoder_for
+from ..model.prompts import encoder_for
+from ..names import model_id
 from ..training.loop import autocast_for
 from .classify import dialect_classifier, msa_classifier
-from .layout import Experiment, arm_models, model_id
+from .layout import Experiment, arm_models
 from .models import load_arm, run_precision
 from .progress import Progress
 

@@ -23,9 +23,10 @@ import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from ..config import PRESETS, RunConfig, arm_kind
+from ..config import PRESETS, RunConfig
+from ..names import arm_kind, model_id, parse_model
 from ..files import FileStatus, StoreError, file_status, read_json, read_jsonl
-from .layout import Experiment, arm_models, model_id, parse_model
+from .layout import Experiment, arm_models
 from .models import uses_shipped_base
 
 CLASSIFIERS = "classifiers"        # the pseudo-stage of the two fitted classifiers
@@ -86,7 +87,7 @@ def stage_files(exp: Experiment, cfg: RunConfig, key: str) -> list[Path]:
         return [exp.data_info_path, *tokenizer]
     if key == "base":
         folder = exp.base_model_dir
-        return [folder / "config.json", *_weights_files(folder), exp.stage("base").root / "log.jsonl"]
+        return [folder / "config.json", *_weights_files(folder), exp.stage_dir("base") / "log.jsonl"]
     if key == CLASSIFIERS:
         return [d / f for d in (exp.dialect_id_dir, exp.msa_id_dir) for f in ("model.json", "weights.npz")]
     if key == SUMMARY:
@@ -99,7 +100,7 @@ def stage_files(exp: Experiment, cfg: RunConfig, key: str) -> list[Path]:
     if kind == "eval":
         return [exp.hyps_path(model), exp.scores_path(model)]
     if kind == "arm":
-        root = exp.stage(model).root
+        root = exp.stage_dir(model)
         out = [root / "log.jsonl", *(exp.checkpoint_file(model, s) for s in expected_checkpoints(cfg))]
         n_refits = exp.manifest().get("stages", {}).get(key, {}).get("refits", 0)
         refits = root / "refits.jsonl"

@@ -29,13 +29,12 @@ every arm starts from, ``"<arm>.s<seed>"`` for an arm trained with one stage-2 s
 ``eval/<arm>/``) are still read; their arms appear as ``"<arm>.s<seed>"`` with the run's single seed.
 
 Stages never spell a path: they ask this module (``Experiment``) or hand what they produce to a
-``StageFolder``, which stores it.
+``experiment.stagefolder.StageFolder``, which stores it where this module says.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -43,43 +42,16 @@ from pathlib import Path
 import torch
 
 from ..config import RunConfig
-from ..files import (
-    StoreError,
-    append_jsonl,
-    load_tensors,
-    read_json,
-    read_jsonl,
-    remove_file,
-    save_tensors,
-    write_json,
-    write_jsonl,
-)
-from ..method.decoupler import Refit
-from ..training.resume import ResumeState
+from ..files import StoreError, load_tensors, read_json, read_jsonl, write_json
+from ..names import model_id, parse_model
 from ..version import REPO_ROOT, code_version
 from .lock import RunLock
 
 FORMAT_VERSION = 2
 READABLE_FORMATS = (1, 2)          # format 1: one seed per arm (arms/<arm>/, eval/<arm>/)
 CACHE_ROOT = REPO_ROOT / "cache"
-CHECKPOINT_FORMAT = "dde-checkpoint/1"
 WEIGHTS = "weights.safetensors"
 PACK_FILE = "pack.json"
-
-
-def model_id(arm: str, seed: int) -> str:
-    """The name of the model an arm trained with stage-2 seed ``seed``: ``model_id("decoupled", 1) == "decoupled.s1"``."""
-    return f"{arm}.s{seed}"
-
-
-def parse_model(name: str) -> tuple[str, int | None]:
-    """``"decoupled.s1"`` -> ("decoupled", 1); ``"base"`` -> ("base", None)."""
-    if name == "base":
-        return "base", None
-    arm, sep, seed = name.rpartition(".s")
-    if not sep or not arm or not seed.isdigit():
-        raise ValueError(f"{name!r} is not a model name: use 'base' or '<arm>.s<seed>', e.g. 'decoupled.s0'")
-    return arm, int(seed)
 
 
 def arm_models(cfg: RunConfig) -> list[str]:
@@ -187,18 +159,15 @@ class Experiment:
                              f"{self.root.parent / (self.root.name + '-rerun')}`.")
 
     # ------------------------------------------------------------ training stages
-    def _stage_dir(self, name: str) -> Path:
+    def stage_dir(self, name: str) -> Path:
+        """The folder of training stage ``name`` ("base" or a model): log, checkpoints, refits, resume state."""
         if name == "base":
             return self.root / "base"
         arm, seed = parse_model(name)
         return self.root / "arms" / arm if self.format == 1 else self.root / "arms" / arm / f"seed-{seed}"
 
-    def stage(self, name: str) -> StageFolder:
-        """Where stage ``name`` ("base" or an arm) stores its log, checkpoints, refits and resume state."""
-        return StageFolder(self, name)
-
     def checkpoint_file(self, arm: str, step: int) -> Path:
-        return self._stage_dir(arm) / "checkpoints" / f"step-{step:06d}" / WEIGHTS
+        return self.stage_dir(arm) / "checkpoints" / f"step-{step:06d}" / WEIGHTS
 
     def checkpoints(self, arm: str) -> list[int]:
         """Steps of the complete checkpoints of an arm, ascending (in a packed copy: the steps it keeps
@@ -206,7 +175,7 @@ class Experiment:
         pack = self.packed()
         if pack is not None:
             return list(pack["models"].get(arm, {}).get("steps", []))
-        d = self._stage_dir(arm) / "checkpoints"
+        d = self.stage_dir(arm) / "checkpoints"
         if not d.exists():
             return []
         return sorted(int(c.name[5:]) for c in d.iterdir() if c.name.startswith("step-") and (c / WEIGHTS).exists())
@@ -222,13 +191,13 @@ class Experiment:
         return load_tensors(path)
 
     def refits(self, arm: str) -> list[dict]:
-        return read_jsonl(self._stage_dir(arm) / "refits.jsonl")
+        return read_jsonl(self.stage_dir(arm) / "refits.jsonl")
 
     def refit_file(self, arm: str, index: int) -> Path:
-        return self._stage_dir(arm) / "refits" / f"refit-{index:04d}.safetensors"
+        return self.stage_dir(arm) / "refits" / f"refit-{index:04d}.safetensors"
 
     def train_log(self, name: str) -> list[dict]:
-        return read_jsonl(self._stage_dir(name) / "log.jsonl")
+        return read_jsonl(self.stage_dir(name) / "log.jsonl")
 
     # ------------------------------------------------------------ evaluation
     @property
@@ -353,67 +322,6 @@ class Experiment:
         """Start ``cmd`` as the process running this folder, the run lock taken for it (the app's Run button);
         ``lock.RunLockHeld`` if a live process already runs the folder."""
         return RunLock(self).start_child(cmd, **popen)
-
-
-class StageFolder:
-    """One training stage's products (``training.loop.Sink``): log, checkpoints, refits and resume state.
-
-    Checkpoints and refit files describe themselves in their safetensors metadata (format, kind, stage, step,
-    config fingerprint, code version), so one file can be understood without its neighbours."""
-
-    def __init__(self, exp: Experiment, name: str):
-        self.exp = exp
-        self.name = name
-        self.root = exp._stage_dir(name)
-        self.resume = ResumeState(self.root / "state")
-
-    @property
-    def _log_path(self) -> Path:
-        return self.root / "log.jsonl"
-
-    @property
-    def _refits_path(self) -> Path:
-        return self.root / "refits.jsonl"
-
-    def _meta(self, **extra) -> dict[str, str]:
-        return {"format": CHECKPOINT_FORMAT, "stage": self.name, "fingerprint": self.exp.fingerprint,
-                "code_version": code_version(), **{k: str(v) for k, v in extra.items()}}
-
-    def begin(self, resume_step: int | None) -> None:
-        if resume_step is None:       # a fresh start: nothing a previous attempt left may survive
-            for stale in (self._log_path, self._refits_path):
-                remove_file(stale)
-            shutil.rmtree(self.root / "refits", ignore_errors=True)
-            shutil.rmtree(self.root / "checkpoints", ignore_errors=True)
-            return
-        # resuming from the state saved after step ``resume_step``: its log line was written before that state and
-        # stays; refits at ``resume_step`` or later happen after it and will be redone. A torn last line (a kill in
-        # mid-line) is always newer than the state resumed from, so it is dropped with the rest (files.py).
-        write_jsonl(self._log_path, [r for r in read_jsonl(self._log_path, drop_torn_tail=True)
-                                     if r["step"] <= resume_step])
-        write_jsonl(self._refits_path, [r for r in read_jsonl(self._refits_path, drop_torn_tail=True)
-                                        if r["step"] < resume_step])
-
-    def log(self, record: dict) -> None:
-        append_jsonl(self._log_path, record)
-
-    def checkpoint(self, step: int, tensors: dict[str, torch.Tensor]) -> None:
-        """fp16 weights for analysis and evaluation (half the disk of fp32; resume uses the fp32 state)."""
-        kind = "base" if self.name == "base" else "arm"
-        save_tensors(self.exp.checkpoint_file(self.name, step), tensors, self._meta(kind=kind, step=step))
-
-    def refit(self, refit: Refit) -> dict:
-        index = len(read_jsonl(self._refits_path))
-        record = {"index": index, **refit.record}
-        save_tensors(self.exp.refit_file(self.name, index), refit.tensors,
-                     self._meta(kind=record["kind"], step=record["step"], index=index,
-                                sites=",".join(record["sites"]), arm=record["arm"]))
-        append_jsonl(self._refits_path, record)
-        return record
-
-    def finish(self) -> None:
-        """The stage is done: its resume state is no longer needed."""
-        self.resume.drop()
 
 
 def list_experiments(root: Path = CACHE_ROOT) -> list[Path]:

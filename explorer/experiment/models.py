@@ -14,7 +14,7 @@ from ..files import read_json
 from ..model.adapt import Adaptation, adapt, weights_dtype
 from ..model.loading import load_model, resolve_model
 from ..model.shipped import SHIPPED_BASE, verify
-from ..model.sites import ModelLoadError
+from ..model.errors import ModelLoadError
 from ..model.small import init_variety_tags
 from ..model.weights import load_weights
 from ..training.distributed import current as current_dist

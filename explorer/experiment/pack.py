@@ -37,7 +37,8 @@ from ..analysis import repcache
 from ..files import Record, StoreError, atomic_write, check_path, file_status, read_json, write_json
 from ..model.shipped import SHIPPED_BASE, read_card
 from ..version import code_version
-from .layout import PACK_FILE, Experiment, arm_models, parse_model
+from ..names import parse_model
+from .layout import PACK_FILE, Experiment, arm_models
 from .models import uses_shipped_base
 
 PACK_FORMAT = "dde-pack/1"

@@ -14,9 +14,10 @@ from ..config import RunConfig
 from ..data.corpus import ParallelCorpus
 from ..data.rundata import run_dialects
 from ..data.sources import load_corpus
-from ..model.loading import check_model_dir, resolve_model
+from ..model.errors import ModelLoadError
+from ..model.loading import check_model_dir, check_vocab, load_tokenizer_of, resolve_model
 from ..model.shipped import SHIPPED_BASE
-from ..model.sites import ModelLoadError, parse_site, site_name
+from ..model.sites import parse_site, site_name
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,8 @@ def model_shape(cfg: RunConfig) -> ModelShape:
     if d is None or n is None:
         raise ModelLoadError(f"{path} names no hidden size (hidden_size/n_embd/d_model) or layer count "
                              "(num_hidden_layers/n_layer/num_layers); is this a causal language model?")
+    if cfg.model:        # a tokenizer whose ids reach past the embedding fails deep in training: refuse it now
+        check_vocab(load_tokenizer_of(folder), first("vocab_size"), folder)
     what = "the shipped base" if not cfg.model else str(folder)
     return ModelShape(d, n, first("max_position_embeddings", "n_positions"), what)
 

@@ -15,13 +15,14 @@ import pandas as pd
 
 from ..analysis.repcache import read_represent_manifest
 from ..analysis.verdict import penalised_site, posthoc_at_penalised_site
-from ..config import arm_kind
+from ..config import RunConfig
 from ..data.varieties import HR, KINDS, VARIETIES, dialect_of, direction_kind, direction_label, variety
 from ..evaluation.chrf import chrf_signature
 from ..files import file_status, read_json
+from ..names import arm_kind, arm_lam, parse_model
 from .evaluate import AGGREGATES as AGGREGATE_KINDS
 from .integrity import Problem, check, done_stages, repair_command
-from .layout import Experiment, arm_models, parse_model
+from .layout import Experiment, arm_models
 
 
 def _arm_stats(models: dict[str, dict]) -> dict[str, dict[str, dict]]:
@@ -82,7 +83,7 @@ def summary(exp: Experiment) -> dict:
         out["classifiers"] = read_json(exp.classifiers_path)
     out["posthoc"] = _posthoc_last(exp, cfg)
     for model in arm_models(cfg):
-        if exp.stage(model).root / "refits.jsonl" in bad:
+        if exp.stage_dir(model) / "refits.jsonl" in bad:
             continue
         refits = exp.refits(model)
         if refits or arm_kind(parse_model(model)[0]) != "baseline":
@@ -98,7 +99,7 @@ def _unusable(exp: Experiment, cfg) -> tuple[set, list[str]]:
     keys = [k for k in done_stages(exp, cfg) if k.startswith("eval:")]
     problems = check(exp, cfg, keys)
     shared = [exp.deltas_path, exp.copy_source_path, exp.classifiers_path,
-              *(exp.stage(mo).root / "refits.jsonl" for mo in arm_models(cfg))]
+              *(exp.stage_dir(mo) / "refits.jsonl" for mo in arm_models(cfg))]
     for path in shared:
         status = file_status(path)
         if status.state == "damaged":     # a missing one was not written yet (an unfinished run): nothing to say
@@ -129,21 +130,18 @@ def dose_response(s: dict) -> list[dict]:
     directions (with interval and reading), MSA leakage and the as-requested share (mean over seeds and directions),
     and the post-hoc probe's accuracy at the penalised site at the last checkpoint (mean over seeds; how much MSA
     information is still there). The baseline is the λ = 0 reference row without Δ."""
-    cfg = s["config"]
-    lam = cfg.get("lam", 0.01)
+    lam = s["config"].get("lam", RunConfig.lam)        # the run's λ (older summaries: the option's default)
     arms = [a for a in s["arms"] if arm_kind(a) == "decoupled"]
     pen = penalised_site(s)
     rows = []
-    for arm in ["baseline", *sorted(arms, key=lambda a: float(a.removeprefix("decoupled-lam")) if "-lam" in a
-                                    else lam)]:
+    for arm in ["baseline", *sorted(arms, key=lambda a: arm_lam(a, lam))]:
         if arm not in s["arms"]:
             continue
         models = [m for m in s["looks_like"] if m != "base" and parse_model(m)[0] == arm]
         looks = [v for m in models for v in s["looks_like"][m]["directions"].values()]
         probes = [acc for m, sites in s.get("posthoc", {}).items() if m in models or parse_model(m)[0] == arm
                   for site, acc in sites.items() if pen is None or site == pen]
-        row = {"arm": arm, "lam": 0.0 if arm == "baseline" else
-               (float(arm.removeprefix("decoupled-lam")) if "-lam" in arm else lam),
+        row = {"arm": arm, "lam": 0.0 if arm == "baseline" else arm_lam(arm, lam),
                "called_msa": _mean([v["called_msa"] for v in looks]),
                "as_requested": _mean([v["as_requested"] for v in looks]), "posthoc_accuracy": _mean(probes)}
         for kind in ("msa_to_dialect", "dialect_to_msa"):
@@ -323,7 +321,8 @@ def headline_table(scores: pd.DataFrame, deltas: pd.DataFrame, models: tuple[str
                    copy_source: dict[str, float] | None = None,
                    aggregates: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per direction: chrF++ of the base and of each arm (mean over its seeds, with the sd across seeds
-    when there are several), and each arm's Δ vs baseline with its 95% interval, its reading and the noise floor;
+    when there are several), and each arm's Δ vs baseline with its 95% interval (``low <arm>``, ``high <arm>``:
+    numbers; the page formats them), its reading and the noise floor;
     then, for MSA→dialect and dialect→MSA when they have several directions, a "mean of N directions" row
     (``mean`` True): each arm's mean over those directions (sd over seeds of that mean) and, from ``aggregates``
     (``ExperimentView.aggregate_deltas()``), the Δ of that mean with its joint interval and noise floor.
@@ -355,7 +354,7 @@ def headline_table(scores: pd.DataFrame, deltas: pd.DataFrame, models: tuple[str
             if len(x):
                 x = x.iloc[0]
                 row[f"Δ {system}"] = x["delta"]
-                row[f"95% CI {system}"] = f"[{x['low']:+.2f}, {x['high']:+.2f}]"
+                row[f"low {system}"], row[f"high {system}"] = float(x["low"]), float(x["high"])   # 95% interval
                 row[f"reading {system}"] = x["reading"]
         if not deltas.empty:
             floor = deltas.loc[deltas["direction"] == d, "noise_floor"]
@@ -393,7 +392,7 @@ def _mean_row(kind: str, codes: list[str], scores: pd.DataFrame, arms: list[str]
             if len(x):
                 x = x.iloc[0]
                 row[f"Δ {system}"] = x["delta"]
-                row[f"95% CI {system}"] = f"[{x['low']:+.2f}, {x['high']:+.2f}]"
+                row[f"low {system}"], row[f"high {system}"] = float(x["low"]), float(x["high"])   # 95% interval
                 row[f"reading {system}"] = x["reading"]
         floor = aggregates.loc[aggregates["kind"] == kind, "noise_floor"]
         if len(floor) and not pd.isna(floor.iloc[0]):

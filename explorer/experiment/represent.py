@@ -1,4 +1,4 @@
-"""The representation stage (DESIGN.md §2.8): for every model and checkpoint, pooled representations, post-hoc
+"""The representation stage (docs/design.md §2.8): for every model and checkpoint, pooled representations, post-hoc
 probes, PCA and geometry, written into the cache that ``analysis.repcache`` owns.
 
 Each model is read in its *own* MSA subspace (its post-hoc probe at that checkpoint and site), and a decoupled or
@@ -36,16 +36,16 @@ from ..analysis.repcache import (
     write_pca,
     write_representations,
 )
-from ..config import RunConfig, arm_kind
+from ..config import RunConfig
 from ..data.varieties import ENG, HR
-from ..files import StoreError, load_tensors
-from ..method.subspace import Subspace
+from ..files import StoreError
+from ..model.prompts import encoder_for
 from ..model.sites import all_sites, hidden_size
-from ..model.small import encoder_for
 from ..model.weights import load_weights
 from ..training.loop import autocast_for
-from .layout import Experiment, RunLock, arm_models, parse_model
+from .layout import Experiment, RunLock, arm_models
 from .models import base_model_path, load_arm, run_precision
+from .refits import penalised_sites, subspace_at
 
 
 def plan(exp: Experiment, cfg: RunConfig) -> list[tuple[str, int]]:
@@ -72,46 +72,6 @@ def source_stamp(exp: Experiment, cfg: RunConfig, model: str, step: int) -> list
             continue
         out.append([f.name, st.st_size, st.st_mtime_ns])
     return out
-
-
-def subspace_at(exp: Experiment, step: int, site: str, model: str,
-                refits: list[dict] | None = None) -> tuple[Subspace, int] | None:
-    """The subspace ``model`` (a decoupled or random arm) was penalising at ``site`` at ``step``: its latest refit at
-    or before ``step`` that the gate accepted, with its refit index; None when it had none yet (no penalty then)."""
-    records = [r for r in (exp.refits(model) if refits is None else refits)
-               if site in r.get("sites", {}) and r["sites"][site].get("gate", {"accepted": True})["accepted"]
-               and r["step"] <= step]
-    if not records:
-        return None
-    chosen = max(records, key=lambda r: (r["step"], r["index"]))
-    path = exp.refit_file(model, chosen["index"])
-    try:
-        tensors = load_tensors(path)
-    except FileNotFoundError:
-        raise StoreError(f"{path} is missing (refit {chosen['index']} of {model}, recorded in its refits.jsonl). "
-                         "Rerun the same `python -m explorer run ...` that made the experiment: it retrains the "
-                         "arms whose files are missing or damaged.") from None
-    key = f"{site}.basis"
-    if key not in tensors:
-        raise StoreError(f"{path} has no {key!r} tensor; the refit record and its file disagree. "
-                         "Rerun the arm into a new folder.")
-    kind = chosen.get("kind") or ("random" if parse_model(model)[0] == "random" else "probe")  # format-1 records
-    return Subspace(tensors[key].float(), site=site, step=int(chosen["step"]), kind=kind), int(chosen["index"])
-
-
-def penalised_sites(exp: Experiment, cfg: RunConfig) -> tuple[str, ...]:
-    """The sites the decoupling acted on: recorded by the arm stages, else in the refits, else the config."""
-    stages = exp.manifest().get("stages", {}) if exp.exists() else {}
-    models = [m for m in arm_models(cfg) if arm_kind(parse_model(m)[0]) != "baseline"]
-    for model in models:
-        sites = stages.get(exp.stage_key("arm", model), {}).get("sites")
-        if sites:
-            return tuple(sites)
-    for model in models:
-        for r in exp.refits(model):
-            if r.get("sites"):
-                return tuple(r["sites"])
-    return tuple(cfg.sites)
 
 
 @contextlib.contextmanager

@@ -14,11 +14,12 @@ import torch
 from ..config import RunConfig
 from ..data.rundata import load_run_data
 from ..files import file_status, write_json
+from ..names import parse_model
 from ..training.distributed import current as current_dist
 from ..training.distributed import setup as setup_dist
 from .evaluate import relabel, stage_eval
 from .integrity import plan_repairs
-from .layout import Experiment, RunLock, parse_model, training_order
+from .layout import Experiment, RunLock, training_order
 from .models import run_precision
 from .preflight import preflight
 from .progress import NullProgress, Progress

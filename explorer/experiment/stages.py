@@ -3,7 +3,7 @@
 Each stage writes its artefacts through the experiment layout and marks itself done in the manifest; rerunning
 the same command skips finished stages and resumes an unfinished one from its last checkpoint. All arms start
 from the same base weights, see the same batches in the same order and run the same number of steps
-(DESIGN.md §2.5).
+(docs/design.md §2.5).
 """
 
 from __future__ import annotations
@@ -13,22 +13,25 @@ import shutil
 import numpy as np
 import torch
 
-from ..config import RunConfig, arm_kind, derive
+from ..config import RunConfig, derive
 from ..data.examples import IGNORE, Encoder, Example, collate
 from ..data.rundata import RunData
 from ..data.varieties import HR, VARIETIES
 from ..files import record_file, write_json
 from ..method.decoupler import Decoupler, DecoupleSettings
 from ..model.loading import load_model
+from ..model.prompts import encoder_for
 from ..model.sites import all_sites, default_sites, hidden_size, parse_site
-from ..model.small import build_small_model, encoder_for
+from ..model.small import build_small_model
 from ..model.tokenizer import load_tokenizer, train_tokenizer
+from ..names import arm_kind, model_id, parse_model
 from ..training.distributed import current as current_dist
 from ..training.loop import LoopSpec, train_loop
 from .integrity import discard_damaged_resume
-from .layout import Experiment, model_id, parse_model
+from .layout import Experiment
 from .models import load_base, pick_device, run_precision, uses_shipped_base, verified_shipped_base
 from .progress import Progress
+from .stagefolder import StageFolder
 
 
 def stage_prepare(exp: Experiment, cfg: RunConfig, data: RunData) -> None:
@@ -108,7 +111,7 @@ def stage_base(exp: Experiment, cfg: RunConfig, data: RunData, progress: Progres
     spec = derive(LoopSpec, cfg, name="base", steps=cfg.base_steps, lr=cfg.base_lr, save_checkpoints=not cfg.arms,
                   warm_indices=copies, warm_steps=cfg.base_copy_warmup if copies else 0, seed=cfg.stage1_seed,
                   jitter=cfg.base_jitter, bf16=run_precision(exp, cfg, device).bf16)
-    folder = exp.stage("base")
+    folder = StageFolder(exp, "base")
     if current_dist().is_main:
         discard_damaged_resume(folder)
     current_dist().barrier()
@@ -200,7 +203,7 @@ def stage_arm(exp: Experiment, cfg: RunConfig, data: RunData, model: str, progre
                               probe_batches_fn(cfg, enc, data.probe_pool, tok.pad_token_id, seed), dist=current_dist())
     spec = derive(LoopSpec, cfg, name=model, seed=seed, save_checkpoints=True,
                   bf16=run_precision(exp, cfg, base.device).bf16)
-    folder = exp.stage(model)
+    folder = StageFolder(exp, model)
     if current_dist().is_main:
         discard_damaged_resume(folder)
     current_dist().barrier()

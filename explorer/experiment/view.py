@@ -2,7 +2,7 @@
 
     view = load_experiment("cache/default")
     x = view.representations("decoupled", 400, "layer.02")      # (n_rows, d) float32
-    xy = view.umap("decoupled", 400, "layer.02")                 # (n_rows, 2), cached on disk
+    xy = view.umap("decoupled", 400, "layer.02")                 # (n_rows, 2), computed, never stored
     view.geometry("baseline", 400, "layer.02")                   # one row per variety
 
 A view is a snapshot: it reads the folder's small metadata (manifest, data notes, representation manifest,
@@ -14,7 +14,6 @@ from the files on each call; the app caches those with ``st.cache_data``. A dama
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -24,18 +23,19 @@ import torch
 
 from ..analysis import repcache
 from ..analysis.geometry import UmapParams, pca_2d, umap_2d
-from ..config import RunConfig, arm_kind
+from ..config import RunConfig
 from ..data.varieties import HR
 from ..evaluation import dialect_id
-from ..files import StoreError, load_npy, read_json, read_jsonl, save_npy, write_json
+from ..files import StoreError, read_json
 from ..method.hooks import Projection
 from ..method.subspace import Subspace, qr_basis
 from ..model.sites import site_name
-from .classify import dialect_classifier, msa_classifier
-from .evaluate import AGGREGATES
-from .layout import CACHE_ROOT, Experiment, arm_models, list_experiments, parse_model
+from ..names import arm_kind, parse_model
+from . import results
+from .classify import stored_classifier
+from .layout import CACHE_ROOT, Experiment, arm_models, list_experiments
 from .models import base_model_path, load_arm
-from .represent import penalised_sites, subspace_at
+from .refits import penalised_sites, subspace_at
 
 __all__ = ["ExperimentView", "list_experiment_dirs", "load_experiment"]
 
@@ -47,11 +47,6 @@ PROBE_COLUMNS = ["model", "arm", "seed", "step", "site", "accuracy", "chance", "
 REFIT_VARIETY_COLUMNS = ["index", "step", "site", "variety", "n", "accuracy", "code_length_bits", "compression"]
 GEOMETRY_COLUMNS = ["model", "step", "site", "variety", *repcache.GEOMETRY_METRICS, "subspace_step",
                     "subspace_refit"]
-SCORE_COLUMNS = ["model", "arm", "seed", "direction", "src", "tgt", "chrf", "n"]
-DELTA_COLUMNS = ["system", "direction", "src", "tgt", "delta", "low", "high", "p_value", "interval", "per_seed",
-                 "reading", "noise_floor"]
-AGGREGATE_COLUMNS = ["system", "kind", "delta", "low", "high", "interval", "reading", "noise_floor"]
-LOOKS_COLUMNS = ["model", "arm", "seed", "direction", "n", "as_requested", "called_msa", "identical_across_targets"]
 DEFAULT_UMAP = UmapParams()
 
 
@@ -232,30 +227,9 @@ class ExperimentView:
         return cached if cached is not None else pca_2d(self.representations(model, step, site))
 
     def umap(self, model: str, step: int, site: str, params: UmapParams = DEFAULT_UMAP) -> np.ndarray:
-        """(n_rows, 2) float32 UMAP coordinates, computed once per (model, step, site, params) and kept on disk.
-
-        The cache file's json holds the parameters, the checksum of the representations it came from and the
-        umap-learn version; a mismatch recomputes it."""
-        man, entry = self._entry(model, step, site)
-        src = entry["sha256"][site]
-        pkey = hashlib.sha256(json.dumps(params.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
-        meta_path, npy_path = repcache.umap_files(self.exp.represent_dir, model, step, site, pkey)
-        want = {"params": params.to_dict(), "source_sha256": src, "shape": [man["n_rows"], 2]}
-        try:
-            # through files.py: garbled cache bytes are caught (and the layout recomputed)
-            meta = read_json(meta_path)
-            if all(meta.get(k) == v for k, v in want.items()):
-                a = load_npy(npy_path)
-                if a.shape == (man["n_rows"], 2) and a.dtype == np.float32 and np.isfinite(a).all():
-                    return a
-        except (OSError, ValueError, json.JSONDecodeError):
-            pass  # missing or damaged: recompute
-        emb = umap_2d(self.representations(model, step, site), params)
-        save_npy(npy_path, emb)
-        import umap as umap_lib
-        write_json(meta_path, {**want, "umap_version": umap_lib.__version__, "model": model, "step": step,
-                               "site": site})
-        return emb
+        """(n_rows, 2) float32 UMAP coordinates, computed here and written nowhere: a view never writes into the
+        experiment folder. The app holds each layout in memory (``ui.cache.layout``)."""
+        return umap_2d(self.representations(model, step, site), params)
 
     # ------------------------------------------------------------ subspaces and probes
 
@@ -333,97 +307,32 @@ class ExperimentView:
     # ------------------------------------------------------------ evaluation and logs
 
     def scores(self) -> pd.DataFrame:
-        """chrF++ per model and direction (eval/<model>/scores.json), with the model's arm and seed."""
-        rows = []
-        for model in ("base", *arm_models(self.config)):
-            path = self.exp.scores_path(model)
-            if not path.exists():
-                continue
-            for d, s in read_json(path)["directions"].items():
-                src, tgt = d.split("-", 1)
-                arm, seed = parse_model(model)
-                rows.append({"model": model, "arm": arm, "seed": seed, "direction": d, "src": src, "tgt": tgt,
-                             "chrf": s["chrf"], "n": s["n"]})
-        return pd.DataFrame(rows, columns=SCORE_COLUMNS)
+        """See ``experiment.results.scores``."""
+        return results.scores(self.exp, self.config)
 
     def looks_like(self) -> pd.DataFrame:
-        """Per model and MSA→dialect direction: the share of outputs assigned to the requested dialect
-        (``as_requested``) and the share called MSA (``called_msa``, MSA leakage), plus each model's share of test
-        sentences whose outputs are identical for every target dialect. The references' shares come as model
-        ``"reference"`` (the ceiling a perfect system would reach)."""
-        rows = []
-        sources = [(m, self.exp.scores_path(m)) for m in ("base", *arm_models(self.config))]
-        for model, path in sources:
-            if path.exists():
-                rows += _looks_like_rows(model, read_json(path).get("looks_like"))
-        if self.exp.classifiers_path.exists():
-            rows += _looks_like_rows("reference", read_json(self.exp.classifiers_path).get("references"))
-        return pd.DataFrame(rows, columns=LOOKS_COLUMNS)
+        """See ``experiment.results.looks_like``."""
+        return results.looks_like(self.exp, self.config)
 
     def classifiers(self) -> dict:
-        """The classifiers' held-out accuracies (eval/classifiers.json; empty before the evaluation)."""
-        path = self.exp.classifiers_path
-        return read_json(path) if path.exists() else {}
+        """See ``experiment.results.classifiers``."""
+        return results.classifiers(self.exp)
 
     def copy_source(self) -> dict[str, float]:
-        """direction -> chrF++ of outputting the source unchanged (eval/copy_source.json; empty if absent)."""
-        path = self.exp.copy_source_path
-        if not path.exists():
-            return {}
-        return {d: s["chrf"] for d, s in read_json(path)["directions"].items()}
+        """See ``experiment.results.copy_source``."""
+        return results.copy_source(self.exp)
 
     def deltas(self) -> pd.DataFrame:
-        """Δ chrF++ of each system (an arm, or the base) against the baseline, per direction (eval/deltas.json): the
-        mean over seeds with its 95% interval (``interval`` says what it resamples: "seeds+sentences", or
-        "sentences" for one seed), the per-seed Δ, the baseline's noise floor (largest |Δ| between two of its
-        seeds; NaN with one seed) and the reading of the two together."""
-        path = self.exp.deltas_path
-        rows = []
-        if path.exists():
-            doc = read_json(path)
-            floors = doc.get("noise_floor", {})
-            for system, dirs in doc.get("systems", {}).items():
-                for d, x in dirs.items():
-                    src, tgt = d.split("-", 1)
-                    floor = floors.get(d)
-                    rows.append({"system": system, "direction": d, "src": src, "tgt": tgt,
-                                 **{k: x.get(k) for k in ("delta", "low", "high", "p_value")},
-                                 "interval": x.get("interval", "sentences"), "per_seed": x.get("per_seed"),
-                                 "reading": x.get("reading"),
-                                 "noise_floor": floor["max_abs"] if floor else float("nan")})
-        return pd.DataFrame(rows, columns=DELTA_COLUMNS)
+        """See ``experiment.results.deltas``."""
+        return results.deltas(self.exp)
 
     def aggregate_deltas(self) -> pd.DataFrame:
-        """Δ chrF++ of each system against the baseline over all the directions of a kind (MSA→dialect,
-        dialect→MSA; eval/deltas.json "aggregate"): the mean over directions and seeds, its joint 95% interval, its
-        reading and the noise floor of that mean (largest gap between two baseline seeds)."""
-        path = self.exp.deltas_path
-        rows = []
-        if path.exists():
-            doc = read_json(path)
-            for system, kinds in doc.get("aggregate", {}).items():
-                for key, x in kinds.items():
-                    floor = doc.get("aggregates", {}).get(key, {}).get("noise_floor")
-                    rows.append({"system": system, "kind": AGGREGATES.get(key, key),
-                                 **{k: x.get(k) for k in ("delta", "low", "high")},
-                                 "interval": x.get("interval", "sentences"), "reading": x.get("reading"),
-                                 "noise_floor": floor["max_abs"] if floor else float("nan")})
-        return pd.DataFrame(rows, columns=AGGREGATE_COLUMNS)
+        """See ``experiment.results.aggregate_deltas``."""
+        return results.aggregate_deltas(self.exp)
 
     def hypotheses(self) -> pd.DataFrame:
-        """One row per (direction, sent_id): direction, src, tgt, sent_id, source, ref, then hyp_<model> and
-        chrf_<model> for every evaluated model."""
-        keys = ["direction", "src", "tgt", "sent_id", "source", "ref"]
-        out: pd.DataFrame | None = None
-        for m in ("base", *arm_models(self.config)):
-            path = self.exp.hyps_path(m)
-            if not path.exists():
-                continue
-            f = pd.DataFrame(read_jsonl(path))
-            f = f[keys + ["hyp", "chrf"]].rename(columns={"hyp": f"hyp_{m}", "chrf": f"chrf_{m}"})
-            out = f if out is None else out.merge(f.drop(columns=["src", "tgt", "source", "ref"]),
-                                                  on=["direction", "sent_id"], how="outer")
-        return out if out is not None else pd.DataFrame(columns=keys)
+        """See ``experiment.results.hypotheses``."""
+        return results.hypotheses(self.exp, self.config)
 
     def train_log(self, model: str) -> pd.DataFrame:
         """The training log of an arm (or of the base stage): step, loss, lr, grad_norm, penalty, elapsed."""
@@ -439,12 +348,13 @@ class ExperimentView:
         return m.eval(), tok
 
     def classifier(self) -> dialect_id.DialectClassifier:
-        """The experiment's dialect classifier (every variety of the run), fitted once and kept in its folder."""
-        return dialect_classifier(self.exp, self.config, list(self.varieties))
+        """The experiment's dialect classifier (every variety of the run), as the evaluation stage stored it (fitted
+        in memory, not stored, for a folder that has none)."""
+        return stored_classifier(self.exp, self.config, list(self.varieties), msa_vs_dialect=False)
 
     def msa_classifier(self) -> dialect_id.DialectClassifier:
         """The MSA-vs-dialect classifier behind the MSA-leakage numbers."""
-        return msa_classifier(self.exp, self.config, list(self.varieties))
+        return stored_classifier(self.exp, self.config, list(self.varieties), msa_vs_dialect=True)
 
     def penalties(self) -> pd.DataFrame:
         """The penalty trajectories of every decoupled and random arm: model, arm, seed, step, penalty (NaN where no
@@ -463,12 +373,3 @@ class ExperimentView:
 
     def __repr__(self) -> str:
         return f"ExperimentView({str(self.root)!r})"
-
-
-def _looks_like_rows(model: str, doc: dict | None) -> list[dict]:
-    if not doc:
-        return []
-    arm, seed = parse_model(model) if model != "reference" else ("reference", None)
-    return [{"model": model, "arm": arm, "seed": seed, "direction": d, **{k: v.get(k) for k in ("n", "as_requested",
-             "called_msa")}, "identical_across_targets": doc.get("identical_across_targets")}
-            for d, v in doc.get("directions", {}).items()]

@@ -1,4 +1,4 @@
-"""The method (DESIGN.md §2), one idea per module, in the order a refit uses them.
+"""The method (docs/design.md §2), one idea per module, in the order a refit uses them.
 
 ``subspace`` (the frozen result: ``Subspace``, random draws, principal angles, energy share) ←
 ``variational`` (the Bayesian linear layer) ← ``probe`` (the fitter that hands out a ``Subspace``);

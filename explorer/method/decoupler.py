@@ -1,4 +1,4 @@
-"""Online re-estimation of the HR subspace and the decoupling objective (DESIGN.md §2.3-2.5).
+"""Online re-estimation of the HR subspace and the decoupling objective (docs/design.md §2.3-2.5).
 
 A ``Decoupler`` serves a decoupled arm (``kind="probe"``) or the random control (``kind="random"``). It keeps
 the current subspace per site and supplies the loss term λ·mean‖Uᵀh‖ (``penalty``) or, in ``project`` mode, the
@@ -248,7 +248,7 @@ class Decoupler:
         return capture(model, self.s.sites)
 
     def loss_term(self, states, batch) -> PenaltyTerm | None:
-        """λ·penalty over the selected tokens (DESIGN.md §2.4), or None in ``project`` mode or before a U is in
+        """λ·penalty over the selected tokens (docs/design.md §2.4), or None in ``project`` mode or before a U is in
         force (the arm then trains exactly like the baseline)."""
         if self.s.mode != "penalty" or not self.current:
             return None
@@ -289,7 +289,7 @@ class Decoupler:
 
 def penalty(states: Mapping[str, torch.Tensor], subspaces: Mapping[str, Subspace], token_mask: torch.Tensor,
             *, squared: bool = False, form: str = "norm") -> torch.Tensor:
-    """Mean over selected tokens of a size of Uᵀh, averaged over sites (DESIGN.md §2.4). ``form``:
+    """Mean over selected tokens of a size of Uᵀh, averaged over sites (docs/design.md §2.4). ``form``:
 
     - ``norm``: ‖Uᵀh‖₂, the paper's penalty;
     - ``normalised``: ‖Uᵀh‖₂ / ‖h‖₂, blind to the stream's overall scale (a shrinking h, which the next RMSNorm

@@ -1,6 +1,6 @@
 """Forward hooks on decoder-layer outputs, only ever inside context managers that remove them.
 
-Two uses (DESIGN.md §2.4, §2.6):
+Two uses (docs/design.md §2.4, §2.6):
 - ``capture``: keep each site's output (with its graph, for the decoupling penalty; or detached);
 - ``project``: replace h by h − α·P·h at each site (training ``project`` mode and the
   inference-time "decoupling switch", ``Projection``).
@@ -86,7 +86,7 @@ def count_hooks(model: nn.Module) -> int:
 
 @dataclass(frozen=True)
 class Projection:
-    """The inference-time decoupling switch (DESIGN.md §2.6): h ← h − α·U Uᵀ h with each site's subspace.
+    """The inference-time decoupling switch (docs/design.md §2.6): h ← h − α·U Uᵀ h with each site's subspace.
 
     "Off" is decided here and nowhere else: with α = 0 or no subspace, ``context`` is ``nullcontext()`` and no
     hook touches the model, so its outputs are bit-identical to the plain model's."""

@@ -1,4 +1,4 @@
-"""Variational (MDL) probe for the high-resource variety and the frozen subspace it yields (DESIGN.md §2.1-2.2).
+"""Variational (MDL) probe for the high-resource variety and the frozen subspace it yields (docs/design.md §2.1-2.2).
 
 The probe is a linear classifier HR-vs-rest with a group Normal-Jeffreys (log-uniform) prior over input dimensions
 (Louizos et al. 2017, "Bayesian Compression for Deep Learning"), used as a *variational code* in the sense of
@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .holdout import Split, balanced_indices, group_split, stratified_split
 from .subspace import Subspace, qr_basis, seeded_generator
 from .variational import LN2, VariationalLinear
 
@@ -106,14 +107,6 @@ def _json_float(x: float) -> float | None:
 
 
 @dataclass
-class _Split:
-    """Indices of one fit's buffer (after balancing) into train and held-out parts, stratified by label."""
-
-    train: Tensor
-    heldout: Tensor
-
-
-@dataclass
 class _RoundResult:
     probe: VariationalLinear
     direction: Tensor  # (d,) float64, raw coordinates (HR minus rest logit gradient), not normalised
@@ -168,13 +161,13 @@ class ProbeFitter:
             x, y, var = self._check_inputs(h, is_hr, varieties, site)
             g = seeded_generator(cfg.seed, step)
             if groups is not None:
-                keep, split = _group_split(y, torch.as_tensor(groups).reshape(-1).cpu(), cfg.holdout, g, site,
+                keep, split = group_split(y, torch.as_tensor(groups).reshape(-1).cpu(), cfg.holdout, g, site,
                                            balance=cfg.balance)
                 x, y, var = x[keep], y[keep], var[keep.numpy()]
             else:
-                keep = _balanced_indices(y, g) if cfg.balance else torch.arange(len(y))
+                keep = balanced_indices(y, g) if cfg.balance else torch.arange(len(y))
                 x, y, var = x[keep], y[keep], var[keep.numpy()]
-                split = _stratified_split(y, cfg.holdout, g, site)
+                split = stratified_split(y, cfg.holdout, g, site)
 
             warm = self._round1 is not None
             first = self._fit_round(x, y, split, g, warm_from=self._round1)
@@ -242,7 +235,7 @@ class ProbeFitter:
         self,
         x: Tensor,
         y: Tensor,
-        split: _Split,
+        split: Split,
         g: torch.Generator,
         *,
         warm_from: VariationalLinear | None,
@@ -291,7 +284,7 @@ class ProbeFitter:
         self,
         first: _RoundResult,
         rounds: list[_RoundResult],
-        split: _Split,
+        split: Split,
         y: Tensor,
         var: np.ndarray,
         stopped: bool,
@@ -376,76 +369,6 @@ def _expected_ce(probe: VariationalLinear, x: Tensor, y: Tensor, samples: int, g
     for _ in range(samples):
         total += probe.sampled_nll(x, y, generator=g, x_sq=x_sq).double()
     return total / samples
-
-
-def _balanced_indices(y: Tensor, g: torch.Generator) -> Tensor:
-    pos = torch.nonzero(y == 1).flatten()
-    neg = torch.nonzero(y == 0).flatten()
-    n = min(len(pos), len(neg))
-    pos = pos[torch.randperm(len(pos), generator=g)[:n]]
-    neg = neg[torch.randperm(len(neg), generator=g)[:n]]
-    return torch.sort(torch.cat([pos, neg])).values
-
-
-def _group_split(y: Tensor, groups: Tensor, holdout: float, g: torch.Generator, site: str, *,
-                 balance: bool) -> tuple[Tensor, _Split]:
-    """Hold out whole sentences: going through the groups (sentence ids) in a seeded random order, a group goes to
-    the held-out part while that part still lacks its share ``holdout`` of the tokens of a class the group has
-    (so both parts get both classes even when most sentences hold one variety only), else to training. Each part is
-    then balanced between HR and non-HR tokens on its own. Returns the kept token indices (train part first) and the
-    split as positions into them."""
-    ids, inverse = torch.unique(groups, return_inverse=True)
-    per_group = torch.zeros(len(ids), 2, dtype=torch.long)
-    per_group.index_put_((inverse, y.long()), torch.ones(len(y), dtype=torch.long), accumulate=True)
-    target = holdout * per_group.sum(0).double()
-    held_count = torch.zeros(2, dtype=torch.double)
-    held_groups = torch.zeros(len(ids), dtype=torch.bool)
-    for gi in torch.randperm(len(ids), generator=g).tolist():
-        has = per_group[gi] > 0
-        if bool((has & (held_count < target)).any()):
-            held_groups[gi] = True
-            held_count += per_group[gi].double()
-    # each part needs a group holding each class: move one across when the random pass left a part without one
-    for c in (0, 1):
-        has_c = per_group[:, c] > 0
-        for part, other in ((~held_groups, held_groups), (held_groups, ~held_groups)):
-            if not bool((has_c & part).any()):
-                donors = torch.nonzero(has_c & other).flatten()
-                if len(donors) > 1:
-                    held_groups[donors[0]] = ~held_groups[donors[0]]
-    held_mask = held_groups[inverse]
-    parts = []
-    for mask, name in ((~held_mask, "training"), (held_mask, "held-out")):
-        idx = torch.nonzero(mask).flatten()
-        counts = [int((y[idx] == c).sum()) for c in (0, 1)]
-        if min(counts) < 1:
-            raise ValueError(
-                f"probe at {site!r}: the {name} sentences hold {counts[1]} HR and {counts[0]} non-HR token(s) "
-                f"({len(ids)} sentence(s) in the buffer); both parts need tokens of both classes. Use a larger probe "
-                "buffer (--probe-tokens) or check the variety labels")
-        if balance:
-            idx = idx[_balanced_indices(y[idx], g)]
-        parts.append(idx)
-    keep = torch.cat(parts)
-    n_tr = len(parts[0])
-    return keep, _Split(train=torch.arange(n_tr), heldout=torch.arange(n_tr, len(keep)))
-
-
-def _stratified_split(y: Tensor, holdout: float, g: torch.Generator, site: str) -> _Split:
-    train, held = [], []
-    for c in (0, 1):
-        idx = torch.nonzero(y == c).flatten()
-        name = "HR" if c else "non-HR"
-        if len(idx) < 2:
-            raise ValueError(
-                f"probe at {site!r}: the buffer has {len(idx)} {name} token(s); it needs at least 2 of each class "
-                "(check the variety labels and the buffer size)"
-            )
-        idx = idx[torch.randperm(len(idx), generator=g)]
-        n_ho = min(max(1, round(holdout * len(idx))), len(idx) - 1)
-        held.append(idx[:n_ho])
-        train.append(idx[n_ho:])
-    return _Split(train=torch.sort(torch.cat(train)).values, heldout=torch.sort(torch.cat(held)).values)
 
 
 @torch.no_grad()

@@ -2,7 +2,7 @@
 
 ``Subspace`` is what hooks, plots and caches hold; refitting never changes one someone else holds. Also here,
 once for the whole project: random subspaces (the paper's control), principal angles between subspaces, and
-the energy share ‖Uᵀh‖/‖h‖ of hidden states inside a subspace (DESIGN.md §2.2, §2.8).
+the energy share ‖Uᵀh‖/‖h‖ of hidden states inside a subspace (docs/design.md §2.2, §2.8).
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ class Subspace:
         return h @ self._basis_like(h)
 
     def project_out(self, h: Tensor, alpha: float = 1.0) -> Tensor:
-        """h - alpha * U U^T h (DESIGN.md §2.6); differentiable, same shape/dtype/device as h.
+        """h - alpha * U U^T h (docs/design.md §2.6); differentiable, same shape/dtype/device as h.
 
         alpha = 1 removes the subspace (an idempotent orthogonal projection), alpha = 0 returns ``h`` itself, so the
         "decoupling off" path is bit-identical to the plain model.
@@ -89,7 +89,7 @@ class Subspace:
         return h - removed if alpha == 1.0 else h - alpha * removed
 
     def energy_share(self, h: Tensor) -> Tensor:
-        """(..., d) -> (...): ||U^T h|| / ||h||, the share of each state's norm inside the subspace (DESIGN.md §2.8)."""
+        """(..., d) -> (...): ||U^T h|| / ||h||, the share of each state's norm inside the subspace (docs/design.md §2.8)."""
         if h.shape[-1] != self.dim:
             raise ValueError(f"hidden size {h.shape[-1]} does not match subspace dim {self.dim} at {self.site!r}")
         return energy_share(h, self)
@@ -181,7 +181,7 @@ def _as_orthonormal(x: Subspace | Tensor | np.ndarray, name: str) -> np.ndarray:
 
 
 def energy_share(h: Tensor | np.ndarray, basis: Subspace | Tensor | np.ndarray) -> Tensor | np.ndarray:
-    """(..., d) -> (...): ||U^T h|| / ||h||, the share of each state's norm inside span(U) (DESIGN.md §2.8).
+    """(..., d) -> (...): ||U^T h|| / ||h||, the share of each state's norm inside span(U) (docs/design.md §2.8).
 
     The one implementation (``Subspace.energy_share`` and the geometry tables call it); it is the quantity the
     decoupling penalty drives down, normalised. Numpy in, numpy out (float64); a zero vector has share 0. A plain

@@ -79,7 +79,7 @@ class VariationalLinear(nn.Module):
         return self.log_alpha.detach() <= threshold
 
     def kl(self) -> Tensor:
-        """KL(q || p) in nats (DESIGN.md appendix).
+        """KL(q || p) in nats (docs/design.md §2.1).
 
         Scales: sum_j k1 - k1*sigmoid(k2 + k3*log alpha_j) + 0.5*softplus(-log alpha_j) (Molchanov et al. 2017),
         which is positive and decreasing in log alpha. Weights and bias given z: the Gaussian KL

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 
-from .sites import ModelLoadError
+from .errors import ModelLoadError
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,8 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_N
 from transformers.utils import logging as hf_logging
 
 from ..data.examples import PROMPT_STYLES
-from .sites import ModelLoadError, find_decoder_layers
+from .errors import ModelLoadError
+from .sites import find_decoder_layers
 from .tokenizer import prepare_tokenizer
 
 hf_logging.disable_progress_bar()  # "Loading weights" bars on every checkpoint load are noise here
@@ -142,25 +143,51 @@ def _json_or_empty(path: Path) -> dict:
         return {}
 
 
-def load_model(spec: str | Path, *, dtype: torch.dtype = torch.float32, prompt_style: str = "auto"):
-    """Load a causal LM and its tokenizer (``spec``: a folder or a cached hub name), offline, without remote code.
-    Returns (model, tokenizer).
+def tokenizer_size(tok) -> int:
+    """How many embedding rows the tokenizer's ids need: its largest id + 1 (added tokens included)."""
+    return max(tok.get_vocab().values()) + 1
 
-    ``prompt_style`` other than ``auto`` is recorded in the model's config (``dde_prompt_style``), where
-    ``model.small.encoder_for`` reads it, so training, probe buffers, decoding and the app use the same prompts."""
-    p = resolve_model(spec)
-    if prompt_style != "auto" and prompt_style not in PROMPT_STYLES:
-        raise ModelLoadError(f"unknown prompt style {prompt_style!r}; choose auto or one of {list(PROMPT_STYLES)}")
+
+def check_vocab(tok, rows: int | None, where: str | Path) -> None:
+    """Refuse a tokenizer whose ids reach past the model's embedding (``rows``): such a model would fail deep in
+    training with ``IndexError: index out of range``. Say both sizes and what to do."""
+    need = tokenizer_size(tok)
+    if rows is not None and need > rows:
+        raise ModelLoadError(
+            f"the tokenizer in {where} has {need} tokens (ids 0 to {need - 1}) but the model's embedding has only "
+            f"{rows} rows, so ids {rows} to {need - 1} have no embedding. This happens when a token was added to "
+            "the tokenizer (a pad token, for instance) without resizing the model. Resize the embeddings and save "
+            "the folder again (in Python: model.resize_token_embeddings(len(tokenizer)); "
+            "model.save_pretrained(folder); tokenizer.save_pretrained(folder)), or use the tokenizer the model was "
+            "trained with.")
+
+
+def load_tokenizer_of(p: Path):
+    """The tokenizer of a model folder (offline, no remote code), ready for batching."""
     try:
         tok = AutoTokenizer.from_pretrained(p, local_files_only=True, trust_remote_code=False)
     except Exception as e:
         raise ModelLoadError(f"could not load a tokenizer from {p}: {e}. The folder needs the tokenizer "
                              "files saved next to the model (tokenizer.json or similar).") from e
+    prepare_tokenizer(tok)
+    return tok
+
+
+def load_model(spec: str | Path, *, dtype: torch.dtype = torch.float32, prompt_style: str = "auto"):
+    """Load a causal LM and its tokenizer (``spec``: a folder or a cached hub name), offline, without remote code.
+    Returns (model, tokenizer).
+
+    ``prompt_style`` other than ``auto`` is recorded in the model's config (``dde_prompt_style``), where
+    ``model.prompts.encoder_for`` reads it, so training, probe buffers, decoding and the app use the same prompts."""
+    p = resolve_model(spec)
+    if prompt_style != "auto" and prompt_style not in PROMPT_STYLES:
+        raise ModelLoadError(f"unknown prompt style {prompt_style!r}; choose auto or one of {list(PROMPT_STYLES)}")
+    tok = load_tokenizer_of(p)
     try:
         model = AutoModelForCausalLM.from_pretrained(p, local_files_only=True, dtype=dtype, trust_remote_code=False)
     except Exception as e:
         raise ModelLoadError(f"could not load a causal language model from {p}: {e}") from e
-    prepare_tokenizer(tok)
+    check_vocab(tok, model.get_input_embeddings().num_embeddings, p)
     if tok.pad_token_id is None:
         raise ModelLoadError(f"the tokenizer in {p} has no pad, eos or unk token to pad batches with.")
     if model.generation_config.pad_token_id is None:

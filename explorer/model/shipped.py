@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 from ..version import REPO_ROOT
-from .sites import ModelLoadError
+from .errors import ModelLoadError
 
 SHIPPED_BASE = REPO_ROOT / "data" / "base"
 CARD = "card.json"

@@ -7,9 +7,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
-
-class ModelLoadError(ValueError):
-    """A model folder that cannot be used, with what to do about it."""
+from .errors import ModelLoadError
 
 
 _SITE_RE = re.compile(r"^layer\.(\d+)$")

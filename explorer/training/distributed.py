@@ -1,4 +1,4 @@
-"""Multi-process (DDP) training through Hugging Face Accelerate (DESIGN.md §4, "Scale-out").
+"""Multi-process (DDP) training through Hugging Face Accelerate (docs/design.md §4).
 
 Launch the same command under a launcher and it trains data-parallel:
 

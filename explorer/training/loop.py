@@ -3,13 +3,13 @@
 Read top to bottom: ``train_loop`` runs ``steps`` optimiser steps over a fixed batch schedule;
 a ``Decoupler`` (arms ``decoupled`` and ``random``) adds λ·mean‖Uᵀh‖ to the loss and, for
 ``decoupled``, refits the variational probe every ``probe_every`` steps on a fresh buffer
-(DESIGN.md §2.3–2.5). Every ``ckpt_every`` steps the loop hands fp16 weights (for analysis) and a
+(docs/design.md §2.3–2.5). Every ``ckpt_every`` steps the loop hands fp16 weights (for analysis) and a
 resume state (fp32 weights, optimiser, step) to its ``Sink``; a killed run restarted with the same
 command continues from the last state and ends with the same numbers as an uninterrupted run,
 because nothing depends on history except what the state holds (batches are a function of the step).
 
 The loop writes no file itself: logs, checkpoints, refits and the resume state go to the ``Sink``
-(``experiment.layout.StageFolder``), the one owner of the experiment folder's paths.
+(``experiment.stagefolder.StageFolder``), which stores them where ``experiment.layout`` says.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ ProgressFn = Callable[[dict], None]
 
 
 class Sink(Protocol):
-    """Where the loop hands what it produces (implemented by ``experiment.layout.StageFolder``)."""
+    """Where the loop hands what it produces (implemented by ``experiment.stagefolder.StageFolder``)."""
 
     @property
     def resume(self) -> ResumeState: ...

@@ -1,4 +1,4 @@
-"""The Streamlit side of the explorer: the only package that imports Streamlit (DESIGN.md §5).
+"""The Streamlit side of the explorer: the only package that imports Streamlit (docs/design.md §5).
 
 - ``cache``: every ``st.cache_resource`` / ``st.cache_data`` wrapper, keyed by short strings;
 - ``widgets``: the shared sidebar and the pickers pages reuse, as ``show(key) -> value`` functions;

@@ -1,4 +1,4 @@
-"""Every Streamlit cache of the app, in one place (STYLE.md §7).
+"""Every Streamlit cache of the app, in one place (docs/design.md §7).
 
 Keys are short strings: an *experiment key* ``"<folder>::<manifest mtime>"`` (so a stage that finishes
 invalidates what was read before it), a model name, a step, a site. Never an array or a DataFrame.
@@ -19,7 +19,7 @@ import streamlit as st
 from ..analysis import errors, plain, readings
 from ..analysis.verdict import leakage as leakage_table
 from ..analysis.verdict import probe_chance
-from ..analysis.verdict import verdict as verdict_sentences
+from ..analysis.verdict_text import verdict as verdict_sentences
 from ..data.varieties import ENG, variety, variety_label
 from ..evaluation.dialect_id import DialectClassifier
 from ..evaluation.single import ModelHandle, Translation, translate_text
@@ -347,7 +347,8 @@ FIGURES = {"map": _map, "bars": _bars, "dose": _dose, "angles": _angles, "probe"
 @st.cache_resource(max_entries=256, show_spinner=False)
 def figure(name: str, key: str, *args) -> go.Figure:
     """A figure of the app, built once per (experiment key, arguments): pages redraw it without rebuilding it.
-    Shared by every session and never mutated (``st.plotly_chart`` copies it to serialise it)."""
+    Shared by every session, so never mutated: ``st.plotly_chart`` only serialises it, and a page that wants a
+    variant copies it first (``go.Figure(fig)``); ``tests/test_app.py`` checks every cached figure after the renders."""
     return FIGURES[name](key, *args)
 
 

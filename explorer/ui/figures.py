@@ -25,6 +25,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..data.varieties import HR, VARIETIES, short_name, variety_label
+from ..names import arm_of
 
 COLOURS = {v.code: v.color for v in VARIETIES}
 # dialect groups take the colour of their FLORES dialect (all checked together in tests/test_palette.py)

@@ -9,7 +9,7 @@ opens ``/translate`` runs ``pages/translate.py`` without ``app.py``: no experime
 Opening Home first hid it, because ``app.py`` then calls ``st.navigation`` and clears the flag for the whole
 process.
 
-The fix keeps ``pages/`` (DESIGN.md §5) and touches no Streamlit internals: ``app.py`` marks every run in which it
+The fix keeps ``pages/`` (docs/design.md §5) and touches no Streamlit internals: ``app.py`` marks every run in which it
 drew the frame (``app_ran``), and every page starts with ``page_setup()``. When a session's very first run finds
 no mark, the page was run without ``app.py``: it declares the app's page list with ``st.navigation`` (which ends
 the v1 mode for the rest of the process) and asks for a rerun, which Streamlit serves through ``app.py`` on the
@@ -27,7 +27,7 @@ import streamlit as st
 
 from ..data.corpus import CorpusError
 from ..files import StoreError
-from ..model.sites import ModelLoadError
+from ..model.errors import ModelLoadError
 from . import widgets
 
 APP_RAN = "dde_app_ran"           # session-state mark: app.py drew the frame for the page now running

@@ -15,8 +15,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from ..analysis.errors import first_of
-from ..config import model_display
+from ..names import first_of, model_label  # noqa: F401  (model_label: the pages name models with widgets.model_label)
 from ..data.varieties import ENG, variety
 from . import cache, cache_root, links, runner, shipped
 
@@ -66,19 +65,6 @@ def current_experiment() -> str | None:
     """The experiment key chosen in the sidebar (None when there is no experiment)."""
     folder = st.session_state.get(CHOSEN)
     return cache.experiment_key(folder) if folder else None
-
-
-ROLES = {"base": "before fine-tuning", "baseline": "plain fine-tuning", "decoupled": "probe + penalty",
-         "random": "random-subspace control"}
-
-
-def model_label(name: str) -> str:
-    """'decoupled · seed 1' for "decoupled.s1", 'decoupled (probe + penalty)' for an arm, 'base (before
-    fine-tuning)': the one way a model is named in pickers and headings, whatever models the experiment has."""
-    if model_display(name) != name:
-        return model_display(name)
-    role = ROLES.get(name) or next((v for k, v in ROLES.items() if name.startswith(f"{k}-")), None)
-    return f"{name} ({role})" if role else name
 
 
 def model_picker(exp: str, key: str, *, label: str = "Model", default: str = "decoupled",
@@ -338,14 +324,15 @@ def headline(table: pd.DataFrame, models: list[str]) -> None:
         out["copy src"] = copy
     for c in [c for c in table.columns if c.startswith("Δ ")]:
         system = c[2:]
-        ci = table.get(f"95% CI {system}", pd.Series([""] * len(table)))
-        rd = table.get(f"reading {system}", pd.Series([None] * len(table)))
+        nothing = pd.Series([None] * len(table), index=table.index)
+        ci = list(zip(table.get(f"low {system}", nothing), table.get(f"high {system}", nothing)))
+        rd = table.get(f"reading {system}", nothing)
         col = f"Δ {system} [95% CI]"
         out[col] = [_delta_cell(d, x, r) for d, x, r in zip(table[c], ci, rd)]
         raw.append(col)
         classes[col] = ["num " + {"better": "good", "worse": "bad"}.get(r, "") if isinstance(r, str) else
-                        "num " + ("good" if lo > 0 else "bad" if hi < 0 else "")
-                        for r, (lo, hi) in zip(rd, (_ci(x) for x in ci))]
+                        "num " + ("good" if _finite(lo) and lo > 0 else "bad" if _finite(hi) and hi < 0 else "")
+                        for r, (lo, hi) in zip(rd, ci)]
     if "noise floor" in table.columns:
         out["noise floor"] = table["noise floor"]
     if "mean" in table.columns:         # the "mean of N directions" rows stand out from the directions above them
@@ -364,19 +351,13 @@ def _mean_sd(mean, sd) -> str:
     return f"{mean:.1f}" + (f'<span class="dde-sd"> ±{sd:.1f}</span>' if _finite(sd) else "")
 
 
-def _delta_cell(delta, interval, reading_) -> str:
+def _delta_cell(delta, interval: tuple, reading_) -> str:
     if not _finite(delta):
         return "—"
-    text = f"{delta:+.2f}" + (f'<br><span class="dde-ci">{html.escape(str(interval))}</span>' if interval else "")
+    lo, hi = interval
+    shown = f"[{lo:+.2f}, {hi:+.2f}]" if _finite(lo) and _finite(hi) else ""
+    text = f"{delta:+.2f}" + (f'<br><span class="dde-ci">{html.escape(shown)}</span>' if shown else "")
     return text + (f'<br><span class="dde-ci">{html.escape(reading_)}</span>' if isinstance(reading_, str) else "")
-
-
-def _ci(text) -> tuple[float, float]:
-    try:
-        lo, hi = str(text).strip("[]").split(",")
-        return float(lo), float(hi)
-    except (ValueError, AttributeError):
-        return 0.0, 0.0
 
 
 def leakage(frame: pd.DataFrame) -> None:
@@ -402,7 +383,7 @@ def dose_table(rows: pd.DataFrame) -> None:
     def cell(x) -> str:
         if not isinstance(x, dict):
             return "(reference)"
-        return _delta_cell(x["delta"], f"[{x['low']:+.2f}, {x['high']:+.2f}]", x.get("reading"))
+        return _delta_cell(x["delta"], (x["low"], x["high"]), x.get("reading"))
 
     out = pd.DataFrame({"λ": [f"{x:g}" for x in rows["lam"]], "arm": rows["arm"],
                         "Δ MSA → dialect": [cell(x) for x in rows["msa_to_dialect"]],
