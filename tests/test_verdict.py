@@ -122,6 +122,24 @@ def test_unreadable_comparisons_are_called_so():
     assert "cannot be read" not in " ".join(verdict(run_summary(-0.8, tuned=50.0, base=30.0, copy=45.0)))
 
 
+@pytest.mark.parametrize("share,readable", [(0.5, True), (0.3, False)])
+def test_below_copying_is_readable_when_the_models_write_the_requested_dialect(share, readable):
+    """Copying MSA scores well against close dialects while writing none: a baseline under that bar still
+    translates when it writes the requested dialect at least twice as often as chance (here 1/5 = 20%)."""
+    s = run_summary(+0.1, tuned=32.0, base=31.0, copy=45.0)
+    s["classifiers"]["dialect_id"]["classes"] = ["arb", *DIALECTS]
+    for model, looks in s["looks_like"].items():
+        for d in looks["directions"].values():
+            d["as_requested"] = share
+    f = findings(s)
+    assert f.reference in f.below_copy and f.dialect_chance == pytest.approx(0.2)
+    assert f.writes_dialect is readable and f.readable is readable
+    text = " ".join(verdict(s))
+    assert ("cannot be read" in text) is not readable
+    if readable:
+        assert "writes the requested dialect in 50% of its MSA → dialect outputs (chance 20%)" in text
+
+
 def test_msa_leakage_per_arm_against_the_baseline():
     less = " ".join(verdict(run_summary(+2.5, leak={"base": 0.6, "baseline": 0.3, "decoupled": 0.1,
                                                     "random": 0.3})))

@@ -29,6 +29,7 @@ UNSTABLE_DEG = 45.0       # median angle between consecutive accepted refits abo
 BELOW = 0.5               # chrF++: a model this much under the base / the copy bar is below it
 LEAK_POINTS = 0.02        # a leakage difference smaller than this (or than two sds over seeds, about the range of
                           # three seeds: the leakage's noise floor) is "about the same"
+DIALECT_OVER_CHANCE = 2.0  # a model "writes dialect" when its requested-dialect share is at least this times chance
 WEAK_CLASSIFIER = 0.7     # below this (balanced) accuracy the leakage shares are read loosely
 MSA_TO_DIALECT = "msa_to_dialect"   # the key of deltas.json's aggregate over MSA → dialect directions
 KIND_KEYS = {"msa_to_dialect": KINDS[0], "dialect_to_msa": KINDS[1]}
@@ -166,11 +167,23 @@ class Findings:
     median_refit_angle: float = float("nan")   # degrees between consecutive accepted refits (median over seeds)
     probe_site: str | None = None       # the penalised site the post-hoc probes are read at
     probes: Mapping[str, tuple[float, float | None]] = field(default_factory=dict)  # arm -> (accuracy, sd)
+    as_requested: Mapping[str, float] = field(default_factory=dict)  # arm -> share of outputs in the requested dialect
+    dialect_chance: float = float("nan")     # that share by chance (one over the dialect classifier's classes)
+
+    @property
+    def writes_dialect(self) -> bool:
+        """The reference arm writes the requested dialect clearly above chance (``DIALECT_OVER_CHANCE``×)."""
+        share = self.as_requested.get(self.reference, float("nan"))
+        return math.isfinite(share) and math.isfinite(self.dialect_chance) and \
+            share >= DIALECT_OVER_CHANCE * self.dialect_chance
 
     @property
     def readable(self) -> bool:
-        """The arm comparison means something: the reference arm is neither under the base nor under copying."""
-        return self.reference not in self.below_base and self.reference not in self.below_copy
+        """The arm comparison means something: the reference arm is not under the base, and it is either above
+        copying the source or writes the requested dialect (copying MSA scores well against close dialects while
+        writing none: a model that writes dialect may score below it and still translate)."""
+        return self.reference not in self.below_base and (self.reference not in self.below_copy
+                                                          or self.writes_dialect)
 
     @property
     def within_noise(self) -> bool:
@@ -247,7 +260,28 @@ def findings(summary: Mapping, *, refits: pd.DataFrame | None = None, arm: str =
         leak_reference=by_arm.get("reference", (float("nan"), None))[0],
         msa_classifier=float((summary.get("classifiers") or {}).get("msa_vs_dialect", {}).get("balanced_accuracy",
                                                                                               float("nan"))),
-        accepted=accepted, refits=total, median_refit_angle=med, probe_site=site, probes=probes)
+        accepted=accepted, refits=total, median_refit_angle=med, probe_site=site, probes=probes,
+        as_requested=requested_shares(summary), dialect_chance=dialect_chance(summary))
+
+
+def requested_shares(summary: Mapping) -> dict[str, float]:
+    """Per arm: the mean over its models (seeds) and MSA → dialect directions of the share of outputs the dialect
+    classifier assigns to the requested dialect (``summary["looks_like"]``)."""
+    per: dict[str, list[float]] = {}
+    for model, looks in (summary.get("looks_like") or {}).items():
+        if model == "base":
+            continue
+        vals = [v["as_requested"] for v in (looks.get("directions") or {}).values()
+                if isinstance(v.get("as_requested"), (int, float)) and math.isfinite(v["as_requested"])]
+        if vals:
+            per.setdefault(arm_of(model), []).append(float(np.mean(vals)))
+    return {a: float(np.mean(v)) for a, v in per.items()}
+
+
+def dialect_chance(summary: Mapping) -> float:
+    """The requested-dialect share of a random guess: one over the dialect classifier's classes."""
+    classes = ((summary.get("classifiers") or {}).get("dialect_id") or {}).get("classes") or []
+    return 1.0 / len(classes) if classes else float("nan")
 
 
 def penalised_site(summary: Mapping) -> str | None:

@@ -107,6 +107,11 @@ def _readable(f: Findings) -> str | None:
     if not f.readable:
         return ("This comparison cannot be read as evidence for or against the method: " + " and ".join(problems)
                 + ", so fine-tuning has not yet produced a working dialect translator.")
+    if problems and f.writes_dialect and f.reference in f.below_copy:
+        share = f.as_requested.get(f.reference, float("nan"))
+        return ("Read it with care: " + " and ".join(problems) + f"; copying MSA scores well against these close "
+                f"dialects while writing none of them, and the {f.reference} writes the requested dialect in "
+                f"{share:.0%} of its MSA → dialect outputs (chance {f.dialect_chance:.0%}), so it does translate.")
     if problems:
         return "Read it with care: " + " and ".join(problems) + "."
     return None

@@ -5,7 +5,8 @@
 What it keeps (from a *finished* experiment, every file checked against its record before it is copied):
 
 - the manifest, data notes, summary, every evaluation file (scores, outputs, Δ, classifiers' accuracies, copy
-  bar) and the two fitted classifiers: every number and output of every seed;
+  bar): every number and output of every seed (the two fitted classifiers, 7 MB on `default`, are not kept:
+  readers fit them in memory from the embedded corpus in about 3 s each, ``classify.stored_classifier``);
 - every arm's training log, refit records and refit subspaces (the Subspace page, Translate's switch), every seed;
 - the tokenizer, and the base when the run trained its own (a run from the shipped base reads ``data/base/``,
   which ships already; ``pack.json`` records its card so a change of base is seen);
@@ -68,7 +69,7 @@ def plan(src: Experiment, *, seed: int | None = None, steps: list[int] | None = 
         raise ValueError(f"--seed {seed}: {src.root} was trained with seeds {list(cfg.seeds)}; pick one of those")
     root = src.root
     keep = [n for n in RUN_FILES if (root / n).exists()]
-    for sub in ("tokenizer", "eval", "dialect_id", "msa_id"):
+    for sub in ("tokenizer", "eval"):        # not the fitted classifiers: readers fit them in memory (3 s each)
         keep += [_rel(root, p) for p in _files(root / sub)]
     if not uses_shipped_base(cfg):
         keep += [_rel(root, p) for p in _files(src.base_model_dir)]
@@ -77,7 +78,7 @@ def plan(src: Experiment, *, seed: int | None = None, steps: list[int] | None = 
     models: dict[str, dict] = {}
     shown = [m for m in arm_models(cfg) if parse_model(m)[1] == seed]
     for m in arm_models(cfg):
-        stage = src.stage(m).root
+        stage = src.stage_dir(m)
         keep += [_rel(root, p) for p in (stage / "log.jsonl", stage / "refits.jsonl") if p.exists()]
         keep += [_rel(root, p) for p in _files(stage / "refits")]
         have = src.checkpoints(m)
