@@ -10,7 +10,7 @@ from explorer.analysis import errors
 from explorer.analysis.readings import errors_reading
 from explorer.data.varieties import ENG, HR, variety_label
 from explorer.experiment.annotations import item_key
-from explorer.ui import cache, links, notes, shell, widgets
+from explorer.ui import cache, exports, links, notes, shell, tables, widgets
 
 ROWS_PER_PAGE = 20
 shell.page_setup()
@@ -64,7 +64,8 @@ with st.container(horizontal=True):
             return errors.to_csv(frame) if fmt == "csv" else errors.to_jsonl(frame)
 
         st.download_button(f"{fmt.upper()} · {scope} ({len(rows)})", data, key=f"ea_export_{scope[:3]}_{fmt}",
-                           file_name=f"{view.name}-translations-{scope.split()[0]}.{fmt}", on_click="ignore",
+                           file_name=exports.file_name(view.name, "translations", extra=[scope.split()[0]], ext=fmt),
+                           on_click="ignore",
                            mime="text/csv" if fmt == "csv" else "application/jsonl", icon=":material/download:",
                            disabled=scope == "filtered view" and rows.empty)
 st.caption("Exports use the column names of this page, with the linguist's tags, comments and spans; their first "
@@ -83,7 +84,7 @@ n_pages = max(1, math.ceil(len(shown) / ROWS_PER_PAGE))
 page_no = links.bound(st.pagination, n_pages, key="ea_page") if n_pages > 1 else 1
 page_no = min(page_no, n_pages)
 rows = shown.iloc[(page_no - 1) * ROWS_PER_PAGE: page_no * ROWS_PER_PAGE]
-widgets.translations_table(rows, in_table, labels)
+tables.translations_table(rows, in_table, labels)
 st.caption(f"Rows {(page_no - 1) * ROWS_PER_PAGE + 1}–{(page_no - 1) * ROWS_PER_PAGE + len(rows)} of {len(shown)}. "
            "Flags are set automatically: an empty output, one that repeats itself, a near-copy of the source "
            f"(≥{errors.NEAR_COPY:.0%} of its words from the source, covering as much of it), one far too long or "

@@ -127,8 +127,10 @@ def test_home_states_the_verdict_and_draws_one_scale(app, app_root):
     assert len(figs) == 2
     geo = json.loads(figs[0])
     assert geo["data"][0]["type"] == "scattergeo" and geo["layout"]["geo"]["showland"] is False  # offline map
-    assert {"Cairo", "Rabat"} <= {t.split()[0] for t in geo["data"][1]["texttemplate"]}
-    scale = (geo["data"][1]["marker"]["cmin"], geo["data"][1]["marker"]["cmax"])
+    labels = next(t for t in geo["data"] if t.get("mode") == "text")
+    assert {"Cairo", "Rabat"} <= {t.split()[0] for t in labels["text"]}
+    dots = next(t for t in geo["data"] if t.get("mode") == "markers")
+    scale = (dots["marker"]["cmin"], dots["marker"]["cmax"])
     assert scale[0] == -scale[1]
     assert any("This run:" in m.value and "MSA → dialect: decoupled" in m.value for m in at.markdown)
     bars = json.loads(figs[1])
@@ -139,7 +141,8 @@ def test_home_states_the_verdict_and_draws_one_scale(app, app_root):
     assert_ok(at)
     geo = json.loads(charts(at)[0])
     assert "random − baseline" in geo["layout"]["title"]["text"]
-    assert (geo["data"][1]["marker"]["cmin"], geo["data"][1]["marker"]["cmax"]) == scale   # one scale for all arms
+    dots = next(t for t in geo["data"] if t.get("mode") == "markers")
+    assert (dots["marker"]["cmin"], dots["marker"]["cmax"]) == scale   # one scale for all arms
     assert json.loads(charts(at)[1])["layout"]["yaxis"]["range"] == bars["layout"]["yaxis"]["range"]
 
 
@@ -513,6 +516,33 @@ def test_every_view_is_a_link(app, app_root):
     again = reopen(link_of(at), "pages/error_analysis.py")
     assert again.multiselect(key="ea_dirs").value == ["arb-arz"] and again.toggle(key="ea_diff").value is True
     assert "experiment=tiny" in link_of(again)
+
+
+def test_every_table_has_a_csv_and_exports_are_named(app):
+    """Issue 21 item 10: every table of every page has a CSV button under it (the error-analysis rows have the
+    page's own CSV/JSONL exports), and every file name (PNG/SVG of a figure, CSV, JSONL) carries the experiment,
+    and the arm, seed, layer and step where the view has them."""
+    at = app("pages/home.py")
+    figs, files = {}, {}
+    for page in ("pages/home.py", "pages/embeddings.py", "pages/subspace.py", "pages/error_analysis.py"):
+        at.switch_page(page).run()
+        assert_ok(at)
+        tables = sum(m.value.count('class="dde-table"') for m in at.markdown) + len(at.dataframe)
+        own = 1 if page == "pages/error_analysis.py" else 0           # exported by the page's own buttons
+        csv = [b.proto.help for b in at.get("download_button") if b.proto.label == "CSV"]
+        assert tables > 0 and len(csv) == tables - own, (page, tables, csv)
+        files[page] = [re.search(r"as (\S+\.csv)$", h).group(1) for h in csv]
+        assert all(f.startswith(("tiny_", "dde_")) for f in files[page]), files[page]
+        figs[page] = [json.loads(c.proto.config)["toImageButtonOptions"]["filename"] for c in at.get("plotly_chart")]
+        assert all(n.startswith("tiny_") for n in figs[page]), (page, figs[page])
+    assert "tiny_chrf-per-direction.csv" in files["pages/home.py"]
+    assert any(re.fullmatch(r"tiny_distance-to-msa_decoupled_seed0_layer\d\d_step\d+\.csv", f)
+               for f in files["pages/embeddings.py"]), files["pages/embeddings.py"]
+    assert "tiny_probe-gate_decoupled_seed0.csv" in files["pages/subspace.py"]
+    assert any(re.fullmatch(r"tiny_embedding_baseline_seed0_layer\d\d_step\d+_UMAP", n)
+               for n in figs["pages/embeddings.py"]), figs["pages/embeddings.py"]
+    assert any(re.fullmatch(r"tiny_energy_decoupled_seed0_layer\d\d", n) for n in figs["pages/subspace.py"])
+    assert any(n.startswith("tiny_delta-map_decoupled_MSA-dialect") for n in figs["pages/home.py"])
 
 
 def test_a_link_to_a_missing_experiment_says_so(app_root, monkeypatch):

@@ -225,29 +225,77 @@ def test_delta_scale_is_fixed_and_symmetric():
                           "lat": [33.89, 31.95], "lon": [35.50, 35.93], "delta": [-1.2, 0.3], "low": [-2.0, -0.2],
                           "high": [-0.4, 0.9], "significant": [True, False]})
     for sub in (frame, frame.iloc[:1]):
-        marker = figures.delta_map(sub, "t", 5.0).data[1].marker
+        marker = figures.delta_map(sub, "t", 5.0).data[-1].marker
         assert (marker.cmin, marker.cmax, marker.cmid) == (-5.0, 5.0, 0)
 
 
-def test_map_labels_of_close_cities_do_not_overlap():
-    cities = [v for v in VARIETIES if v.code in FLORES_CODES and v.lat is not None]
-    texts = [f"{v.city} {-1.23:+.1f}" for v in cities]
-    pos = figures.label_positions([v.lon for v in cities], [v.lat for v in cities], texts)
-    i, j = [v.city for v in cities].index("Beirut"), [v.city for v in cities].index("Amman")
-    assert pos[i] != pos[j] or "center" not in pos[i]
-    offsets = {p: (dx, dy) for p, dx, dy in figures._POSITIONS}
-
-    def box(k):
-        w, h = figures._CHAR_DEG * len(texts[k]), figures._LINE_DEG
-        dx, dy = offsets[pos[k]]
-        cx, cy = cities[k].lon + dx * (w / 2 + 0.6), cities[k].lat + dy * (h / 2 + 0.6)
-        return cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2
-
-    boxes = [box(k) for k in range(len(cities))]
+@pytest.mark.parametrize("corpus", ["flores", "madar"])
+def test_map_labels_fit_inside_the_map_and_never_overlap(corpus):
+    """Issue 21: with MADAR's 25 cities the labels overlapped or were cut at the map's edge. Every label (the
+    longest Δ text) lies inside the map, overlaps no other label and covers no city's dot."""
+    cities = [v for v in VARIETIES if v.lat is not None and corpus in v.sources]
+    texts = [f"{v.city} {-10.23:+.1f}" for v in cities]
+    centres = figures.label_layout([v.lon for v in cities], [v.lat for v in cities], texts)
+    boxes = [figures.label_box(*c, t) for c, t in zip(centres, texts)]
+    (x0, x1), (y0, y1) = figures.MAP_LON, figures.MAP_LAT
+    for k, (a0, b0, a1, b1) in enumerate(boxes):
+        assert x0 <= a0 and a1 <= x1 and y0 <= b0 and b1 <= y1, (cities[k].city, boxes[k])
+        assert not any(a0 - 0.4 < v.lon < a1 + 0.4 and b0 - 0.4 < v.lat < b1 + 0.4 for v in cities), cities[k].city
     for a in range(len(boxes)):
         for b in range(a + 1, len(boxes)):
             A, B = boxes[a], boxes[b]
             assert not (A[0] < B[2] and B[0] < A[2] and A[1] < B[3] and B[1] < A[3]), (cities[a].city, cities[b].city)
+    frame = pd.DataFrame({"name": [v.name for v in cities], "city": [v.city for v in cities],
+                          "lat": [v.lat for v in cities], "lon": [v.lon for v in cities], "delta": -10.23,
+                          "low": -11.0, "high": -9.0, "significant": True})
+    shown = next(t for t in figures.delta_map(frame, "t", 12.0).data if t.mode == "text")
+    assert list(shown.text) == texts and list(shown.lon) == [c[0] for c in centres]      # drawn where placed
+
+
+def _title_lines(text) -> list[str]:
+    return [x for x in str(text or "").split("<br>") if x]
+
+
+def test_chart_titles_never_overlap():
+    """Issue 21: titles overlapped the panel titles under them (a 40 px top margin for both) and ran past a
+    half-width chart. Every title line fits its width, and the top margin holds the title and the panel titles."""
+    energy = pd.DataFrame([{"model": m, "site": "layer.02", "step": s, "energy_share_mean": 0.3}
+                           for m in ("base", "decoupled.s0") for s in (0, 8)])
+    probes = energy.rename(columns={"energy_share_mean": "accuracy"})
+    pens = pd.DataFrame([{"arm": a, "model": f"{a}.s0", "step": s, "penalty": 0.1}
+                         for a in ("decoupled", "random") for s in (0, 8)])
+    dose = pd.DataFrame({"lam": [0.0, 0.1], "msa_to_dialect": [None, {"delta": 1.0, "low": 0.0, "high": 2.0}],
+                         "called_msa": [0.2, 0.1], "posthoc_accuracy": [0.9, 0.8]})
+    points = pd.DataFrame({"x": [0.0, 1.0], "y": [0.0, 1.0], "variety": ["arb", "arz"], "region": ["Standard", "Nile Valley"],
+                           "sent_id": ["a", "a"], "text": ["x", "y"]})
+    figs = {"posthoc": (figures.posthoc_vs_energy(energy, probes, ["decoupled.s0"], "layer.02"), figures.TITLE_CHARS),
+            "penalties": (figures.penalties(pens, ["decoupled", "random"]), figures.TITLE_CHARS),
+            "dose": (figures.dose_response(dose), figures.TITLE_CHARS),
+            "embedding": (figures.embedding(points, title="decoupled · seed 1 (probe + penalty) · step 1600 · "
+                                                          "layer.02 · UMAP"), figures.TITLE_CHARS // 2)}
+    for name, (fig, chars) in figs.items():
+        lines = _title_lines(fig.layout.title.text)
+        subs = figures.subplot_titles(fig)
+        sub_lines = max((len(_title_lines(a.text)) for a in subs), default=0)
+        assert all(len(x) <= chars for x in lines), (name, lines)
+        assert all(len(x) <= chars // len(subs) for a in subs for x in _title_lines(a.text)), name
+        need = (figures.TITLE_PAD + len(lines) * figures.TITLE_PX * figures.LINE if lines else 0) \
+            + sub_lines * figures.SUBTITLE_PX * figures.LINE
+        assert fig.layout.margin.t >= need, (name, fig.layout.margin.t, need)
+        assert fig.layout.title.yref == "container" and fig.layout.title.yanchor == "top"
+
+
+def test_export_file_names_carry_experiment_arm_seed_layer_and_step():
+    from explorer.ui import exports
+
+    assert exports.file_name("madar-25", "embedding", model="decoupled.s1", layer="layer.02", step=1600,
+                             extra=["UMAP"], ext="png") == "madar-25_embedding_decoupled_seed1_layer02_step1600_UMAP.png"
+    assert exports.file_name("tiny", "delta-map", model="random", extra=["MSA → dialect"]) == \
+        "tiny_delta-map_random_MSA-dialect"
+    assert exports.file_name("tiny", "translate", models=["baseline.s0", "base"]) == "tiny_translate_baseline_seed0_base"
+    flat = exports.plain(pd.DataFrame({"lam": [0.0, 0.1], "d": [None, {"delta": 1.0, "low": 0.5}], "v": [["a"], []]}))
+    assert list(flat.columns) == ["lam", "d delta", "d low", "v"] and flat["d delta"].iloc[1] == 1.0
+    assert flat["v"].iloc[0] == '["a"]'
 
 
 def test_many_models_get_one_hue_per_arm_and_a_dash_per_seed():

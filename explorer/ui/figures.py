@@ -49,10 +49,51 @@ def iso(text: str) -> str:
     return f"{FSI}{text}{PDI}"
 
 
-def _style(fig: go.Figure, height: int = 420, **layout) -> go.Figure:
+# titles: font sizes (px), line height (in font sizes), characters per line of a full-width figure, space above
+TITLE_PX, SUBTITLE_PX, LINE, TITLE_CHARS, TITLE_PAD = 16, 14, 1.35, 70, 8
+
+
+def _lines(text: str, width: int) -> list[str]:
+    """``text`` broken at spaces into lines of at most ``width`` characters (a longer word keeps its line)."""
+    out: list[str] = []
+    for part in str(text).split("<br>"):
+        cur = ""
+        for w in part.split():
+            if cur and len(cur) + 1 + len(w) > width:
+                out.append(cur)
+                cur = w
+            else:
+                cur = f"{cur} {w}".strip()
+        out.append(cur)
+    return [x for x in out if x]
+
+
+def subplot_titles(fig: go.Figure) -> list:
+    """The annotations ``make_subplots`` puts above each panel (anchored at their bottom on the panel's top)."""
+    return [a for a in fig.layout.annotations or ()
+            if a.yref == "paper" and a.yanchor == "bottom" and a.showarrow is False]
+
+
+def _style(fig: go.Figure, height: int = 420, *, title: str = "", title_chars: int = TITLE_CHARS,
+           **layout) -> go.Figure:
+    """The app's look, and titles that never overlap: the title is wrapped to ``title_chars`` characters a line
+    (``TITLE_CHARS`` for a full-width figure, about half for one of two side by side), each panel's title to its
+    share of that, and the top margin is made tall enough for all their lines, so the title sits above the panel
+    titles and they sit above the plot (the figure grows by what the margin takes)."""
+    lines = _lines(title, title_chars) if title else []
+    subs = subplot_titles(fig)
+    sub_lines = 0
+    for a in subs:
+        wrapped = _lines(a.text or "", max(12, title_chars // len(subs) - 2))
+        a.update(text="<br>".join(wrapped), font={"size": SUBTITLE_PX})
+        sub_lines = max(sub_lines, len(wrapped))
+    top = (TITLE_PAD + math.ceil(len(lines) * TITLE_PX * LINE) + 6 if lines else 10) \
+        + (math.ceil(sub_lines * SUBTITLE_PX * LINE) + 4 if sub_lines else 0)
     layout = {"legend": {"itemsizing": "constant"}, **layout}
-    fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 40, "b": 10}, font={"family": FONT},
-                      hoverlabel={"font": {"family": FONT}}, **layout)
+    fig.update_layout(height=height + max(0, top - 40), margin={"l": 10, "r": 10, "t": max(top, 20), "b": 10},
+                      font={"family": FONT}, hoverlabel={"font": {"family": FONT}},
+                      title={"text": "<br>".join(lines), "x": 0, "xanchor": "left", "y": 1, "yref": "container",
+                             "yanchor": "top", "pad": {"t": TITLE_PAD}, "font": {"size": TITLE_PX}}, **layout)
     return fig
 
 
@@ -113,7 +154,7 @@ def embedding(points: pd.DataFrame, *, colour_by: str = "variety", link: str | N
                     "opacity": 0.85, "line": {"width": 0.5, "color": "white"}}))
     fig.update_xaxes(showticklabels=False, title=None)
     fig.update_yaxes(showticklabels=False, title=None)
-    return _style(fig, height=520, title=title, legend={"orientation": "h", "yanchor": "top", "y": -0.02,
+    return _style(fig, height=520, title=title, title_chars=TITLE_CHARS // 2, legend={"orientation": "h", "yanchor": "top", "y": -0.02,
                                                         "itemsizing": "constant"})
 
 
@@ -259,7 +300,7 @@ def energy_heatmap(frame: pd.DataFrame, title: str, zrange: tuple[float, float] 
                                hovertemplate="%{y}<br>step %{x}<br>share %{z:.3f}<extra></extra>"))
     fig.update_xaxes(title="checkpoint (training step)", type="category")
     fig.update_yaxes(autorange="reversed")
-    return _style(fig, height=max(260, 60 + 34 * len(frame)), title=title)
+    return _style(fig, height=max(260, 60 + 34 * len(frame)), title=title, title_chars=TITLE_CHARS // 2)
 
 
 def shared_range(frames: list[pd.DataFrame]) -> tuple[float, float] | None:
@@ -319,36 +360,55 @@ def delta_limit(deltas: pd.DataFrame, systems: Sequence[str] | None = None, floo
     return float(max(floor, math.ceil(np.abs(vals).max()))) if vals.size else floor
 
 
-# label placement on the map: text offsets tried in order, and the box a label takes (degrees at this zoom)
-_POSITIONS = (("top center", 0.0, 1.0), ("bottom center", 0.0, -1.0), ("middle right", 1.0, 0.0),
-              ("middle left", -1.0, 0.0), ("top right", 0.8, 0.8), ("bottom left", -0.8, -0.8),
-              ("top left", -0.8, 0.8), ("bottom right", 0.8, -0.8))
+# label placement on the map: the box a label takes (degrees at the map's zoom), the map's extent, and the gaps
+# tried between a dot and its label (beyond the first, a thin leader line joins them)
 _CHAR_DEG, _LINE_DEG = 0.62, 1.5
+MAP_LON, MAP_LAT = (-18.0, 62.0), (6.0, 44.0)
+_GAPS = (0.6, 1.8, 3.2, 4.8, 6.6, 8.6)
+_DIRECTIONS = tuple((math.cos(math.radians(a)), math.sin(math.radians(a))) for a in range(0, 360, 30))
+
+Box = tuple[float, float, float, float]
 
 
-def label_positions(lon: Sequence[float], lat: Sequence[float], texts: Sequence[str]) -> list[str]:
-    """A Plotly ``textposition`` per city so that labels overlap neither each other nor other cities' dots
-    (greedy, north to south; the first free position wins, else the least crowded)."""
-    boxes: list[tuple[float, float, float, float]] = []
+def label_box(x: float, y: float, text: str) -> Box:
+    """The box (lon0, lat0, lon1, lat1) a label centred at (x, y) takes."""
+    w, h = _CHAR_DEG * len(text), _LINE_DEG
+    return x - w / 2, y - h / 2, x + w / 2, y + h / 2
+
+
+def label_layout(lon: Sequence[float], lat: Sequence[float], texts: Sequence[str],
+                 bounds: tuple[tuple[float, float], tuple[float, float]] = (MAP_LON, MAP_LAT)) \
+        -> list[tuple[float, float]]:
+    """A centre (lon, lat) per label such that every label lies inside the map (``bounds``), overlaps no other
+    label and covers no city's dot: tried near its dot first, then further out in 12 directions (the page joins a
+    moved label to its dot with a leader line). Crowded cities are placed first; when nothing is free (more
+    labels than room) the least crowded place wins."""
     dots = [(float(x), float(y)) for x, y in zip(lon, lat)]
-    out = [""] * len(texts)
+    (x0, x1), (y0, y1) = bounds
+    placed: list[Box] = []
+    out: list[tuple[float, float]] = [(0.0, 0.0)] * len(texts)
 
-    def box(i: int, dx: float, dy: float) -> tuple[float, float, float, float]:
+    def crowd(i: int) -> int:
+        return sum(abs(dots[i][0] - x) < 8 and abs(dots[i][1] - y) < 4 for x, y in dots)
+
+    def clashes(b: Box) -> int:
+        n = sum(b[0] < o[2] and o[0] < b[2] and b[1] < o[3] and o[1] < b[3] for o in placed)
+        n += sum(b[0] - 0.4 < x < b[2] + 0.4 and b[1] - 0.4 < y < b[3] + 0.4 for x, y in dots)
+        return n + 100 * (b[0] < x0 or b[2] > x1 or b[1] < y0 or b[3] > y1)     # outside the map: cut
+
+    for i in sorted(range(len(texts)), key=lambda k: (-crowd(k), -dots[k][1])):
         w, h = _CHAR_DEG * len(texts[i]), _LINE_DEG
-        x, y = dots[i]
-        cx, cy = x + dx * (w / 2 + 0.6), y + dy * (h / 2 + 0.6)
-        return cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2
-
-    def clash(b: tuple[float, float, float, float], me: int) -> int:
-        n = sum(b[0] < o[2] and o[0] < b[2] and b[1] < o[3] and o[1] < b[3] for o in boxes)
-        return n + sum(b[0] - 0.4 < x < b[2] + 0.4 and b[1] - 0.4 < y < b[3] + 0.4
-                       for j, (x, y) in enumerate(dots) if j != me)
-
-    for i in sorted(range(len(texts)), key=lambda k: -dots[k][1]):
-        scored = [(clash(box(i, dx, dy), i), k) for k, (_, dx, dy) in enumerate(_POSITIONS)]
-        best = min(scored)[1]
-        out[i] = _POSITIONS[best][0]
-        boxes.append(box(i, *_POSITIONS[best][1:]))
+        best = None
+        for r, gap in enumerate(_GAPS):
+            for d, (dx, dy) in enumerate(_DIRECTIONS):
+                cx, cy = dots[i][0] + dx * (w / 2 + gap), dots[i][1] + dy * (h / 2 + gap)
+                score = (clashes(label_box(cx, cy, texts[i])), r, d)
+                if best is None or score < best[0]:
+                    best = (score, (cx, cy))
+            if best[0][0] == 0:
+                break
+        out[i] = best[1]
+        placed.append(label_box(*best[1], texts[i]))
     return out
 
 
@@ -366,10 +426,23 @@ def delta_map(frame: pd.DataFrame, title: str, limit: float) -> go.Figure:
         text = [f"<b>{n}</b><br>Δ chrF++ {d:+.2f} [{lo:+.2f}, {hi:+.2f}]" for n, d, lo, hi in
                 zip(frame["name"], frame["delta"], frame["low"], frame["high"])]
         labels = [f"{c} {d:+.1f}" for c, d in zip(frame["city"], frame["delta"])]
+        centres = label_layout(frame["lon"], frame["lat"], labels)
+        leaders_lon: list[float | None] = []
+        leaders_lat: list[float | None] = []
+        for x, y, (cx, cy), t in zip(frame["lon"], frame["lat"], centres, labels):
+            b = label_box(cx, cy, t)        # a label moved away from its dot gets a line to it
+            if not (b[0] - 1.0 < x < b[2] + 1.0 and b[1] - 1.0 < y < b[3] + 1.0):
+                leaders_lon += [x, min(max(x, b[0]), b[2]), None]
+                leaders_lat += [y, min(max(y, b[1]), b[3]), None]
+        if leaders_lon:
+            fig.add_trace(go.Scattergeo(lon=leaders_lon, lat=leaders_lat, mode="lines", hoverinfo="skip",
+                                        line={"width": 0.7, "color": "#6b7280"}, showlegend=False))
+        fig.add_trace(go.Scattergeo(lon=[c[0] for c in centres], lat=[c[1] for c in centres], text=labels,
+                                    mode="text", textposition="middle center", textfont={"size": 12},
+                                    hoverinfo="skip", showlegend=False))
         fig.add_trace(go.Scattergeo(
             lat=frame["lat"], lon=frame["lon"], text=text, hovertemplate="%{text}<extra></extra>",
-            mode="markers+text", textposition=label_positions(frame["lon"], frame["lat"], labels),
-            texttemplate=labels, textfont={"size": 12},
+            mode="markers",
             marker={"size": [16 if s else 11 for s in frame["significant"]], "color": frame["delta"],
                     "colorscale": DELTA_SCALE, "cmin": -limit, "cmax": limit, "cmid": 0,
                     "line": {"width": 1, "color": "#333"},
@@ -377,7 +450,7 @@ def delta_map(frame: pd.DataFrame, title: str, limit: float) -> go.Figure:
             showlegend=False))
     fig.update_geos(showcoastlines=False, showland=False, showocean=False, showlakes=False, showrivers=False,
                     showcountries=False, showsubunits=False, showframe=False, bgcolor="#dbe9f6",
-                    lonaxis_range=[-18, 62], lataxis_range=[6, 44], projection_type="equirectangular")
+                    lonaxis_range=list(MAP_LON), lataxis_range=list(MAP_LAT), projection_type="equirectangular")
     return _style(fig, height=460, title=title)
 
 
