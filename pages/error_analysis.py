@@ -22,8 +22,6 @@ if table.empty:
     st.info("This experiment has no test translations yet.")
     st.stop()
 models = [m for m in view.models if f"hyp_{m}" in table.columns]
-pair = errors.delta_pair(models)
-labels = errors.column_labels(models, pair)
 annotations, notes_error = notes.load(exp)
 
 # ---- filters: every one is kept in the URL, so a reload keeps the view and a link shares it
@@ -35,21 +33,37 @@ with st.container(border=True):
                             format_func=variety_label)
     search = links.bound(f3.text_input, "Search the texts", key="ea_search",
                          placeholder="a word of the source, the reference or an output")
+    # the Δ compares what the reader picks: any two models (seeds) or an arm's mean over its seeds
+    sides = errors.delta_sides(models)
+    d1, d2 = st.columns(2)
+    default = errors.delta_pair(sides, "decoupled") or (sides[-1], sides[0])
+    system = links.bound(d1.selectbox, "Δ of", sides, index=sides.index(default[0]), key="ea_sys",
+                         format_func=lambda m: errors.side_label(m, models),
+                         help="A model (one seed) or an arm: the mean of its seeds' chrF++ on each sentence")
+    reference = links.bound(d2.selectbox, "minus", sides, index=sides.index(default[1]), key="ea_ref",
+                            format_func=lambda m: errors.side_label(m, models))
+    pair = (system, reference)
+    table = errors.with_delta(table, system, reference)
+    labels = errors.column_labels(models, pair)
     g1, g2, g3, g4 = st.columns([3, 3, 2, 1], vertical_alignment="bottom")
-    rng = None
-    if table["delta"].notna().any():
-        lo, hi = math.floor(min(table["delta"].min(), -0.1)), math.ceil(max(table["delta"].max(), 0.1))
-        rng = links.bound(g1.slider, labels["delta"], float(lo), float(hi), (float(lo), float(hi)), step=0.5,
-                          key="ea_delta")
+    # one range for every pair, so a link's range stays valid whatever Δ it names
+    chrf = table[[f"chrf_{m}" for m in models]]
+    spread = float(math.ceil(max(0.1, (chrf.max(axis=1) - chrf.min(axis=1)).max()))) if chrf.notna().any().any() \
+        else None
+    rng = links.bound(g1.slider, "Δ between", -spread, spread, (-spread, spread), step=0.5, key="ea_delta",
+                      help="Keeps the sentences whose Δ (chosen above) lies in this range") if spread else None
     flags = links.bound(g2.multiselect, "Only flagged", [*errors.OUTPUT_FLAGS, errors.PAIR_SAME], key="ea_flags",
                         help="Outputs flagged automatically (any model), or test pairs whose source is the same text "
                              "as the reference")
-    sort_cols = ["delta", "length", *[f"chrf_{m}" for m in models], *[f"copy_{m}" for m in models], "sent_id"]
-    sort_by = links.bound(g3.selectbox, "Sort by", sort_cols, key="ea_sort", format_func=labels.get)
-    ascending = links.bound(g4.toggle, "Ascending", value=True, key="ea_asc")
+    sort_cols = ["abs_delta", "delta", "differ", "length", *[f"chrf_{m}" for m in models],
+                 *[f"copy_{m}" for m in models], "sent_id"]
+    short = {"abs_delta": "|Δ| (largest first when descending)", "delta": "Δ", "differ": "outputs differ"}
+    sort_by = links.bound(g3.selectbox, "Sort by", sort_cols, key="ea_sort",
+                          format_func=lambda c: short.get(c) or labels[c])
+    ascending = links.bound(g4.toggle, "Ascending", value=False, key="ea_asc")
 shown = errors.filter_table(table, directions=directions, varieties=varieties, delta_range=rng, search=search,
                             flags=flags).sort_values(sort_by, ascending=ascending, kind="stable")
-widgets.reading(errors_reading(shown, len(table), models, pair))
+widgets.reading(errors_reading(shown, len(table), models, tuple(errors.side_label(m, models) for m in pair)))
 
 flat = annotations.flat() if annotations is not None else None
 filtered = len(shown) < len(table)
@@ -64,7 +78,8 @@ with st.container(horizontal=True):
             return errors.to_csv(frame) if fmt == "csv" else errors.to_jsonl(frame)
 
         st.download_button(f"{fmt.upper()} · {scope} ({len(rows)})", data, key=f"ea_export_{scope[:3]}_{fmt}",
-                           file_name=exports.file_name(view.name, "translations", extra=[scope.split()[0]], ext=fmt),
+                           file_name=exports.file_name(view.name, "translations", extra=[scope.split()[0], "delta",
+                                                                          system, "minus", reference], ext=fmt),
                            on_click="ignore",
                            mime="text/csv" if fmt == "csv" else "application/jsonl", icon=":material/download:",
                            disabled=scope == "filtered view" and rows.empty)

@@ -545,6 +545,40 @@ def test_every_table_has_a_csv_and_exports_are_named(app):
     assert any(n.startswith("tiny_delta-map_decoupled_MSA-dialect") for n in figs["pages/home.py"])
 
 
+def test_error_analysis_compares_the_pair_the_reader_picks(app, app_root):
+    """Issue 21 item 5: the Δ is any seed pair or an arm's mean over its seeds (the mean by default), the table
+    sorts by |Δ| (largest first) or by "outputs differ", and all of it is in the link."""
+    from explorer.experiment.view import load_experiment
+
+    hyps = load_experiment(app_root / "tiny").hypotheses()
+    at = app("pages/error_analysis.py")
+    assert (at.selectbox(key="ea_sys").value, at.selectbox(key="ea_ref").value) == ("decoupled", "baseline")
+
+    def first_delta(at) -> float:
+        table = next(m.value for m in at.markdown if 'class="dde-table"' in m.value)
+        return float(re.search(r"Δ ([+-]\d+\.\d)<", table).group(1))
+
+    mean = (hyps[["chrf_decoupled.s0", "chrf_decoupled.s1"]].mean(axis=1)
+            - hyps[["chrf_baseline.s0", "chrf_baseline.s1"]].mean(axis=1))
+    assert abs(first_delta(at)) == pytest.approx(mean.abs().max(), abs=0.051)
+    at.selectbox(key="ea_sys").set_value("decoupled.s1").run()
+    at.selectbox(key="ea_ref").set_value("baseline.s0").run()
+    assert_ok(at)
+    cross = hyps["chrf_decoupled.s1"] - hyps["chrf_baseline.s0"]
+    assert abs(first_delta(at)) == pytest.approx(cross.abs().max(), abs=0.051)
+    assert "decoupled · seed 1 beats baseline · seed 0 on" in next(r.value for r in at.markdown if "This run:" in r.value)
+    at.selectbox(key="ea_sort").set_value("differ").run()
+    assert_ok(at)
+    again = reopen(link_of(at), "pages/error_analysis.py")
+    assert again.selectbox(key="ea_sys").value == "decoupled.s1" and again.selectbox(key="ea_ref").value == "baseline.s0"
+    assert again.selectbox(key="ea_sort").value == "differ" and again.toggle(key="ea_asc").value is False
+    table = next(m.value for m in again.markdown if 'class="dde-table"' in m.value)
+    first = re.search(r"(flores-[\w-]+?\d+)<", table).group(1)
+    differs = hyps[hyps["hyp_decoupled.s1"].fillna("").str.split().str.join(" ")
+                   != hyps["hyp_baseline.s0"].fillna("").str.split().str.join(" ")]
+    assert first in set(differs["sent_id"])                     # outputs that differ come first
+
+
 def test_a_link_to_a_missing_experiment_says_so(app_root, monkeypatch):
     """A link naming an experiment that is not under the cache root says so and shows nothing else, instead of
     quietly opening another experiment; picking one in the sidebar then shows it."""

@@ -118,6 +118,43 @@ def test_seeded_models_are_named_for_readers():
     assert not any(".s1" in v for v in labels.values())
 
 
+def _seeded_table() -> pd.DataFrame:
+    """Two sentences, two seeds of two arms: sentence x is where seed 0 and the mean disagree (issue 21: +26.5 for
+    seed 0, +9.4 on the mean)."""
+    rows = {"direction": ["arb-arz"] * 2, "src": ["arb"] * 2, "tgt": ["arz"] * 2, "sent_id": ["x", "y"],
+            "source": ["a b c", "d e f"], "ref": ["a b z", "d e z"]}
+    chrf = {"baseline.s0": [10.0, 40.0], "baseline.s1": [30.0, 40.0], "decoupled.s0": [36.5, 41.0],
+            "decoupled.s1": [22.3, 45.0]}
+    hyps = {"baseline.s0": ["a", "same"], "baseline.s1": ["b", "same"], "decoupled.s0": ["c", "same"],
+            "decoupled.s1": ["b", "other"]}
+    for m in chrf:
+        rows[f"hyp_{m}"], rows[f"chrf_{m}"] = hyps[m], chrf[m]
+    return pd.DataFrame(rows)
+
+
+def test_the_delta_compares_any_seed_pair_or_the_mean_over_seeds():
+    """Issue 21 item 5: the Δ is the pair the reader picks: one seed against another, or an arm's mean over its
+    seeds; |Δ| and how often the outputs differ are columns to sort by."""
+    t = _seeded_table()
+    models = errors.models_in(t)
+    assert errors.delta_sides(models)[:2] == ["baseline", "decoupled"] and "decoupled.s1" in errors.delta_sides(models)
+    seed0 = errors.with_delta(t, "decoupled.s0", "baseline.s0")
+    assert list(seed0["delta"]) == [26.5, 1.0] and list(seed0["differ"]) == [1.0, 0.0]
+    mean = errors.with_delta(t, "decoupled", "baseline")
+    assert mean["delta"].tolist() == pytest.approx([9.4, 3.0]) and list(mean["abs_delta"]) == list(mean["delta"].abs())
+    assert list(mean["differ"]) == [0.5, 0.5]             # seed 1 wrote what baseline seed 1 wrote on x
+    cross = errors.with_delta(t, "decoupled.s1", "baseline.s0")
+    assert cross["delta"].tolist() == pytest.approx([12.3, 5.0]) and list(cross["differ"]) == [1.0, 1.0]
+    assert errors.side_label("decoupled", models) == "decoupled (mean of 2 seeds)"
+    labels = errors.column_labels(models, ("decoupled", "baseline.s1"))
+    assert labels["delta"] == "Δ chrF++ (decoupled (mean of 2 seeds) − baseline · seed 1)"
+    full = errors.with_delta(errors.error_table(t, models, None), "decoupled", "baseline")
+    frame = errors.export_frame(full, models, scope="everything", delta_of=("decoupled", "baseline"))
+    assert frame["outputs differ (decoupled (mean of 2 seeds) vs baseline (mean of 2 seeds))"].tolist() == [0.5, 0.5]
+    with pytest.raises(ValueError, match="no outputs of 'random'"):
+        errors.with_delta(t, "random", "baseline")
+
+
 def test_confident_guess():
     assert errors.confident_guess("arz", 0.9) == "arz"
     assert errors.confident_guess("ars", 0.34) is None and errors.confident_guess("ars", float("nan")) is None
