@@ -8,7 +8,7 @@ import streamlit as st
 
 from explorer.analysis import errors
 from explorer.analysis.readings import errors_reading
-from explorer.data.varieties import ENG, HR, variety_label
+from explorer.data.varieties import HR, variety_label
 from explorer.experiment.annotations import item_key
 from explorer.ui import cache, exports, links, notes, shell, tables, widgets
 
@@ -129,11 +129,9 @@ if sentence_note and not sentence_note.empty:
     st.caption(f"Note on the sentence: {', '.join(sentence_note.tags)} {sentence_note.comment}".strip())
 for m in models:
     hyp = str(row[f"hyp_{m}"] or "")
-    guess = errors.confident_guess(row.get(f"pred_{m}"), row.get(f"pred_p_{m}"))
-    p = row.get(f"pred_p_{m}")
-    looks = (f"looks like {variety_label(guess) if guess != ENG else 'English'} (p = {p:.2f})" if guess else
-             f"no confident dialect guess (best p = {p:.2f} < {errors.CONFIDENT:.2f})" if pd.notna(p)
-             else "no dialect guess")
+    label, top = row.get(f"guess_{m}"), row.get(f"top_{m}")
+    looks = (f"looks like {variety_label(label)}" if label else str(row.get(f"why_{m}") or "no dialect guess")) \
+        + (f" · top three: {top}" if top else "")
     copied = row[f"copy_{m}"]
     meta = (f"{widgets.model_label(m)} · chrF++ {row[f'chrf_{m}']:.1f} · "
             f"{f'{copied:.0%}' if pd.notna(copied) else '—'} of its words copied from the source · {looks}")
@@ -147,8 +145,11 @@ for m in models:
     if diff and hyp:
         widgets.sentence(row["ref"], row["tgt"], label=f"reference: words {widgets.model_label(m)} lacks", size="0.95rem",
                          body_html=body[1])
-st.caption(f"Every model's output in full, as plain right-to-left text you can select and copy. The dialect guess "
-           f"(character n-gram classifier) is shown only when it is at least {errors.CONFIDENT:.0%} sure.")
+st.caption(f"Every model's output in full, as plain right-to-left text you can select and copy. The dialect "
+           "classifier (character n-grams) always picks some variety, so each output shows its three likeliest with "
+           f"their probabilities, and names one only when it is at least {errors.CONFIDENT:.0%} sure, the output is "
+           "not garbled (repeats itself, cut short, or mostly words found in no training text) and the "
+           "MSA-vs-dialect classifier does not call it MSA.")
 
 notes.panel(exp, key, {m: str(row[f"hyp_{m}"] or "") for m in models}, annotations, notes_error,
             label=widgets.model_label)

@@ -3,6 +3,7 @@
 import streamlit as st
 
 from explorer.analysis import plain
+from explorer.analysis.errors import CONFIDENT
 from explorer.analysis.readings import map_reading
 from explorer.data.varieties import KINDS
 from explorer.files import StoreError
@@ -62,6 +63,16 @@ if view is not None and table is not None and not table.empty:
                    + (f" ({bal:.0%} balanced accuracy)" if bal is not None else "")
                    + "; *same for every target*: test sentences whose outputs are identical whatever dialect was "
                    "asked for. The references row is what a perfect system would score.")
+        held = cache.not_msa_breakdown(exp)
+        if not held.empty:
+            st.markdown("**What the outputs not called MSA hold** (MSA → dialect, mean over seeds)")
+            tables.html_table(held, numbers={c: ".0%" for c in held.columns[2:]},
+                              download=(held, exports.file_name(view.name, "not-called-msa")))
+            st.caption("*Not called MSA* is not the same as *dialect*. Of the outputs the MSA-vs-dialect classifier "
+                       "does not call MSA: *garbled* ones repeat themselves, stop far short of the reference, or are "
+                       "mostly words found in no training text; the rest is split by the dialect classifier's guess "
+                       f"when it is at least {CONFIDENT:.0%} sure (*the requested dialect*, *another variety*), else "
+                       "*no confident guess*. Each share is of the outputs not called MSA.")
 
     dose = cache.dose_response(exp)
     if not dose.empty:

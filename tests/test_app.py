@@ -330,9 +330,9 @@ def test_translate_page_and_decoupling_switch(app):
     assert boxes.count('class="dde-sentence"') == 4       # source, reference, two outputs
     assert 'dir="rtl"' in boxes
     assert at.sidebar.button_group(key="ckpt")            # the same checkpoint control as elsewhere
-    guesses = [m.value for m in at.markdown if "dialect guess" in m.value.lower() or "Looks like" in m.value]
-    assert len(guesses) == 2                              # a guess is shown only when the classifier is sure
-    assert all(float(re.search(r"p = ([0-9.]+)", g)[1]) >= 0.6 for g in guesses if "Looks like" in g)
+    guesses = [m.value for m in at.markdown if "top three:" in m.value]
+    assert len(guesses) == 2                              # one per output: a label only when it can be trusted
+    assert all(float(re.search(r"\.(\d\d)", g.split("top three:")[1])[1]) >= 60 for g in guesses if "Looks like" in g)
     assert any("accurate on the test split" in c.value for c in at.sidebar.caption)
     shares = [m.value for m in at.metric if m.label == "MSA-subspace share"]
     at.sidebar.toggle(key="tr_on").set_value(True).run()
@@ -577,6 +577,25 @@ def test_error_analysis_compares_the_pair_the_reader_picks(app, app_root):
     differs = hyps[hyps["hyp_decoupled.s1"].fillna("").str.split().str.join(" ")
                    != hyps["hyp_baseline.s0"].fillna("").str.split().str.join(" ")]
     assert first in set(differs["sent_id"])                     # outputs that differ come first
+
+
+def test_the_dialect_guess_is_honest_on_every_page(app):
+    """Issue 21 item 6: each output shows its three likeliest varieties; a garbled or MSA output is never named a
+    dialect; Home says what the outputs not called MSA hold."""
+    at = app("pages/error_analysis.py")
+    outputs = [m.value for m in at.markdown if 'class="dde-output"' in m.value]
+    heads = [o.split('<div class="dde-output"')[0] for o in outputs]
+    assert heads and all("top three:" in h or "empty output" in h for h in heads), heads
+    assert not any("looks like" in h and ("garbled" in h or "reads as MSA" in h) for h in heads)
+    assert any("garbled (" in h or "reads as MSA" in h or "no confident guess" in h for h in heads)
+    at.switch_page("pages/translate.py").run()
+    assert_ok(at)
+    lines = [m.value for m in at.markdown if "top three:" in m.value]
+    assert len(lines) == 2 and not any("Looks like" in x and "garbled" in x for x in lines)
+    at.switch_page("pages/home.py").run()
+    assert_ok(at)
+    held = next(m.value for m in at.markdown if 'class="dde-table"' in m.value and ">no confident guess<" in m.value)
+    assert ">garbled<" in held and ">the requested dialect<" in held and ">decoupled<" in held
 
 
 def test_a_link_to_a_missing_experiment_says_so(app_root, monkeypatch):

@@ -350,3 +350,30 @@ def test_many_models_get_one_hue_per_arm_and_a_dash_per_seed():
     for arm in ("baseline", "decoupled", "random"):
         seeds = [f"{arm}.s{k}" for k in range(3)]
         assert len({hue[m] for m in seeds}) == 1 and len({lines[m].dash for m in seeds}) == 3
+
+
+def test_the_dialect_guess_is_honest():
+    """Issue 21 item 6: three varieties with probabilities, never a label on MSA or garbled output, and a flag for
+    why an output is garbled (repetition, cut short, unknown words)."""
+    from explorer.analysis import guess as G
+
+    classes = ("arb", "arz", "mus")
+    known = G.lexicon(["ازيك يا صاحبي عامل ايه النهارده", "كيف حالك اليوم يا صديقي"])
+    ok = G.guess("ازيك يا صاحبي عامل ايه", [0.05, 0.85, 0.10], classes, known=known, msa_probability=0.1)
+    assert ok.label == "arz" and [c for c, _ in ok.top] == ["arz", "mus", "arb"] and not ok.garbled
+    msa = G.guess("كيف حالك اليوم يا صديقي", [0.05, 0.08, 0.87], classes, known=known, msa_probability=0.9)
+    assert msa.label is None and msa.called_msa and "reads as MSA" in msa.why      # not "Muscat .87"
+    assert G.describe(msa).endswith("top 3: Muscat (mus) .87 · Egyptian (arz) .08 · MSA (arb) .05")
+    loop = G.guess("يا يا يا يا يا يا يا يا", [0.0, 0.95, 0.05], classes, known=known)
+    assert loop.label is None and G.REPEATS in loop.garbled
+    junk = G.guess("قثصض ظطكمن ثقفغ عامل", [0.0, 0.95, 0.05], classes, known=known)
+    assert junk.label is None and junk.garbled == (G.UNKNOWN,) and junk.unknown_share == 0.75
+    short = G.guess("ازيك", [0.0, 0.95, 0.05], classes, ref="ازيك يا صاحبي عامل ايه النهارده", known=known)
+    assert short.label is None and G.CUT_SHORT in short.garbled
+    unsure = G.guess("ازيك يا صاحبي", [0.2, 0.5, 0.3], classes, known=known)
+    assert unsure.label is None and "no confident guess" in unsure.why and len(unsure.top) == 3
+    rows = pd.DataFrame({"src": ["arb"] * 4, "tgt": ["arz"] * 4, "guess_d.s0": ["arz", "mus", "", ""],
+                         "garbled_d.s0": ["", "", "", "cut short"], "called_msa_d.s0": [False, False, False, True]})
+    held = G.not_msa_breakdown(rows, ["d.s0"], lambda m: m.split(".")[0])[0]
+    assert held["not called MSA"] == 0.75 and held["garbled"] == 0
+    assert held["the requested dialect"] == held["another variety"] == held["no confident guess"] == pytest.approx(1 / 3)

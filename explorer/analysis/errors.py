@@ -261,6 +261,7 @@ def column_labels(models: Sequence[str], delta_pair_: tuple[str, str] | None = N
         labels |= {f"hyp_{name}": f"output · {m}", f"chrf_{name}": f"chrF++ · {m}",
                    f"copy_{name}": f"copied from source · {m}", f"flags_{name}": f"flags · {m}",
                    f"guess_{name}": f"looks like · {m}", f"pred_p_{name}": f"p(guess) · {m}",
+                   f"top_{name}": f"top three varieties · {m}", f"garbled_{name}": f"garbled · {m}",
                    f"tags_{name}": f"tags · {m}", f"comment_{name}": f"comment · {m}",
                    f"spans_{name}": f"marked spans · {m}"}
     return labels | {"tags": "tags (sentence)", "comment": "comment (sentence)"}
@@ -276,7 +277,7 @@ def export_frame(shown: pd.DataFrame, models: Sequence[str], *, scope: str,
     "comment", "spans"}}}`` (plain values, as ``experiment.annotations.Annotations.flat`` gives them)."""
     df = shown.copy()
     for m in models:
-        if f"pred_{m}" in df:
+        if f"pred_{m}" in df and f"guess_{m}" not in df:     # (analysis.guess sets an honest one first)
             df[f"guess_{m}"] = [confident_guess(v, p, threshold) or "" for v, p in zip(df[f"pred_{m}"],
                                                                                        df[f"pred_p_{m}"])]
     if notes is not None:
@@ -293,8 +294,8 @@ def export_frame(shown: pd.DataFrame, models: Sequence[str], *, scope: str,
     cols = ["label", "variety", "sent_id", "source", "ref", "pair_flags", "delta", *(["differ"] if "differ" in df
                                                                                      else []), "length"]
     for m in models:
-        cols += [c for c in (f"hyp_{m}", f"chrf_{m}", f"copy_{m}", f"flags_{m}", f"guess_{m}", f"pred_p_{m}",
-                             f"tags_{m}", f"comment_{m}", f"spans_{m}") if c in df]
+        cols += [c for c in (f"hyp_{m}", f"chrf_{m}", f"copy_{m}", f"flags_{m}", f"guess_{m}", f"top_{m}",
+                             f"garbled_{m}", f"pred_p_{m}", f"tags_{m}", f"comment_{m}", f"spans_{m}") if c in df]
     cols += [c for c in ("tags", "comment") if c in df]
     out = df[cols].rename(columns=column_labels(models, delta_of))
     out.insert(0, "exported", scope)
