@@ -15,7 +15,7 @@ import pytest
 from explorer.analysis import errors
 from explorer.data.varieties import FLORES_CODES, VARIETIES, variety
 from explorer.experiment.annotations import DEFAULT_TAGS, AnnotationsError, AnnotationStore, item_key
-from explorer.ui import figures, palette
+from explorer.ui import figures, maps, palette
 
 MSA = "يقول المركز الوطني للأعاصير إنه لا يشكل أي تهديد"
 EGY = "المركز الوطني للأعاصير بيقول إنه مش بيمثل أي تهديد"
@@ -262,7 +262,7 @@ def test_delta_scale_is_fixed_and_symmetric():
                           "lat": [33.89, 31.95], "lon": [35.50, 35.93], "delta": [-1.2, 0.3], "low": [-2.0, -0.2],
                           "high": [-0.4, 0.9], "significant": [True, False]})
     for sub in (frame, frame.iloc[:1]):
-        marker = figures.delta_map(sub, "t", 5.0).data[-1].marker
+        marker = maps.delta_map(sub, "t", 5.0).data[-1].marker
         assert (marker.cmin, marker.cmax, marker.cmid) == (-5.0, 5.0, 0)
 
 
@@ -272,9 +272,9 @@ def test_map_labels_fit_inside_the_map_and_never_overlap(corpus):
     longest Δ text) lies inside the map, overlaps no other label and covers no city's dot."""
     cities = [v for v in VARIETIES if v.lat is not None and corpus in v.sources]
     texts = [f"{v.city} {-10.23:+.1f}" for v in cities]
-    centres = figures.label_layout([v.lon for v in cities], [v.lat for v in cities], texts)
-    boxes = [figures.label_box(*c, t) for c, t in zip(centres, texts)]
-    (x0, x1), (y0, y1) = figures.MAP_LON, figures.MAP_LAT
+    centres = maps.label_layout([v.lon for v in cities], [v.lat for v in cities], texts)
+    boxes = [maps.label_box(*c, t) for c, t in zip(centres, texts)]
+    (x0, x1), (y0, y1) = maps.MAP_LON, maps.MAP_LAT
     for k, (a0, b0, a1, b1) in enumerate(boxes):
         assert x0 <= a0 and a1 <= x1 and y0 <= b0 and b1 <= y1, (cities[k].city, boxes[k])
         assert not any(a0 - 0.4 < v.lon < a1 + 0.4 and b0 - 0.4 < v.lat < b1 + 0.4 for v in cities), cities[k].city
@@ -285,7 +285,7 @@ def test_map_labels_fit_inside_the_map_and_never_overlap(corpus):
     frame = pd.DataFrame({"name": [v.name for v in cities], "city": [v.city for v in cities],
                           "lat": [v.lat for v in cities], "lon": [v.lon for v in cities], "delta": -10.23,
                           "low": -11.0, "high": -9.0, "significant": True})
-    shown = next(t for t in figures.delta_map(frame, "t", 12.0).data if t.mode == "text")
+    shown = next(t for t in maps.delta_map(frame, "t", 12.0).data if t.mode == "text")
     assert list(shown.text) == texts and list(shown.lon) == [c[0] for c in centres]      # drawn where placed
 
 

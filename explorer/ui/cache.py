@@ -27,7 +27,7 @@ from ..experiment import report
 from ..experiment.annotations import Annotations, AnnotationStore
 from ..experiment.view import ExperimentView, list_experiment_dirs, load_experiment
 from ..files import StoreError, read_json
-from . import figures
+from . import figures, maps
 
 
 def experiment_key(folder: str | Path) -> str:
@@ -308,7 +308,7 @@ def annotations(root: str, stamp: int) -> Annotations:
 
 
 def _map(key: str, system: str, kind: str) -> go.Figure:
-    return figures.delta_map(map_frame(key, system, kind), f"Δ chrF++ ({system} − baseline), {kind}",
+    return maps.delta_map(map_frame(key, system, kind), f"Δ chrF++ ({system} − baseline), {kind}",
                              delta_limit(key))
 
 
