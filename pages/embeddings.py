@@ -5,7 +5,7 @@ import streamlit as st
 
 from explorer.analysis.readings import embedding_reading
 from explorer.data.varieties import variety_label
-from explorer.ui import cache, figures, links, shell, widgets
+from explorer.ui import cache, exports, figures, links, shell, tables, widgets
 
 shell.page_setup()
 st.title("Embeddings")
@@ -31,23 +31,26 @@ st.caption(f"Mean-pooled hidden states at **{site}** of {rows['sent_id'].nunique
            f"{rows['variety'].nunique()} varieties, one dot per sentence and variety (★ = MSA). Beside each cloud, "
            "the measured distance of every dialect to MSA in that model: the plot shows where sentences fall, the "
            "numbers say how far apart they are.")
-tables = {}
+distances = {}
 for i, (col, name) in enumerate(zip(st.columns(2), (left, right))):
     s = 0 if name == "base" else widgets.nearest_step(exp, name, step)
     with col:
         title = f"{widgets.model_label(name)} · step {s}"
         st.plotly_chart(cache.figure("embedding", exp, name, s, site, method, colour, link, title), width="stretch",
-                        key=f"emb_fig_{i}", config=figures.config(f"embedding-{name}-{s}-{site}"))
+                        key=f"emb_fig_{i}", config=figures.config(
+                            exports.file_name(view.name, "embedding", model=name, layer=site, step=s, extra=[method])))
         dist = cache.msa_distances(exp, name, s, site)
-        widgets.html_table(dist, numbers={c: ".3g" for c in dist.columns[1:]})
-        tables[name] = dist
-if len(tables) == 2:
-    widgets.reading(embedding_reading(tables, site))
+        tables.html_table(dist, numbers={c: ".3g" for c in dist.columns[1:]},
+                          download=(dist, exports.file_name(view.name, "distance-to-msa", model=name, layer=site, step=s)))
+        distances[name] = dist
+if len(distances) == 2:
+    widgets.reading(embedding_reading(distances, site))
 every = cache.seed_distances(exp, step, site)
 if len(view.seeds) > 1 and not every.empty:
     st.subheader("Every model, every seed")
     shown = every.assign(model=[widgets.model_label(m) for m in every["model"]])
-    widgets.html_table(shown, numbers={"step": "d"} | {c: ".3g" for c in every.columns[2:]})
+    tables.html_table(shown, numbers={"step": "d"} | {c: ".3g" for c in every.columns[2:]},
+                      download=(every, exports.file_name(view.name, "distance-to-msa-every-seed", layer=site, step=step)))
     st.caption(f"The mean over dialects of the distances above, for every seed of every arm at {site} (each at its "
                "checkpoint nearest the chosen step). Two seeds of one arm differ only by training noise: a "
                "difference between arms smaller than that is not a difference.")

@@ -8,11 +8,10 @@ import streamlit as st
 
 from explorer.analysis import errors
 from explorer.analysis.readings import errors_reading
-from explorer.data.varieties import ENG, HR, variety_label
-from explorer.evaluation import dialect_id
+from explorer.data.varieties import HR, variety_label
 from explorer.experiment.annotations import item_key
 from explorer.names import first_of
-from explorer.ui import cache, links, notes, shell, widgets
+from explorer.ui import cache, exports, links, notes, shell, tables, widgets
 
 ROWS_PER_PAGE = 20
 shell.page_setup()
@@ -24,8 +23,6 @@ if table.empty:
     st.info("This experiment has no test translations yet.")
     st.stop()
 models = [m for m in view.models if f"hyp_{m}" in table.columns]
-pair = errors.delta_pair(models)
-labels = errors.column_labels(models, pair)
 annotations, notes_error = notes.load(exp)
 
 # ---- filters: every one is kept in the URL, so a reload keeps the view and a link shares it
@@ -37,21 +34,37 @@ with st.container(border=True):
                             format_func=variety_label)
     search = links.bound(f3.text_input, "Search the texts", key="ea_search",
                          placeholder="a word of the source, the reference or an output")
+    # the Δ compares what the reader picks: any two models (seeds) or an arm's mean over its seeds
+    sides = errors.delta_sides(models)
+    d1, d2 = st.columns(2)
+    default = errors.delta_pair(sides, "decoupled") or (sides[-1], sides[0])
+    system = links.bound(d1.selectbox, "Δ of", sides, index=sides.index(default[0]), key="ea_sys",
+                         format_func=lambda m: errors.side_label(m, models),
+                         help="A model (one seed) or an arm: the mean of its seeds' chrF++ on each sentence")
+    reference = links.bound(d2.selectbox, "minus", sides, index=sides.index(default[1]), key="ea_ref",
+                            format_func=lambda m: errors.side_label(m, models))
+    pair = (system, reference)
+    table = errors.with_delta(table, system, reference)
+    labels = errors.column_labels(models, pair)
     g1, g2, g3, g4 = st.columns([3, 3, 2, 1], vertical_alignment="bottom")
-    rng = None
-    if table["delta"].notna().any():
-        lo, hi = math.floor(min(table["delta"].min(), -0.1)), math.ceil(max(table["delta"].max(), 0.1))
-        rng = links.bound(g1.slider, labels["delta"], float(lo), float(hi), (float(lo), float(hi)), step=0.5,
-                          key="ea_delta")
+    # one range for every pair, so a link's range stays valid whatever Δ it names
+    chrf = table[[f"chrf_{m}" for m in models]]
+    spread = float(math.ceil(max(0.1, (chrf.max(axis=1) - chrf.min(axis=1)).max()))) if chrf.notna().any().any() \
+        else None
+    rng = links.bound(g1.slider, "Δ between", -spread, spread, (-spread, spread), step=0.5, key="ea_delta",
+                      help="Keeps the sentences whose Δ (chosen above) lies in this range") if spread else None
     flags = links.bound(g2.multiselect, "Only flagged", [*errors.OUTPUT_FLAGS, errors.PAIR_SAME], key="ea_flags",
                         help="Outputs flagged automatically (any model), or test pairs whose source is the same text "
                              "as the reference")
-    sort_cols = ["delta", "length", *[f"chrf_{m}" for m in models], *[f"copy_{m}" for m in models], "sent_id"]
-    sort_by = links.bound(g3.selectbox, "Sort by", sort_cols, key="ea_sort", format_func=labels.get)
-    ascending = links.bound(g4.toggle, "Ascending", value=True, key="ea_asc")
+    sort_cols = ["abs_delta", "delta", "differ", "length", *[f"chrf_{m}" for m in models],
+                 *[f"copy_{m}" for m in models], "sent_id"]
+    short = {"abs_delta": "|Δ| (largest first when descending)", "delta": "Δ", "differ": "outputs differ"}
+    sort_by = links.bound(g3.selectbox, "Sort by", sort_cols, key="ea_sort",
+                          format_func=lambda c: short.get(c) or labels[c])
+    ascending = links.bound(g4.toggle, "Ascending", value=False, key="ea_asc")
 shown = errors.filter_table(table, directions=directions, varieties=varieties, delta_range=rng, search=search,
                             flags=flags).sort_values(sort_by, ascending=ascending, kind="stable")
-widgets.reading(errors_reading(shown, len(table), models, pair))
+widgets.reading(errors_reading(shown, len(table), models, tuple(errors.side_label(m, models) for m in pair)))
 
 flat = annotations.flat() if annotations is not None else None
 filtered = len(shown) < len(table)
@@ -66,7 +79,9 @@ with st.container(horizontal=True):
             return errors.to_csv(frame) if fmt == "csv" else errors.to_jsonl(frame)
 
         st.download_button(f"{fmt.upper()} · {scope} ({len(rows)})", data, key=f"ea_export_{scope[:3]}_{fmt}",
-                           file_name=f"{view.name}-translations-{scope.split()[0]}.{fmt}", on_click="ignore",
+                           file_name=exports.file_name(view.name, "translations", extra=[scope.split()[0], "delta",
+                                                                          system, "minus", reference], ext=fmt),
+                           on_click="ignore",
                            mime="text/csv" if fmt == "csv" else "application/jsonl", icon=":material/download:",
                            disabled=scope == "filtered view" and rows.empty)
 st.caption("Exports use the column names of this page, with the linguist's tags, comments and spans; their first "
@@ -85,7 +100,7 @@ n_pages = max(1, math.ceil(len(shown) / ROWS_PER_PAGE))
 page_no = links.bound(st.pagination, n_pages, key="ea_page") if n_pages > 1 else 1
 page_no = min(page_no, n_pages)
 rows = shown.iloc[(page_no - 1) * ROWS_PER_PAGE: page_no * ROWS_PER_PAGE]
-widgets.translations_table(rows, in_table, labels)
+tables.translations_table(rows, in_table, labels)
 st.caption(f"Rows {(page_no - 1) * ROWS_PER_PAGE + 1}–{(page_no - 1) * ROWS_PER_PAGE + len(rows)} of {len(shown)}. "
            "Flags are set automatically: an empty output, one that repeats itself, a near-copy of the source "
            f"(≥{errors.NEAR_COPY:.0%} of its words from the source, covering as much of it), one far too long or "
@@ -115,11 +130,9 @@ if sentence_note and not sentence_note.empty:
     st.caption(f"Note on the sentence: {', '.join(sentence_note.tags)} {sentence_note.comment}".strip())
 for m in models:
     hyp = str(row[f"hyp_{m}"] or "")
-    guess = dialect_id.confident_guess(row.get(f"pred_{m}"), row.get(f"pred_p_{m}"))
-    p = row.get(f"pred_p_{m}")
-    looks = (f"looks like {variety_label(guess) if guess != ENG else 'English'} (p = {p:.2f})" if guess else
-             f"no confident dialect guess (best p = {p:.2f} < {dialect_id.CONFIDENT:.2f})" if pd.notna(p)
-             else "no dialect guess")
+    label, top = row.get(f"guess_{m}"), row.get(f"top_{m}")
+    looks = (f"looks like {variety_label(label)}" if label else str(row.get(f"why_{m}") or "no dialect guess")) \
+        + (f" · top three: {top}" if top else "")
     copied = row[f"copy_{m}"]
     meta = (f"{widgets.model_label(m)} · chrF++ {row[f'chrf_{m}']:.1f} · "
             f"{f'{copied:.0%}' if pd.notna(copied) else '—'} of its words copied from the source · {looks}")
@@ -133,8 +146,11 @@ for m in models:
     if diff and hyp:
         widgets.sentence(row["ref"], row["tgt"], label=f"reference: words {widgets.model_label(m)} lacks", size="0.95rem",
                          body_html=body[1])
-st.caption(f"Every model's output in full, as plain right-to-left text you can select and copy. The dialect guess "
-           f"(character n-gram classifier) is shown only when it is at least {dialect_id.CONFIDENT:.0%} sure.")
+st.caption(f"Every model's output in full, as plain right-to-left text you can select and copy. The dialect "
+           "classifier (character n-grams) always picks some variety, so each output shows its three likeliest with "
+           f"their probabilities, and names one only when it is at least {errors.CONFIDENT:.0%} sure, the output is "
+           "not garbled (repeats itself, cut short, or mostly words found in no training text) and the "
+           "MSA-vs-dialect classifier does not call it MSA.")
 
 notes.panel(exp, key, {m: str(row[f"hyp_{m}"] or "") for m in models}, annotations, notes_error,
             label=widgets.model_label)

@@ -3,10 +3,11 @@
 import streamlit as st
 
 from explorer.analysis import plain
+from explorer.analysis.errors import CONFIDENT
 from explorer.analysis.readings import map_reading
 from explorer.data.varieties import KINDS
 from explorer.files import StoreError
-from explorer.ui import cache, cache_root, figures, links, shell, shipped, widgets
+from explorer.ui import cache, cache_root, exports, figures, links, shell, shipped, tables, widgets
 
 shell.page_setup()
 st.title("Dialect Decoupling Explorer")
@@ -37,7 +38,7 @@ if view is not None and table is not None and not table.empty:
         st.markdown("**Data notes** (from loading the corpus): " + " · ".join(notes))
     arms = dict.fromkeys(["base", *(view.arm_of(m) for m in view.arms)])   # one column per arm: its mean over seeds
     models = [a for a in arms if f"chrF++ {a}" in table.columns]
-    widgets.headline(table, models)
+    tables.headline(table, models, exports.file_name(view.name, "chrf-per-direction"))
     n_seeds = len(view.seeds)
     st.caption("chrF++ per translation direction (higher is better)"
                + (f", each arm the mean ± sd over its {n_seeds} seeds" if n_seeds > 1 else ", one seed per arm")
@@ -53,7 +54,7 @@ if view is not None and table is not None and not table.empty:
     looks = cache.leakage(exp)
     if not looks.empty:
         st.subheader("What the outputs look like")
-        widgets.leakage(looks)
+        tables.leakage(looks, exports.file_name(view.name, "outputs-look-like"))
         clf = view.classifiers()
         acc = clf.get("dialect_id", {}).get("accuracy")
         bal = clf.get("msa_vs_dialect", {}).get("balanced_accuracy")
@@ -64,12 +65,23 @@ if view is not None and table is not None and not table.empty:
                    + (f" ({bal:.0%} balanced accuracy)" if bal is not None else "")
                    + "; *same for every target*: test sentences whose outputs are identical whatever dialect was "
                    "asked for. The references row is what a perfect system would score.")
+        held = cache.not_msa_breakdown(exp)
+        if not held.empty:
+            st.markdown("**What the outputs not called MSA hold** (MSA → dialect, mean over seeds)")
+            tables.html_table(held, numbers={c: ".0%" for c in held.columns[2:]},
+                              download=(held, exports.file_name(view.name, "not-called-msa")))
+            st.caption("*Not called MSA* is not the same as *dialect*. Of the outputs the MSA-vs-dialect classifier "
+                       "does not call MSA: *garbled* ones repeat themselves, stop far short of the reference, or are "
+                       "mostly words found in no training text; the rest is split by the dialect classifier's guess "
+                       f"when it is at least {CONFIDENT:.0%} sure (*the requested dialect*, *another variety*), else "
+                       "*no confident guess*. Each share is of the outputs not called MSA.")
 
     dose = cache.dose_response(exp)
     if not dose.empty:
         st.subheader("Dose–response: the penalty's strength λ")
-        widgets.dose_table(dose)
-        st.plotly_chart(cache.figure("dose", exp), width="stretch", config=figures.config("dose-response"))
+        tables.dose_table(dose, exports.file_name(view.name, "dose-response"))
+        st.plotly_chart(cache.figure("dose", exp), width="stretch",
+                        config=figures.config(exports.file_name(view.name, "dose-response")))
         st.caption("One decoupled arm per λ (the baseline is λ = 0), each averaged over its seeds: the mean Δ "
                    "chrF++ over directions with its interval, MSA leakage, the as-requested share, and the accuracy "
                    "of a probe fitted afterwards on each model's states at the penalised layer (0.5 = no MSA "
@@ -83,9 +95,11 @@ if view is not None and table is not None and not table.empty:
         system = links.bound(c1.selectbox, "Arm compared with baseline", systems, key="home_system",
                              format_func=widgets.model_label)
         kind = links.bound(c2.radio, "Direction", list(KINDS[:2]), key="home_kind", horizontal=True)
-        st.plotly_chart(cache.figure("map", exp, system, kind), width="stretch", config=figures.config("delta-map"))
+        st.plotly_chart(cache.figure("map", exp, system, kind), width="stretch",
+                        config=figures.config(exports.file_name(view.name, "delta-map", model=system, extra=[kind])))
         widgets.reading(map_reading(cache.map_frame(exp, system, kind), system, kind))
-        st.plotly_chart(cache.figure("bars", exp, system, kind), width="stretch", config=figures.config("delta-bars"))
+        st.plotly_chart(cache.figure("bars", exp, system, kind), width="stretch",
+                        config=figures.config(exports.file_name(view.name, "delta-bars", model=system, extra=[kind])))
         st.caption(f"One colour scale and one axis for every arm and direction (±{cache.delta_limit(exp):g} chrF++), so "
                    "the same colour means the same number everywhere. Large dots and coloured bars: the Δ reads "
                    "better or worse (its 95% interval excludes zero and, with several seeds, it is beyond the noise "
@@ -127,6 +141,7 @@ if overview.empty:
     st.info(f"No experiment has been run yet (looked in `{cache_root()}`).")
 else:
     st.dataframe(overview, hide_index=True, width="stretch")
+    exports.csv_button(overview, "dde_experiments")
 widgets.run_panel(has_experiments=not overview.empty)
 if view is not None and (table is None or table.empty):
     st.info(f"`{view.name}` has no evaluation results yet; they appear when its run reaches the eval stage.")

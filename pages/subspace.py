@@ -5,7 +5,7 @@ import streamlit as st
 from explorer.analysis import readings
 from explorer.analysis.errors import first_of
 from explorer.data.varieties import HR, variety_label
-from explorer.ui import cache, figures, links, shell, widgets
+from explorer.ui import cache, exports, figures, links, shell, tables, widgets
 
 shell.page_setup()
 st.title("The MSA subspace over training")
@@ -27,7 +27,7 @@ drawn = refits["accuracy"].isna().all()     # the random control draws its subsp
 st.subheader("What the probe gate decided")
 widgets.reading(readings.gate_reading(refits))
 if not drawn:
-    widgets.gate_table(refits)
+    tables.gate_table(refits, exports.file_name(view.name, "probe-gate", model=arm))
 st.caption("At every refit the new probe must beat chance on held-out tokens by a margin (the gate threshold) and "
            "compress the labels; a rejected refit leaves the previous subspace in force, and before the first "
            "accepted one no penalty applies at all. The random control is redrawn at the decoupled arm's accepted "
@@ -37,7 +37,8 @@ st.subheader("How the estimate moves")
 if refits["step"].nunique() < 2:
     st.info(f"The {arm} arm has {refits['step'].nunique()} refit: there is no movement to draw yet.")
 else:
-    st.plotly_chart(cache.figure("angles", exp, arm), width="stretch", config=figures.config("subspace-angles"))
+    st.plotly_chart(cache.figure("angles", exp, arm), width="stretch",
+                    config=figures.config(exports.file_name(view.name, "subspace-angles", model=arm)))
 widgets.reading(readings.angles_reading(refits, drawn=drawn))
 st.caption("Each point is one refit: the largest principal angle between the new subspace and the previous one (red) "
            "or the first one (blue). 0° is the same subspace, 90° an orthogonal one. In a good run the red curve "
@@ -58,7 +59,7 @@ else:
     shown = links.bound(c2.multiselect, "Varieties", options, default=default, key="sub_varieties",
                         format_func=variety_label)
     st.plotly_chart(cache.figure("probe", exp, arm, metric, tuple(shown)), width="stretch",
-                    config=figures.config("probe"))
+                    config=figures.config(exports.file_name(view.name, f"probe-{metric}", model=arm)))
     widgets.reading(readings.probe_reading(refits, per, cache.probe_chance_of(exp, arm)))
     st.caption("The thick line is the probe's accuracy on held-out tokens (MSA vs every dialect together); the dotted "
                "line is what always answering the larger class scores. A probe well above that line has found an "
@@ -72,7 +73,8 @@ pen_arms = tuple(dict.fromkeys(sorted(pens["arm"], key=lambda a: (a != "decouple
 if pens.empty:
     st.info("No decoupled or random arm has a training log yet.")
 else:
-    st.plotly_chart(cache.figure("penalties", exp, pen_arms), width="stretch", config=figures.config("penalties"))
+    st.plotly_chart(cache.figure("penalties", exp, pen_arms), width="stretch",
+                    config=figures.config(exports.file_name(view.name, "penalties")))
     widgets.reading(readings.penalty_reading(pens))
     st.caption("The penalty ‖Uᵀh‖² the loss adds at the penalised layer, one thin line per seed: the decoupled arm "
                "against its own MSA subspace, beside the matched random control (the same size of subspace, redrawn "
@@ -90,7 +92,8 @@ for col, (name, heat) in zip(st.columns(len(names)), heats.items()):
             st.info(f"No MSA subspace at {site} for {name}: energy is measured at the penalised layer(s) only.")
         else:
             st.plotly_chart(cache.figure("energy", exp, name, site, *zrange), width="stretch",
-                            key=f"heat_{name}", config=figures.config(f"energy-{name}"))
+                            key=f"heat_{name}",
+                            config=figures.config(exports.file_name(view.name, "energy", model=name, layer=site)))
 widgets.reading(readings.energy_reading(heats))
 st.caption(f"Each cell is the average share of a variety's sentence vector inside the {arm} arm's current MSA "
            f"subspace (‖Uᵀh‖/‖h‖), left for the reference arm ({widgets.model_label(reference)}), right for the "
@@ -100,7 +103,8 @@ st.caption(f"Each cell is the average share of a variety's sentence vector insid
 
 st.subheader("Does the penalty remove MSA information, or only move it?")
 models = tuple(view.arms)
-st.plotly_chart(cache.figure("posthoc", exp, models, site), width="stretch", config=figures.config("posthoc"))
+st.plotly_chart(cache.figure("posthoc", exp, models, site), width="stretch",
+                config=figures.config(exports.file_name(view.name, "posthoc", layer=site)))
 widgets.reading(readings.posthoc_reading(cache.posthoc(exp), cache.geometry_long(exp), models, site))
 st.caption("Left: how much of each model's sentence vectors lies in its own MSA subspace (for decoupled and random "
            "their training subspace, for the others a probe fitted on their states), what the penalty pushes down. "
@@ -123,7 +127,8 @@ metric2 = links.bound(c2.selectbox, "Measure", list(figures.GEOMETRY_LABELS), ke
 models = tuple(view.models)
 pick = geo[(geo["step"] == step) | (geo["model"] == "base")]   # the base model is the step-0 reference
 st.plotly_chart(cache.figure("layers", exp, metric2, dialect, step, models), width="stretch",
-                config=figures.config("distance-per-layer"))
+                config=figures.config(exports.file_name(view.name, "distance-per-layer", step=step,
+                                                        extra=[dialect, metric2])))
 widgets.reading(readings.layers_reading(pick, metric2, figures.GEOMETRY_LABELS[metric2], dialect, step, models))
 st.caption("One line per model for the chosen dialect at the chosen checkpoint (the base model before fine-tuning "
            "for reference). Similarity near 1, or a small distance, means the model represents the dialect much "

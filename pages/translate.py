@@ -2,9 +2,10 @@
 
 import streamlit as st
 
+from explorer.analysis import guess
 from explorer.data.varieties import ENG, HR, variety_label
 from explorer.evaluation.chrf import sentence_chrf
-from explorer.evaluation.dialect_id import CONFIDENT, confident_guess
+from explorer.evaluation.dialect_id import CONFIDENT
 from explorer.ui import cache, links, shell, widgets
 
 shell.page_setup()
@@ -61,8 +62,8 @@ switched_step = 0 if switched == "base" else widgets.nearest_step(exp, switched,
 side.caption(f"Removes from **{widgets.model_label(switched)}** at step {switched_step}: "
              f"{cache.subspace_source(exp, switched, switched_step)}.")
 st.sidebar.caption(f"Dialect ID: character n-gram classifier, {clf.test_accuracy:.0%} accurate on the test split "
-                   f"over {len(clf.classes)} varieties; a guess is shown only when it is at least {CONFIDENT:.0%} "
-                   "sure.")
+                   f"over {len(clf.classes)} varieties. Its three likeliest varieties are shown; it names one only "
+                   f"when it is at least {CONFIDENT:.0%} sure, the output is not garbled and is not called MSA.")
 
 cols = st.columns(2)
 for col, side_name, name in ((cols[0], "left", left), (cols[1], "right", right)):
@@ -78,11 +79,10 @@ for col, side_name, name in ((cols[0], "left", left), (cols[1], "right", right))
         extra = (f" · decoupling α={out.alpha:g} at {', '.join(out.sites)} with "
                  f"{cache.subspace_source(exp, name, s)}" if out.alpha else "")
         widgets.sentence(out.text, tgt, label=f"step {out.step}{extra}")
-        pred = clf.predict_one(out.text)
-        guess = confident_guess(pred.variety, pred.probability) if pred.variety in clf.classes else None
-        st.markdown(f"Looks like **{variety_label(guess)}** (p = {pred.probability:.2f})" if guess else
-                    f"No confident dialect guess (best p = {pred.probability:.2f}, below {CONFIDENT:.2f})"
-                    if pred.variety in clf.classes else f"Dialect guess: {pred.variety}")
+        g = guess.guesses(clf, [out.text], [reference or ""], known=cache.lexicon(exp),
+                          msa=cache.msa_classifier(exp))[0]
+        st.markdown((f"Looks like **{variety_label(g.label)}**" if g.label else f"Dialect: {g.why}")
+                    + (f" · top three: {guess.top_text(g.top)}" if g.top else ""))
         m = st.columns(2)
         m[0].metric("chrF++ vs reference", f"{sentence_chrf(out.text, reference):.1f}" if reference else "—")
         m[1].metric("MSA-subspace share", f"{out.msa_share:.3f}" if out.msa_share is not None else "—",

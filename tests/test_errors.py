@@ -16,7 +16,7 @@ from explorer.analysis import errors
 from explorer.data.varieties import FLORES_CODES, VARIETIES, variety
 from explorer.evaluation import dialect_id
 from explorer.experiment.annotations import DEFAULT_TAGS, AnnotationsError, AnnotationStore, item_key
-from explorer.ui import figures, palette
+from explorer.ui import figures, maps, palette
 
 MSA = "يقول المركز الوطني للأعاصير إنه لا يشكل أي تهديد"
 EGY = "المركز الوطني للأعاصير بيقول إنه مش بيمثل أي تهديد"
@@ -117,6 +117,43 @@ def test_seeded_models_are_named_for_readers():
     assert labels["chrf_baseline.s1"] == "chrF++ · baseline · seed 1" and labels["hyp_base"] == "output · base"
     assert labels["delta"] == "Δ chrF++ (decoupled · seed 1 − baseline · seed 1)"
     assert not any(".s1" in v for v in labels.values())
+
+
+def _seeded_table() -> pd.DataFrame:
+    """Two sentences, two seeds of two arms: sentence x is where seed 0 and the mean disagree (issue 21: +26.5 for
+    seed 0, +9.4 on the mean)."""
+    rows = {"direction": ["arb-arz"] * 2, "src": ["arb"] * 2, "tgt": ["arz"] * 2, "sent_id": ["x", "y"],
+            "source": ["a b c", "d e f"], "ref": ["a b z", "d e z"]}
+    chrf = {"baseline.s0": [10.0, 40.0], "baseline.s1": [30.0, 40.0], "decoupled.s0": [36.5, 41.0],
+            "decoupled.s1": [22.3, 45.0]}
+    hyps = {"baseline.s0": ["a", "same"], "baseline.s1": ["b", "same"], "decoupled.s0": ["c", "same"],
+            "decoupled.s1": ["b", "other"]}
+    for m in chrf:
+        rows[f"hyp_{m}"], rows[f"chrf_{m}"] = hyps[m], chrf[m]
+    return pd.DataFrame(rows)
+
+
+def test_the_delta_compares_any_seed_pair_or_the_mean_over_seeds():
+    """Issue 21 item 5: the Δ is the pair the reader picks: one seed against another, or an arm's mean over its
+    seeds; |Δ| and how often the outputs differ are columns to sort by."""
+    t = _seeded_table()
+    models = errors.models_in(t)
+    assert errors.delta_sides(models)[:2] == ["baseline", "decoupled"] and "decoupled.s1" in errors.delta_sides(models)
+    seed0 = errors.with_delta(t, "decoupled.s0", "baseline.s0")
+    assert list(seed0["delta"]) == [26.5, 1.0] and list(seed0["differ"]) == [1.0, 0.0]
+    mean = errors.with_delta(t, "decoupled", "baseline")
+    assert mean["delta"].tolist() == pytest.approx([9.4, 3.0]) and list(mean["abs_delta"]) == list(mean["delta"].abs())
+    assert list(mean["differ"]) == [0.5, 0.5]             # seed 1 wrote what baseline seed 1 wrote on x
+    cross = errors.with_delta(t, "decoupled.s1", "baseline.s0")
+    assert cross["delta"].tolist() == pytest.approx([12.3, 5.0]) and list(cross["differ"]) == [1.0, 1.0]
+    assert errors.side_label("decoupled", models) == "decoupled (mean of 2 seeds)"
+    labels = errors.column_labels(models, ("decoupled", "baseline.s1"))
+    assert labels["delta"] == "Δ chrF++ (decoupled (mean of 2 seeds) − baseline · seed 1)"
+    full = errors.with_delta(errors.error_table(t, models, None), "decoupled", "baseline")
+    frame = errors.export_frame(full, models, scope="everything", delta_of=("decoupled", "baseline"))
+    assert frame["outputs differ (decoupled (mean of 2 seeds) vs baseline (mean of 2 seeds))"].tolist() == [0.5, 0.5]
+    with pytest.raises(ValueError, match="no outputs of 'random'"):
+        errors.with_delta(t, "random", "baseline")
 
 
 def test_confident_guess():
@@ -226,29 +263,77 @@ def test_delta_scale_is_fixed_and_symmetric():
                           "lat": [33.89, 31.95], "lon": [35.50, 35.93], "delta": [-1.2, 0.3], "low": [-2.0, -0.2],
                           "high": [-0.4, 0.9], "significant": [True, False]})
     for sub in (frame, frame.iloc[:1]):
-        marker = figures.delta_map(sub, "t", 5.0).data[1].marker
+        marker = maps.delta_map(sub, "t", 5.0).data[-1].marker
         assert (marker.cmin, marker.cmax, marker.cmid) == (-5.0, 5.0, 0)
 
 
-def test_map_labels_of_close_cities_do_not_overlap():
-    cities = [v for v in VARIETIES if v.code in FLORES_CODES and v.lat is not None]
-    texts = [f"{v.city} {-1.23:+.1f}" for v in cities]
-    pos = figures.label_positions([v.lon for v in cities], [v.lat for v in cities], texts)
-    i, j = [v.city for v in cities].index("Beirut"), [v.city for v in cities].index("Amman")
-    assert pos[i] != pos[j] or "center" not in pos[i]
-    offsets = {p: (dx, dy) for p, dx, dy in figures._POSITIONS}
-
-    def box(k):
-        w, h = figures._CHAR_DEG * len(texts[k]), figures._LINE_DEG
-        dx, dy = offsets[pos[k]]
-        cx, cy = cities[k].lon + dx * (w / 2 + 0.6), cities[k].lat + dy * (h / 2 + 0.6)
-        return cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2
-
-    boxes = [box(k) for k in range(len(cities))]
+@pytest.mark.parametrize("corpus", ["flores", "madar"])
+def test_map_labels_fit_inside_the_map_and_never_overlap(corpus):
+    """Issue 21: with MADAR's 25 cities the labels overlapped or were cut at the map's edge. Every label (the
+    longest Δ text) lies inside the map, overlaps no other label and covers no city's dot."""
+    cities = [v for v in VARIETIES if v.lat is not None and corpus in v.sources]
+    texts = [f"{v.city} {-10.23:+.1f}" for v in cities]
+    centres = maps.label_layout([v.lon for v in cities], [v.lat for v in cities], texts)
+    boxes = [maps.label_box(*c, t) for c, t in zip(centres, texts)]
+    (x0, x1), (y0, y1) = maps.MAP_LON, maps.MAP_LAT
+    for k, (a0, b0, a1, b1) in enumerate(boxes):
+        assert x0 <= a0 and a1 <= x1 and y0 <= b0 and b1 <= y1, (cities[k].city, boxes[k])
+        assert not any(a0 - 0.4 < v.lon < a1 + 0.4 and b0 - 0.4 < v.lat < b1 + 0.4 for v in cities), cities[k].city
     for a in range(len(boxes)):
         for b in range(a + 1, len(boxes)):
             A, B = boxes[a], boxes[b]
             assert not (A[0] < B[2] and B[0] < A[2] and A[1] < B[3] and B[1] < A[3]), (cities[a].city, cities[b].city)
+    frame = pd.DataFrame({"name": [v.name for v in cities], "city": [v.city for v in cities],
+                          "lat": [v.lat for v in cities], "lon": [v.lon for v in cities], "delta": -10.23,
+                          "low": -11.0, "high": -9.0, "significant": True})
+    shown = next(t for t in maps.delta_map(frame, "t", 12.0).data if t.mode == "text")
+    assert list(shown.text) == texts and list(shown.lon) == [c[0] for c in centres]      # drawn where placed
+
+
+def _title_lines(text) -> list[str]:
+    return [x for x in str(text or "").split("<br>") if x]
+
+
+def test_chart_titles_never_overlap():
+    """Issue 21: titles overlapped the panel titles under them (a 40 px top margin for both) and ran past a
+    half-width chart. Every title line fits its width, and the top margin holds the title and the panel titles."""
+    energy = pd.DataFrame([{"model": m, "site": "layer.02", "step": s, "energy_share_mean": 0.3}
+                           for m in ("base", "decoupled.s0") for s in (0, 8)])
+    probes = energy.rename(columns={"energy_share_mean": "accuracy"})
+    pens = pd.DataFrame([{"arm": a, "model": f"{a}.s0", "step": s, "penalty": 0.1}
+                         for a in ("decoupled", "random") for s in (0, 8)])
+    dose = pd.DataFrame({"lam": [0.0, 0.1], "msa_to_dialect": [None, {"delta": 1.0, "low": 0.0, "high": 2.0}],
+                         "called_msa": [0.2, 0.1], "posthoc_accuracy": [0.9, 0.8]})
+    points = pd.DataFrame({"x": [0.0, 1.0], "y": [0.0, 1.0], "variety": ["arb", "arz"], "region": ["Standard", "Nile Valley"],
+                           "sent_id": ["a", "a"], "text": ["x", "y"]})
+    figs = {"posthoc": (figures.posthoc_vs_energy(energy, probes, ["decoupled.s0"], "layer.02"), figures.TITLE_CHARS),
+            "penalties": (figures.penalties(pens, ["decoupled", "random"]), figures.TITLE_CHARS),
+            "dose": (figures.dose_response(dose), figures.TITLE_CHARS),
+            "embedding": (figures.embedding(points, title="decoupled · seed 1 (probe + penalty) · step 1600 · "
+                                                          "layer.02 · UMAP"), figures.TITLE_CHARS // 2)}
+    for name, (fig, chars) in figs.items():
+        lines = _title_lines(fig.layout.title.text)
+        subs = figures.subplot_titles(fig)
+        sub_lines = max((len(_title_lines(a.text)) for a in subs), default=0)
+        assert all(len(x) <= chars for x in lines), (name, lines)
+        assert all(len(x) <= chars // len(subs) for a in subs for x in _title_lines(a.text)), name
+        need = (figures.TITLE_PAD + len(lines) * figures.TITLE_PX * figures.LINE if lines else 0) \
+            + sub_lines * figures.SUBTITLE_PX * figures.LINE
+        assert fig.layout.margin.t >= need, (name, fig.layout.margin.t, need)
+        assert fig.layout.title.yref == "container" and fig.layout.title.yanchor == "top"
+
+
+def test_export_file_names_carry_experiment_arm_seed_layer_and_step():
+    from explorer.ui import exports
+
+    assert exports.file_name("madar-25", "embedding", model="decoupled.s1", layer="layer.02", step=1600,
+                             extra=["UMAP"], ext="png") == "madar-25_embedding_decoupled_seed1_layer02_step1600_UMAP.png"
+    assert exports.file_name("tiny", "delta-map", model="random", extra=["MSA → dialect"]) == \
+        "tiny_delta-map_random_MSA-dialect"
+    assert exports.file_name("tiny", "translate", models=["baseline.s0", "base"]) == "tiny_translate_baseline_seed0_base"
+    flat = exports.plain(pd.DataFrame({"lam": [0.0, 0.1], "d": [None, {"delta": 1.0, "low": 0.5}], "v": [["a"], []]}))
+    assert list(flat.columns) == ["lam", "d delta", "d low", "v"] and flat["d delta"].iloc[1] == 1.0
+    assert flat["v"].iloc[0] == '["a"]'
 
 
 def test_many_models_get_one_hue_per_arm_and_a_dash_per_seed():
@@ -266,3 +351,30 @@ def test_many_models_get_one_hue_per_arm_and_a_dash_per_seed():
     for arm in ("baseline", "decoupled", "random"):
         seeds = [f"{arm}.s{k}" for k in range(3)]
         assert len({hue[m] for m in seeds}) == 1 and len({lines[m].dash for m in seeds}) == 3
+
+
+def test_the_dialect_guess_is_honest():
+    """Issue 21 item 6: three varieties with probabilities, never a label on MSA or garbled output, and a flag for
+    why an output is garbled (repetition, cut short, unknown words)."""
+    from explorer.analysis import guess as G
+
+    classes = ("arb", "arz", "mus")
+    known = G.lexicon(["ازيك يا صاحبي عامل ايه النهارده", "كيف حالك اليوم يا صديقي"])
+    ok = G.guess("ازيك يا صاحبي عامل ايه", [0.05, 0.85, 0.10], classes, known=known, msa_probability=0.1)
+    assert ok.label == "arz" and [c for c, _ in ok.top] == ["arz", "mus", "arb"] and not ok.garbled
+    msa = G.guess("كيف حالك اليوم يا صديقي", [0.05, 0.08, 0.87], classes, known=known, msa_probability=0.9)
+    assert msa.label is None and msa.called_msa and "reads as MSA" in msa.why      # not "Muscat .87"
+    assert G.describe(msa).endswith("top 3: Muscat (mus) .87 · Egyptian (arz) .08 · MSA (arb) .05")
+    loop = G.guess("يا يا يا يا يا يا يا يا", [0.0, 0.95, 0.05], classes, known=known)
+    assert loop.label is None and G.REPEATS in loop.garbled
+    junk = G.guess("قثصض ظطكمن ثقفغ عامل", [0.0, 0.95, 0.05], classes, known=known)
+    assert junk.label is None and junk.garbled == (G.UNKNOWN,) and junk.unknown_share == 0.75
+    short = G.guess("ازيك", [0.0, 0.95, 0.05], classes, ref="ازيك يا صاحبي عامل ايه النهارده", known=known)
+    assert short.label is None and G.CUT_SHORT in short.garbled
+    unsure = G.guess("ازيك يا صاحبي", [0.2, 0.5, 0.3], classes, known=known)
+    assert unsure.label is None and "no confident guess" in unsure.why and len(unsure.top) == 3
+    rows = pd.DataFrame({"src": ["arb"] * 4, "tgt": ["arz"] * 4, "guess_d.s0": ["arz", "mus", "", ""],
+                         "garbled_d.s0": ["", "", "", "cut short"], "called_msa_d.s0": [False, False, False, True]})
+    held = G.not_msa_breakdown(rows, ["d.s0"], lambda m: m.split(".")[0])[0]
+    assert held["not called MSA"] == 0.75 and held["garbled"] == 0
+    assert held["the requested dialect"] == held["another variety"] == held["no confident guess"] == pytest.approx(1 / 3)

@@ -106,6 +106,46 @@ def delta_pair(models: Sequence[str], system: str | None = None, reference: str 
     return (system, reference) if system in models and system != reference else None
 
 
+def arm_models(models: Sequence[str], arm: str) -> list[str]:
+    """The seeds of ``arm`` among ``models`` ("decoupled" -> ["decoupled.s0", "decoupled.s1"]); a model name -> itself."""
+    if arm in models:
+        return [arm]
+    return [m for m in models if m.rpartition(".s")[0] == arm and m.rpartition(".s")[2].isdigit()]
+
+
+def delta_sides(models: Sequence[str]) -> list[str]:
+    """What a Δ can compare, for the page's pickers: each arm with several seeds as itself (the mean over its
+    seeds), then every model (one seed each)."""
+    arms = [a for a in dict.fromkeys(m.rpartition(".s")[0] for m in models if ".s" in m) if a]
+    return [a for a in arms if len(arm_models(models, a)) > 1] + list(models)
+
+
+def side_label(name: str, models: Sequence[str]) -> str:
+    """"decoupled (mean of 3 seeds)" for an arm, "decoupled · seed 1" for a model."""
+    if name in models:
+        return model_display(name)
+    return f"{name} (mean of {len(arm_models(models, name))} seeds)"
+
+
+def with_delta(table: pd.DataFrame, system: str, reference: str) -> pd.DataFrame:
+    """``table`` with its Δ for the chosen pair: ``delta`` = chrF++ of ``system`` − chrF++ of ``reference`` (a
+    model, or an arm for the mean over its seeds), ``abs_delta`` = |Δ|, and ``differ`` = how often the two
+    outputs differ: 1 or 0 for two models; for an arm, the share of its seeds whose output differs from the
+    other side's (the same seed when both sides are arms)."""
+    models = models_in(table)
+    a, b = arm_models(models, system), arm_models(models, reference)
+    if not a or not b:
+        raise ValueError(f"no outputs of {system if not a else reference!r} in this table; it has {models}")
+    df = table.copy()
+    df["delta"] = (df[[f"chrf_{m}" for m in a]].mean(axis=1) - df[[f"chrf_{m}" for m in b]].mean(axis=1)).round(3)
+    df["abs_delta"] = df["delta"].abs()
+    seed = {m: m.rpartition(".s")[2] for m in b}
+    pairs = [(m, next((r for r in b if seed[r] == m.rpartition(".s")[2]), b[0]) if len(b) > 1 else b[0]) for m in a]
+    same = [df[f"hyp_{x}"].fillna("").map(_norm) != df[f"hyp_{y}"].fillna("").map(_norm) for x, y in pairs]
+    df["differ"] = np.mean(np.stack([s.to_numpy(dtype=float) for s in same]), axis=0) if same else np.nan
+    return df
+
+
 def error_table(hyps: pd.DataFrame, models: Sequence[str], classifier: DialectClassifier | None,
                 system: str | None = None, reference: str = "baseline") -> pd.DataFrame:
     """One row per (direction, sentence) with every model's output, chrF++, dialect guess, copied share and
@@ -198,15 +238,17 @@ def word_diff_html(hyp: str, ref: str) -> tuple[str, str]:
 
 def column_labels(models: Sequence[str], delta_pair_: tuple[str, str] | None = None) -> dict[str, str]:
     """Internal column -> the name the page shows (and the export uses)."""
-    sys_, ref = (model_display(m) for m in (delta_pair_ or ("decoupled", "baseline")))
+    sys_, ref = (side_label(m, models) for m in (delta_pair_ or ("decoupled", "baseline")))
     labels = {"label": "direction", "variety": "variety", "sent_id": "sentence id", "source": "source",
-              "ref": "reference", "delta": f"Δ chrF++ ({sys_} − {ref})", "length": "source words",
+              "ref": "reference", "delta": f"Δ chrF++ ({sys_} − {ref})", "abs_delta": f"|Δ| ({sys_} − {ref})",
+              "differ": f"outputs differ ({sys_} vs {ref})", "length": "source words",
               "pair_flags": "test pair flags"}
     for name in models:
         m = model_display(name)
         labels |= {f"hyp_{name}": f"output · {m}", f"chrf_{name}": f"chrF++ · {m}",
                    f"copy_{name}": f"copied from source · {m}", f"flags_{name}": f"flags · {m}",
                    f"guess_{name}": f"looks like · {m}", f"pred_p_{name}": f"p(guess) · {m}",
+                   f"top_{name}": f"top three varieties · {m}", f"garbled_{name}": f"garbled · {m}",
                    f"tags_{name}": f"tags · {m}", f"comment_{name}": f"comment · {m}",
                    f"spans_{name}": f"marked spans · {m}"}
     return labels | {"tags": "tags (sentence)", "comment": "comment (sentence)"}
@@ -222,7 +264,7 @@ def export_frame(shown: pd.DataFrame, models: Sequence[str], *, scope: str,
     "comment", "spans"}}}`` (plain values, as ``experiment.annotations.Annotations.flat`` gives them)."""
     df = shown.copy()
     for m in models:
-        if f"pred_{m}" in df:
+        if f"pred_{m}" in df and f"guess_{m}" not in df:     # (analysis.guess sets an honest one first)
             df[f"guess_{m}"] = [confident_guess(v, p, threshold) or "" for v, p in zip(df[f"pred_{m}"],
                                                                                        df[f"pred_p_{m}"])]
     if notes is not None:
@@ -236,10 +278,11 @@ def export_frame(shown: pd.DataFrame, models: Sequence[str], *, scope: str,
             df[f"comment_{m}"] = [o.get("comment", "") for o in outs]
             df[f"spans_{m}"] = ["; ".join(f"{s['text']} [{s.get('tag', '')}]" for s in o.get("spans", ()))
                                 for o in outs]
-    cols = ["label", "variety", "sent_id", "source", "ref", "pair_flags", "delta", "length"]
+    cols = ["label", "variety", "sent_id", "source", "ref", "pair_flags", "delta", *(["differ"] if "differ" in df
+                                                                                     else []), "length"]
     for m in models:
-        cols += [c for c in (f"hyp_{m}", f"chrf_{m}", f"copy_{m}", f"flags_{m}", f"guess_{m}", f"pred_p_{m}",
-                             f"tags_{m}", f"comment_{m}", f"spans_{m}") if c in df]
+        cols += [c for c in (f"hyp_{m}", f"chrf_{m}", f"copy_{m}", f"flags_{m}", f"guess_{m}", f"top_{m}",
+                             f"garbled_{m}", f"pred_p_{m}", f"tags_{m}", f"comment_{m}", f"spans_{m}") if c in df]
     cols += [c for c in ("tags", "comment") if c in df]
     out = df[cols].rename(columns=column_labels(models, delta_of))
     out.insert(0, "exported", scope)

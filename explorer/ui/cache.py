@@ -16,7 +16,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from ..analysis import errors, plain, readings
+from ..analysis import errors, guess, plain, readings
 from ..analysis.verdict import leakage as leakage_table
 from ..analysis.verdict import probe_chance
 from ..analysis.verdict_text import verdict as verdict_sentences
@@ -28,7 +28,7 @@ from ..experiment.annotations import Annotations, AnnotationStore
 from ..experiment.pack import verify_pack
 from ..experiment.view import ExperimentView, list_experiment_dirs, load_experiment
 from ..files import StoreError, read_json
-from . import figures
+from . import figures, maps
 
 
 def experiment_key(folder: str | Path) -> str:
@@ -158,10 +158,34 @@ def layout(key: str, model_name: str, step: int, site: str, method: str) -> np.n
     return v.pca(model_name, step, site)
 
 
+@st.cache_resource(max_entries=4, show_spinner=False)
+def msa_classifier(key: str) -> DialectClassifier:
+    return view(key).msa_classifier()
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def lexicon(key: str) -> frozenset[str]:
+    """Every word of the corpus's training split in the experiment's varieties (``analysis.guess``'s unknown words)."""
+    from ..data.sources import load_corpus
+
+    v = view(key)
+    cfg = v.config
+    train = load_corpus(cfg.data, dev=cfg.dev_size, test=cfg.test_size, seed=cfg.seed).split("train")
+    return guess.lexicon(t for c in v.varieties if c in train.columns for t in train[c].dropna().astype(str))
+
+
 @st.cache_data(max_entries=8, show_spinner="Reading the test translations…")
 def error_table(key: str) -> pd.DataFrame:
     v = view(key)
-    return errors.error_table(v.hypotheses(), v.models, classifier(key))
+    table = errors.error_table(v.hypotheses(), v.models, classifier(key))
+    return guess.add_guesses(table, v.models, classifier(key), msa=msa_classifier(key), known=lexicon(key))
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def not_msa_breakdown(key: str) -> pd.DataFrame:
+    """What the MSA → dialect outputs not called MSA hold, per arm (``analysis.guess.not_msa_breakdown``)."""
+    v = view(key)
+    return pd.DataFrame(guess.not_msa_breakdown(error_table(key), v.arms, v.arm_of))
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -288,7 +312,7 @@ def annotations(root: str, stamp: int) -> Annotations:
 
 
 def _map(key: str, system: str, kind: str) -> go.Figure:
-    return figures.delta_map(map_frame(key, system, kind), f"Δ chrF++ ({system} − baseline), {kind}",
+    return maps.delta_map(map_frame(key, system, kind), f"Δ chrF++ ({system} − baseline), {kind}",
                              delta_limit(key))
 
 

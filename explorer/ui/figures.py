@@ -13,8 +13,6 @@
 
 from __future__ import annotations
 
-import functools
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -50,10 +48,51 @@ def iso(text: str) -> str:
     return f"{FSI}{text}{PDI}"
 
 
-def _style(fig: go.Figure, height: int = 420, **layout) -> go.Figure:
+# titles: font sizes (px), line height (in font sizes), characters per line of a full-width figure, space above
+TITLE_PX, SUBTITLE_PX, LINE, TITLE_CHARS, TITLE_PAD = 16, 14, 1.35, 70, 8
+
+
+def _lines(text: str, width: int) -> list[str]:
+    """``text`` broken at spaces into lines of at most ``width`` characters (a longer word keeps its line)."""
+    out: list[str] = []
+    for part in str(text).split("<br>"):
+        cur = ""
+        for w in part.split():
+            if cur and len(cur) + 1 + len(w) > width:
+                out.append(cur)
+                cur = w
+            else:
+                cur = f"{cur} {w}".strip()
+        out.append(cur)
+    return [x for x in out if x]
+
+
+def subplot_titles(fig: go.Figure) -> list:
+    """The annotations ``make_subplots`` puts above each panel (anchored at their bottom on the panel's top)."""
+    return [a for a in fig.layout.annotations or ()
+            if a.yref == "paper" and a.yanchor == "bottom" and a.showarrow is False]
+
+
+def _style(fig: go.Figure, height: int = 420, *, title: str = "", title_chars: int = TITLE_CHARS,
+           **layout) -> go.Figure:
+    """The app's look, and titles that never overlap: the title is wrapped to ``title_chars`` characters a line
+    (``TITLE_CHARS`` for a full-width figure, about half for one of two side by side), each panel's title to its
+    share of that, and the top margin is made tall enough for all their lines, so the title sits above the panel
+    titles and they sit above the plot (the figure grows by what the margin takes)."""
+    lines = _lines(title, title_chars) if title else []
+    subs = subplot_titles(fig)
+    sub_lines = 0
+    for a in subs:
+        wrapped = _lines(a.text or "", max(12, title_chars // len(subs) - 2))
+        a.update(text="<br>".join(wrapped), font={"size": SUBTITLE_PX})
+        sub_lines = max(sub_lines, len(wrapped))
+    top = (TITLE_PAD + math.ceil(len(lines) * TITLE_PX * LINE) + 6 if lines else 10) \
+        + (math.ceil(sub_lines * SUBTITLE_PX * LINE) + 4 if sub_lines else 0)
     layout = {"legend": {"itemsizing": "constant"}, **layout}
-    fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 40, "b": 10}, font={"family": FONT},
-                      hoverlabel={"font": {"family": FONT}}, **layout)
+    fig.update_layout(height=height + max(0, top - 40), margin={"l": 10, "r": 10, "t": max(top, 20), "b": 10},
+                      font={"family": FONT}, hoverlabel={"font": {"family": FONT}},
+                      title={"text": "<br>".join(lines), "x": 0, "xanchor": "left", "y": 1, "yref": "container",
+                             "yanchor": "top", "pad": {"t": TITLE_PAD}, "font": {"size": TITLE_PX}}, **layout)
     return fig
 
 
@@ -114,7 +153,7 @@ def embedding(points: pd.DataFrame, *, colour_by: str = "variety", link: str | N
                     "opacity": 0.85, "line": {"width": 0.5, "color": "white"}}))
     fig.update_xaxes(showticklabels=False, title=None)
     fig.update_yaxes(showticklabels=False, title=None)
-    return _style(fig, height=520, title=title, legend={"orientation": "h", "yanchor": "top", "y": -0.02,
+    return _style(fig, height=520, title=title, title_chars=TITLE_CHARS // 2, legend={"orientation": "h", "yanchor": "top", "y": -0.02,
                                                         "itemsizing": "constant"})
 
 
@@ -260,7 +299,7 @@ def energy_heatmap(frame: pd.DataFrame, title: str, zrange: tuple[float, float] 
                                hovertemplate="%{y}<br>step %{x}<br>share %{z:.3f}<extra></extra>"))
     fig.update_xaxes(title="checkpoint (training step)", type="category")
     fig.update_yaxes(autorange="reversed")
-    return _style(fig, height=max(260, 60 + 34 * len(frame)), title=title)
+    return _style(fig, height=max(260, 60 + 34 * len(frame)), title=title, title_chars=TITLE_CHARS // 2)
 
 
 def shared_range(frames: list[pd.DataFrame]) -> tuple[float, float] | None:
@@ -295,20 +334,6 @@ def per_layer(geo: pd.DataFrame, metric: str, variety: str, models: Sequence[str
 # ---------------------------------------------------------------- headline
 
 
-@functools.lru_cache(maxsize=1)
-def _basemap() -> tuple[tuple[float | None, ...], tuple[float | None, ...]]:
-    """Country outlines as one lon/lat path, rings separated by None (read once per process)."""
-    geo = json.loads(BASEMAP.read_text(encoding="utf-8"))
-    lon: list[float | None] = []
-    lat: list[float | None] = []
-    for feature in geo["features"]:
-        for polygon in feature["geometry"]["coordinates"]:
-            for ring in polygon:
-                lon += [p[0] for p in ring] + [None]
-                lat += [p[1] for p in ring] + [None]
-    return tuple(lon), tuple(lat)
-
-
 def delta_limit(deltas: pd.DataFrame, systems: Sequence[str] | None = None, floor: float = 1.0) -> float:
     """One symmetric bound for every Δ colour scale and axis of the experiment: the largest |Δ| or interval end
     over ``systems`` (default: every system but the base) and all directions, rounded up to a whole number."""
@@ -318,68 +343,6 @@ def delta_limit(deltas: pd.DataFrame, systems: Sequence[str] | None = None, floo
     vals = d[["delta", "low", "high"]].to_numpy(dtype=float)
     vals = vals[np.isfinite(vals)]
     return float(max(floor, math.ceil(np.abs(vals).max()))) if vals.size else floor
-
-
-# label placement on the map: text offsets tried in order, and the box a label takes (degrees at this zoom)
-_POSITIONS = (("top center", 0.0, 1.0), ("bottom center", 0.0, -1.0), ("middle right", 1.0, 0.0),
-              ("middle left", -1.0, 0.0), ("top right", 0.8, 0.8), ("bottom left", -0.8, -0.8),
-              ("top left", -0.8, 0.8), ("bottom right", 0.8, -0.8))
-_CHAR_DEG, _LINE_DEG = 0.62, 1.5
-
-
-def label_positions(lon: Sequence[float], lat: Sequence[float], texts: Sequence[str]) -> list[str]:
-    """A Plotly ``textposition`` per city so that labels overlap neither each other nor other cities' dots
-    (greedy, north to south; the first free position wins, else the least crowded)."""
-    boxes: list[tuple[float, float, float, float]] = []
-    dots = [(float(x), float(y)) for x, y in zip(lon, lat)]
-    out = [""] * len(texts)
-
-    def box(i: int, dx: float, dy: float) -> tuple[float, float, float, float]:
-        w, h = _CHAR_DEG * len(texts[i]), _LINE_DEG
-        x, y = dots[i]
-        cx, cy = x + dx * (w / 2 + 0.6), y + dy * (h / 2 + 0.6)
-        return cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2
-
-    def clash(b: tuple[float, float, float, float], me: int) -> int:
-        n = sum(b[0] < o[2] and o[0] < b[2] and b[1] < o[3] and o[1] < b[3] for o in boxes)
-        return n + sum(b[0] - 0.4 < x < b[2] + 0.4 and b[1] - 0.4 < y < b[3] + 0.4
-                       for j, (x, y) in enumerate(dots) if j != me)
-
-    for i in sorted(range(len(texts)), key=lambda k: -dots[k][1]):
-        scored = [(clash(box(i, dx, dy), i), k) for k, (_, dx, dy) in enumerate(_POSITIONS)]
-        best = min(scored)[1]
-        out[i] = _POSITIONS[best][0]
-        boxes.append(box(i, *_POSITIONS[best][1:]))
-    return out
-
-
-def delta_map(frame: pd.DataFrame, title: str, limit: float) -> go.Figure:
-    """Dialect cities coloured by Δ chrF++ on the fixed scale ±``limit`` (diverging, 0 = white), on country
-    outlines drawn as plain lines.
-
-    Plotly's own geo layers (land, coasts, countries) and any trace with ``locations`` make plotly.js fetch a
-    topojson file from its CDN, which an offline laptop cannot reach; so every layer is off and the countries
-    are a lon/lat line trace from the bundled ``assets/basemap.geojson``."""
-    lon, lat = _basemap()
-    fig = go.Figure(go.Scattergeo(lon=lon, lat=lat, mode="lines", fill="toself", fillcolor="#f3f4f6",
-                                  line={"width": 0.6, "color": "#9ca3af"}, hoverinfo="skip", showlegend=False))
-    if len(frame):
-        text = [f"<b>{n}</b><br>Δ chrF++ {d:+.2f} [{lo:+.2f}, {hi:+.2f}]" for n, d, lo, hi in
-                zip(frame["name"], frame["delta"], frame["low"], frame["high"])]
-        labels = [f"{c} {d:+.1f}" for c, d in zip(frame["city"], frame["delta"])]
-        fig.add_trace(go.Scattergeo(
-            lat=frame["lat"], lon=frame["lon"], text=text, hovertemplate="%{text}<extra></extra>",
-            mode="markers+text", textposition=label_positions(frame["lon"], frame["lat"], labels),
-            texttemplate=labels, textfont={"size": 12},
-            marker={"size": [16 if s else 11 for s in frame["significant"]], "color": frame["delta"],
-                    "colorscale": DELTA_SCALE, "cmin": -limit, "cmax": limit, "cmid": 0,
-                    "line": {"width": 1, "color": "#333"},
-                    "colorbar": {"title": "Δ chrF++", "tickformat": "+.1f"}},
-            showlegend=False))
-    fig.update_geos(showcoastlines=False, showland=False, showocean=False, showlakes=False, showrivers=False,
-                    showcountries=False, showsubunits=False, showframe=False, bgcolor="#dbe9f6",
-                    lonaxis_range=[-18, 62], lataxis_range=[6, 44], projection_type="equirectangular")
-    return _style(fig, height=460, title=title)
 
 
 def delta_bars(deltas: pd.DataFrame, order: Sequence[str], title: str, limit: float) -> go.Figure:
