@@ -46,7 +46,7 @@ def test_tiny_run_produces_every_artefact(tiny_experiment):
     want_ckpts = list(range(cfg.ckpt_every, cfg.steps + 1, cfg.ckpt_every))
     for model in models:
         assert exp.checkpoints(model) == want_ckpts
-        assert exp.stage(model).resume.location() is None, "finished arms drop their resume state"
+        assert StageFolder(exp, model).resume.location() is None, "finished arms drop their resume state"
         assert [r["step"] for r in exp.train_log(model)] == list(range(1, cfg.steps + 1))
         assert (tiny_experiment / "arms" / model.split(".s")[0] / f"seed-{model.split('.s')[1]}").is_dir()
     # seeds differ only in the stage-2 batch order: same arm, different seeds -> different weights
