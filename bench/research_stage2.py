@@ -29,7 +29,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import explorer.training.loop as loop_module
-from explorer.config import add_config_options, derive, overrides_from_args, preset_config
+from explorer.config import derive, preset_config
+from explorer.options import add_config_options, overrides_from_args
 from explorer.data.examples import IGNORE, parallel_examples
 from explorer.data.rundata import load_run_data
 from explorer.data.varieties import ENG, HR, direction_kind

@@ -14,7 +14,8 @@ import os
 import sys
 from pathlib import Path
 
-from .config import PRESETS, RunConfig, add_config_options, overrides_from_args, preset_config
+from .config import PRESETS, RunConfig, preset_config
+from .options import add_config_options, overrides_from_args
 from .data.report import CorpusReport, inspect_corpus
 from .data.rundata import load_run_data
 from .experiment.basebuild import build_base

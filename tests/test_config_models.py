@@ -7,7 +7,8 @@ import argparse
 
 import pytest
 
-from explorer.config import PRESETS, PRETRAINED_LR, add_config_options, overrides_from_args, preset_config
+from explorer.config import PRESETS, PRETRAINED_LR, preset_config
+from explorer.options import add_config_options, overrides_from_args
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))

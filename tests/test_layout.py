@@ -7,7 +7,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "explorer"
 # the order data flows (docs/design.md §5); a module may import from its own layer or a lower one
-LAYER = {"__init__": 0, "config": 0, "filecheck": 0, "files": 0, "names": 0, "version": 0, "data": 1, "model": 2,
+LAYER = {"__init__": 0, "config": 0, "filecheck": 0, "files": 0, "names": 0, "options": 0, "version": 0, "data": 1, "model": 2,
          "method": 3, "training": 4, "evaluation": 5, "analysis": 5, "experiment": 6, "ui": 7, "__main__": 7}
 
 

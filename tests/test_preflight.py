@@ -138,7 +138,7 @@ def test_tiny_preset_runs_on_the_release_as_unpacked(tmp_path, capsys):
 @pytest.mark.parametrize("value, says", [("0", "for the one seed 0 write 0,"), ("1,1", "distinct"),
                                          ("two", "got 'two'")])
 def test_a_bad_seeds_value_says_how_to_write_one(value, says, capsys):
-    from explorer.config import parse_seeds
+    from explorer.options import parse_seeds
 
     with pytest.raises(SystemExit):
         _parser().parse_args(["run", "--seeds", value])

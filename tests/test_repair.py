@@ -20,7 +20,8 @@ import pytest
 from explorer.__main__ import _parser
 from explorer.__main__ import main as cli_main
 from explorer.analysis.repcache import read_geometry
-from explorer.config import overrides_from_args, preset_config
+from explorer.config import preset_config
+from explorer.options import overrides_from_args
 from explorer.experiment.layout import Experiment
 from explorer.experiment.report import summary, summary_table
 from explorer.experiment.run import run_experiment
