@@ -137,13 +137,14 @@ def test_page_shows_its_content(server, page, path):
     if path == "":
         assert page.get_by_text("Arabic is diglossic").count()
         assert page.locator(".js-plotly-plot .geo").count() == 1          # the map
-        assert page.locator(".dde-verdict").count() == 1                  # what the run shows, in words
+        assert page.locator(".dde-verdict").count() == 2    # in words: the plain summary, the full verdict folded below
         assert page.locator("table.dde-table td[dir='auto']").count() > 20  # the headline, no inner scroll box
         assert page.locator(".modebar-btn.dde-svg").count() >= 1          # SVG export beside the PNG one
         for fmt, button in (("svg", ".modebar-btn.dde-svg"), ("png", ".modebar-btn[data-title$='PNG']")):
             with page.expect_download(timeout=WAIT_MS) as download:
                 page.locator(button).first.dispatch_event("click")
-            assert download.value.suggested_filename == f"delta-map.{fmt}"
+            # named for what it holds: experiment, figure, arm, direction kind (ui.exports.file_name)
+            assert download.value.suggested_filename == f"tiny_delta-map_decoupled_MSA-dialect.{fmt}"
     elif path in ("embeddings", "subspace"):
         assert page.locator(".js-plotly-plot").count() >= (2 if path == "embeddings" else 5)
         assert page.locator(".js-plotly-plot .modebar").count() or page.locator(".modebar-container").count()
@@ -207,7 +208,7 @@ def test_arabic_inputs_run_right_to_left(server, page):
     search.press("Enter")
     page.wait_for_function("() => decodeURIComponent(location.search).includes('ea_search=المركز')",
                            timeout=WAIT_MS)                    # the filter is in the address: a reload keeps it
-    settle(page, "[data-testid='stMarkdown']")
+    settle(page, "[data-testid='stMarkdown']:visible")
     page.reload()
     settle(page, "[data-testid='stTextInput'] input")
     assert page.locator("[data-testid='stTextInput'] input").first.input_value() == "المركز"
