@@ -80,8 +80,12 @@ class Experiment:
         return self._format
 
     def _legacy_name(self, model: str) -> str:
-        """How a format-1 folder names a model (its arms had no seed in their names)."""
-        return parse_model(model)[0]
+        """How a format-1 folder names a model (its arms had no seed in their names); a name already in that form
+        (a format-1 manifest's own stage key, e.g. "baseline") is kept."""
+        try:
+            return parse_model(model)[0]
+        except ValueError:
+            return model
 
     def stage_key(self, kind: str, model: str) -> str:
         """The manifest key of a stage: ``stage_key("eval", "decoupled.s1") == "eval:decoupled.s1"``."""
@@ -163,8 +167,10 @@ class Experiment:
         """The folder of training stage ``name`` ("base" or a model): log, checkpoints, refits, resume state."""
         if name == "base":
             return self.root / "base"
+        if self.format == 1:            # one seed per arm: "arms/<arm>", named with or without its seed
+            return self.root / "arms" / self._legacy_name(name)
         arm, seed = parse_model(name)
-        return self.root / "arms" / arm if self.format == 1 else self.root / "arms" / arm / f"seed-{seed}"
+        return self.root / "arms" / arm / f"seed-{seed}"
 
     def checkpoint_file(self, arm: str, step: int) -> Path:
         return self.stage_dir(arm) / "checkpoints" / f"step-{step:06d}" / WEIGHTS
