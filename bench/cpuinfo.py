@@ -3,31 +3,26 @@
 
 from __future__ import annotations
 
-import platform
+import os
+import sys
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from explorer.training.precision import cpu_flags, cpu_model  # noqa: E402
 
 FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
 
 
 def cpu_info() -> dict:
-    name = platform.processor() or platform.machine()
-    flags: set[str] = set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and name in ("", platform.machine()):
-                name = line.split(":", 1)[1].strip()
-            elif line.startswith("flags") and not flags:
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
+    flags = cpu_flags()
     try:
         capability = torch.backends.cpu.get_cpu_capability()
     except AttributeError:
         capability = "unknown"
-    return {"cpu": name, "flags": {f: f in flags for f in FLAGS}, "torch_capability": capability,
-            "torch_threads": torch.get_num_threads(), "cores": len(__import__("os").sched_getaffinity(0))}
+    return {"cpu": cpu_model(), "flags": {f: f in flags for f in FLAGS}, "torch_capability": capability,
+            "torch_threads": torch.get_num_threads(), "cores": len(os.sched_getaffinity(0))}
 
 
 def cpu_line(info: dict | None = None) -> str:

@@ -37,6 +37,7 @@ import torch
 from ..analysis import repcache
 from ..files import Record, StoreError, atomic_write, check_path, file_status, read_json, write_json
 from ..model.shipped import SHIPPED_BASE, read_card
+from ..training.precision import cpu_model
 from ..version import code_version
 from ..names import parse_model
 from .layout import PACK_FILE, Experiment, arm_models
@@ -116,13 +117,7 @@ def _represent_files(src: Experiment, shown: dict[str, list[int]]) -> list[str]:
 
 def hardware() -> dict:
     """The machine that packs (normally the one that ran the experiment)."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
-    except OSError:
-        pass
-    info = {"cpu": cpu, "cpu_count": os.cpu_count(), "torch": torch.__version__, "platform": platform.platform()}
+    info = {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "torch": torch.__version__, "platform": platform.platform()}
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info

@@ -13,6 +13,7 @@ recorded in the experiment's manifest.
 from __future__ import annotations
 
 import functools
+import platform
 import statistics
 import time
 from dataclasses import dataclass
@@ -57,15 +58,25 @@ def normalise(value: object) -> str:
     return text
 
 
-def cpu_flags(path: str | Path = "/proc/cpuinfo") -> frozenset[str]:
-    """The processor's feature flags (empty where /proc/cpuinfo is not there, e.g. macOS)."""
+def _cpuinfo_field(name: str, path: str | Path = "/proc/cpuinfo") -> str | None:
+    """The first ``name : value`` of /proc/cpuinfo (None where it is not there, e.g. macOS): the one reader of it."""
     try:
         for line in Path(path).read_text().splitlines():
-            if line.startswith("flags"):
-                return frozenset(line.split(":", 1)[1].split())
+            if line.startswith(name):
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return frozenset()
+    return None
+
+
+def cpu_flags(path: str | Path = "/proc/cpuinfo") -> frozenset[str]:
+    """The processor's feature flags (empty where /proc/cpuinfo is not there)."""
+    return frozenset((_cpuinfo_field("flags", path) or "").split())
+
+
+def cpu_model() -> str:
+    """The processor's model name, as /proc/cpuinfo gives it (else what the platform module knows)."""
+    return _cpuinfo_field("model name") or platform.processor() or platform.machine()
 
 
 def native_bf16(flags: frozenset[str]) -> bool:
